@@ -86,3 +86,13 @@ type Sink interface {
 	// Send retries across reconnects by itself.
 	Send(ctx context.Context, recs []Record, done func(error)) error
 }
+
+// Processor turns one input record into the record to deliver.
+//
+// Process must be safe for concurrent use: every worker calls it. It returns
+// the bytes to deliver (which may alias rec); a nil slice with a nil error
+// drops the record (a filter), which counts as done. An error sends the
+// original record to the dead-letter subject with err.Error() as the reason.
+type Processor interface {
+	Process(rec []byte) ([]byte, error)
+}
