@@ -1,0 +1,129 @@
+package obs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Admin is the admin HTTP server: /metrics, /healthz, /readyz, plus whatever
+// other packages mount with Handle. It listens on loopback by default; the
+// caller chooses the address.
+type Admin struct {
+	mux    *http.ServeMux
+	gather prometheus.Gatherer
+	log    *slog.Logger
+
+	mu     sync.Mutex              // guards checks
+	checks map[string]func() error // readiness checks by name
+
+	srv *http.Server
+	ln  net.Listener
+	wg  sync.WaitGroup
+}
+
+// NewAdmin returns an admin server serving metrics from g.
+func NewAdmin(g prometheus.Gatherer, logger *slog.Logger) *Admin {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	a := &Admin{mux: http.NewServeMux(), gather: g, log: logger.With(KeyComponent, "admin"), checks: map[string]func() error{}}
+	a.mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintln(w, "ok")
+	})
+	a.mux.HandleFunc("GET /readyz", a.ready)
+	return a
+}
+
+// Handle mounts h at pattern (net/http ServeMux syntax, e.g. "POST /sink/reconnect").
+func (a *Admin) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
+
+// HandleFunc mounts f at pattern.
+func (a *Admin) HandleFunc(pattern string, f http.HandlerFunc) { a.mux.HandleFunc(pattern, f) }
+
+// AddReadyCheck adds a readiness check; /readyz answers 200 only when every
+// check returns nil.
+func (a *Admin) AddReadyCheck(name string, check func() error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.checks[name] = check
+}
+
+func (a *Admin) ready(w http.ResponseWriter, _ *http.Request) {
+	a.mu.Lock()
+	names := make([]string, 0, len(a.checks))
+	for n := range a.checks {
+		names = append(names, n)
+	}
+	checks := a.checks
+	a.mu.Unlock()
+	sort.Strings(names)
+	res := map[string]string{}
+	ok := true
+	for _, n := range names {
+		if err := checks[n](); err != nil {
+			res[n] = err.Error()
+			ok = false
+		} else {
+			res[n] = "ok"
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(res)
+}
+
+// ServeHTTP lets tests drive the admin API without a listener.
+func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// Start listens on addr and serves in a goroutine owned by a; Close stops it.
+func (a *Admin) Start(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admin server: listen on %s: %w (set admin.listen to another address, or \"off\")", addr, err)
+	}
+	a.ln = ln
+	a.srv = &http.Server{Handler: a.mux, ReadHeaderTimeout: 5 * time.Second}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("admin server stopped", KeyErr, err)
+		}
+	}()
+	a.log.Info("admin server listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr returns the address the server listens on, or "" before Start.
+func (a *Admin) Addr() string {
+	if a.ln == nil {
+		return ""
+	}
+	return a.ln.Addr().String()
+}
+
+// Close shuts the server down, waiting up to 2s for requests in progress.
+func (a *Admin) Close() error {
+	if a.srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := a.srv.Shutdown(ctx)
+	a.wg.Wait()
+	return err
+}
