@@ -94,3 +94,6 @@ func All() []*Point {
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
+
+// Doc returns the point's one-line description.
+func (p *Point) Doc() string { return p.doc }

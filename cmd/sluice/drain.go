@@ -1,0 +1,79 @@
+package main
+
+import (
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-dev/sluice/drain"
+	"github.com/sluice-dev/sluice/obs"
+)
+
+func newDrainCmd(g *globals) *cobra.Command {
+	var metricsAddr string
+	cmd := &cobra.Command{
+		Use:   "drain [--socket PATH] [--out DIR|-]",
+		Short: "Run the reference drainer: listen on the socket, write records to files or stdout",
+		Long: `drain listens on the Unix socket that sluice run writes to (by default the
+same path, so the two work side by side with no flags) and writes every record
+it receives to size-rotated files in --out, or to stdout with --out -.
+
+The socket is created with owner-only permissions (0600). A stale socket file
+is removed only when nothing listens on it; if another drainer is listening,
+drain refuses to start. SIGTERM or SIGINT stops accepting, reads what is in
+flight, and closes the files cleanly.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.loadConfig(cmd.Flags(), drainFlagKeys)
+			if err != nil {
+				return err
+			}
+			logger, err := g.logger(cfg)
+			if err != nil {
+				return err
+			}
+			reg := prometheus.NewRegistry()
+			srv, err := drain.New(drain.Options{
+				Socket:      cfg.Drain.Socket,
+				Out:         cfg.Drain.Out,
+				RotateBytes: int64(cfg.Drain.RotateBytes),
+				SocketMode:  os.FileMode(cfg.Drain.SocketMode),
+				Logger:      logger,
+				Registerer:  reg,
+			})
+			if err != nil {
+				return err
+			}
+			if err := srv.Listen(); err != nil {
+				return err
+			}
+			ctx, stop := signalContext(logger)
+			defer stop()
+			if metricsAddr != "" && metricsAddr != "off" {
+				admin := obs.NewAdmin(reg, logger)
+				if err := admin.Start(metricsAddr); err != nil {
+					_ = srv.Close()
+					return err
+				}
+				defer admin.Close()
+			}
+			logger.Info("drainer listening", "socket", cfg.Drain.Socket, "out", cfg.Drain.Out)
+			return srv.Serve(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.String("socket", "", "Unix socket to listen on (drain.socket; default: sink.socket, ./sluice.sock)")
+	f.String("out", "", "output directory, or - for stdout (drain.out; default ./sluice-out)")
+	f.String("rotate-bytes", "", "start a new output file past this size (drain.rotate_bytes; default 64MiB)")
+	f.String("socket-mode", "", "socket file permissions, octal (drain.socket_mode; default 0600)")
+	f.StringVar(&metricsAddr, "metrics", "off", "address for the drainer's /metrics, e.g. 127.0.0.1:9465, or off")
+	return cmd
+}
+
+var drainFlagKeys = flagKeys{
+	"socket":       "drain.socket",
+	"out":          "drain.out",
+	"rotate-bytes": "drain.rotate_bytes",
+	"socket-mode":  "drain.socket_mode",
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/fault"
+	"github.com/sluice-dev/sluice/obs"
+	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/process"
+	"github.com/sluice-dev/sluice/queue"
+	"github.com/sluice-dev/sluice/sink"
+)
+
+// service is sluice run: the queue (embedded or external), the pipeline, the
+// sink and the admin server, built from one config.
+type service struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	emb   *queue.Embedded // nil with an external queue
+	nc    *nats.Conn
+	src   *queue.Source
+	snk   *sink.Writer
+	pipe  *pipeline.Pipeline
+	admin *obs.Admin
+}
+
+// newService builds every part; on error it releases what it built.
+func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *service, err error) {
+	s := &service{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), obs.FaultCollector{})
+	if err := fault.ApplyAll(cfg.Faults); err != nil {
+		return nil, err
+	}
+	if cfg.Queue.URL == "" {
+		if s.emb, err = queue.StartEmbedded(cfg.Queue, logger); err != nil {
+			return nil, err
+		}
+		logger.Info("embedded queue started", "url", s.emb.ClientURL(), "data_dir", cfg.Queue.DataDir)
+	}
+	if s.nc, err = queue.Connect(ctx, cfg.Queue, s.emb, logger); err != nil {
+		return nil, err
+	}
+	if s.src, err = queue.Open(ctx, s.nc, cfg.Queue, queue.Options{Logger: logger, Registerer: s.reg}); err != nil {
+		return nil, err
+	}
+	if cfg.Sink.Framing != "lines" {
+		return nil, fmt.Errorf("sink.framing %q is not implemented yet; use \"lines\"", cfg.Sink.Framing)
+	}
+	s.snk = sink.New(sink.Options{
+		Path:         cfg.Sink.Socket,
+		BackoffMin:   cfg.Sink.BackoffMin,
+		BackoffMax:   cfg.Sink.BackoffMax,
+		WriteTimeout: cfg.Sink.WriteTimeout,
+		MaxConnAge:   cfg.Sink.MaxConnAge,
+		Logger:       logger,
+		Registerer:   s.reg,
+	})
+	s.pipe = pipeline.New(s.src, s.src, process.Validator{}, s.snk, pipeline.Options{
+		Workers:            cfg.Pipeline.Workers,
+		BatchSize:          cfg.Pipeline.BatchSize,
+		FetchWait:          cfg.Pipeline.FetchWait,
+		MaxInflightRecords: int64(cfg.Pipeline.MaxInflightRecords),
+		MaxInflightBytes:   int64(cfg.Pipeline.MaxInflightBytes),
+		ShutdownTimeout:    cfg.Pipeline.ShutdownTimeout,
+		Logger:             logger,
+		Registerer:         s.reg,
+	})
+	if cfg.Admin.Listen != "off" {
+		s.admin = obs.NewAdmin(s.reg, logger)
+		s.admin.AddReadyCheck("queue", func() error {
+			if !s.nc.IsConnected() {
+				return errors.New("not connected to the queue")
+			}
+			return nil
+		})
+		s.admin.AddReadyCheck("sink", func() error {
+			if !s.snk.Connected() {
+				return fmt.Errorf("no drainer connected at %s", cfg.Sink.Socket)
+			}
+			return nil
+		})
+		s.admin.HandleFunc("POST /sink/reconnect", func(w http.ResponseWriter, _ *http.Request) {
+			s.snk.Reconnect("requested")
+			fmt.Fprintln(w, "reconnect requested")
+		})
+		if err := s.admin.Start(cfg.Admin.Listen); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// run runs until ctx ends, then shuts down in flow order: stop fetching and
+// finish in-flight work, close the sink, the queue connection, the embedded
+// server and the admin server.
+func (s *service) run(ctx context.Context) error {
+	s.snk.Start(ctx)
+	s.log.Info("sluice running", "socket", s.cfg.Sink.Socket, "framing", s.cfg.Sink.Framing, "workers", s.cfg.Pipeline.Workers)
+	err := s.pipe.Run(ctx)
+	s.close()
+	return err
+}
+
+func (s *service) close() {
+	if s.snk != nil {
+		_ = s.snk.Close()
+	}
+	if s.nc != nil {
+		_ = s.nc.Drain()
+		s.nc.Close()
+	}
+	if s.emb != nil {
+		s.emb.Shutdown()
+	}
+	if s.admin != nil {
+		_ = s.admin.Close()
+	}
+}
