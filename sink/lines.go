@@ -1,0 +1,112 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/sluice-dev/sluice/pipeline"
+)
+
+// This file is the "lines" framing: a frame is its records' bytes, each
+// followed by '\n', written with one Write call to one connection. Delivery
+// ends at the kernel, so a frame is done once its Write returned.
+//
+// Where an "acked" framing plugs in: it reuses acquire, release, fail and
+// writeFrame unchanged, and adds
+//   - its encoder (length-prefixed frames) in place of appendLines;
+//   - a window of written-but-unacknowledged frames, each tagged with the
+//     lease generation it went out on; Send returns nil once the frame is in
+//     the window and calls done when its ack arrives;
+//   - an ack reader in place of readLoop (install would pick the reader per
+//     framing), which settles window entries and calls fail on a bad ack;
+//   - a hook at the end of install that re-sends the window, in order, on
+//     the new lease before new frames are let through.
+
+// maxPooledFrame caps the buffers kept for reuse, so one huge frame does not
+// pin its memory forever.
+const maxPooledFrame = 4 << 20
+
+var framePool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 64<<10)
+	return &b
+}}
+
+// Send writes recs as one frame of lines. It blocks while there is no
+// connection, retries the whole frame on the next connection after a failed
+// or partial write (a partial line left on the old connection is the
+// drainer's to discard at EOF), and returns nil only once the whole frame was
+// written to one connection, after calling done(nil). It returns ctx.Err()
+// or ErrClosed otherwise, and then never calls done. Send is safe for
+// concurrent use; frames never interleave.
+func (w *Writer) Send(ctx context.Context, recs []pipeline.Record, done func(error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if w.isClosed() {
+		return ErrClosed
+	}
+	if len(recs) == 0 {
+		done(nil)
+		return nil
+	}
+	bp := framePool.Get().(*[]byte)
+	frame := appendLines((*bp)[:0], recs)
+	err := w.sendFrame(ctx, frame)
+	if cap(frame) <= maxPooledFrame {
+		*bp = frame[:0]
+		framePool.Put(bp)
+	}
+	if err != nil {
+		return err
+	}
+	n := uint64(len(frame))
+	w.frames.Add(1)
+	w.records.Add(uint64(len(recs)))
+	w.bytes.Add(n)
+	w.m.frames.Inc()
+	w.m.records.Add(float64(len(recs)))
+	w.m.bytes.Add(float64(n))
+	done(nil)
+	return nil
+}
+
+// appendLines appends each record's bytes and a '\n' to b, growing it once.
+func appendLines(b []byte, recs []pipeline.Record) []byte {
+	n := 0
+	for i := range recs {
+		n += len(recs[i].Data) + 1
+	}
+	if cap(b)-len(b) < n {
+		nb := make([]byte, len(b), len(b)+n)
+		copy(nb, b)
+		b = nb
+	}
+	for i := range recs {
+		b = append(b, recs[i].Data...)
+		b = append(b, '\n')
+	}
+	return b
+}
+
+// sendFrame writes frame whole to one connection, moving to the next
+// connection after a failure, until it succeeds, ctx ends or w is closed.
+func (w *Writer) sendFrame(ctx context.Context, frame []byte) error {
+	for {
+		l, err := w.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		err = w.writeFrame(ctx, l, frame)
+		w.release(l)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, ErrClosed):
+			return ErrClosed
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		// The lease is retired; acquire waits for the connector's next one.
+	}
+}

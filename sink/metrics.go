@@ -1,0 +1,78 @@
+package sink
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Reasons for a reconnect, used in the reason label of
+// sluice_sink_reconnects_total and in logs.
+const (
+	ReasonWriteError   = "write_error"   // a write failed
+	ReasonWriteTimeout = "write_timeout" // a write made no progress for WriteTimeout
+	ReasonPeerClosed   = "peer_closed"   // the drainer closed the connection
+	ReasonMaxAge       = "max_age"       // the connection reached MaxConnAge
+	ReasonRequested    = "requested"     // Reconnect was called
+)
+
+var reasons = []string{ReasonWriteError, ReasonWriteTimeout, ReasonPeerClosed, ReasonMaxAge, ReasonRequested}
+
+// isFailure reports whether reason means the connection is unusable (as
+// opposed to a planned replacement of a working one).
+func isFailure(reason string) bool {
+	return reason == ReasonWriteError || reason == ReasonWriteTimeout || reason == ReasonPeerClosed
+}
+
+type metrics struct {
+	reconnects   *prometheus.CounterVec
+	writeErrors  prometheus.Counter
+	connected    prometheus.Gauge
+	frames       prometheus.Counter
+	records      prometheus.Counter
+	bytes        prometheus.Counter
+	dialFailures prometheus.Counter
+	writeSeconds prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	m := &metrics{
+		reconnects: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_sink_reconnects_total",
+			Help: "Connections to the drainer replaced, by reason (the first connect is not counted).",
+		}, []string{"reason"}),
+		writeErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_sink_write_errors_total",
+			Help: "Writes to the drainer's socket that failed or timed out (the frame is retried).",
+		}),
+		connected: f.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_sink_connected",
+			Help: "1 while the sink has a usable connection to the drainer, else 0.",
+		}),
+		frames: f.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_sink_frames_total",
+			Help: "Frames completely written to the drainer's socket.",
+		}),
+		records: f.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_sink_records_total",
+			Help: "Records in frames completely written to the drainer's socket.",
+		}),
+		bytes: f.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_sink_bytes_total",
+			Help: "Bytes of frames completely written to the drainer's socket.",
+		}),
+		dialFailures: f.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_sink_dial_failures_total",
+			Help: "Failed attempts to connect to the drainer's socket.",
+		}),
+		writeSeconds: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sluice_sink_write_seconds",
+			Help:    "Duration of one frame's Write call to the drainer's socket.",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
+		}),
+	}
+	for _, r := range reasons {
+		m.reconnects.WithLabelValues(r) // export zeros
+	}
+	return m
+}
