@@ -444,8 +444,9 @@ func (w *Writer) readLoop(ctx context.Context, l *lease) {
 	}
 }
 
-// writeFrame writes frame to l's connection with one Write call, serialised
-// with every other write to that connection. It returns nil once the whole
+// writeFrame writes frame to l's connection with one Write call (resumed
+// only after a timed-out Write that made progress), serialised with every
+// other write to that connection. It returns nil once the whole
 // frame was written. On failure it retires l (if still current) and returns
 // the error; the caller retries the frame, whole, on the next lease. It
 // returns ErrClosed when the Writer was closed and ctx.Err() when ctx ended
@@ -480,14 +481,25 @@ func (w *Writer) writeLocked(ctx context.Context, l *lease, frame []byte) (reaso
 		}
 		return "", err // ctx ended
 	}
-	if err := l.conn.SetWriteDeadline(time.Now().Add(w.opts.WriteTimeout)); err != nil {
-		return ReasonWriteError, fmt.Errorf("set write deadline on %q: %w", w.opts.Path, err)
-	}
-	if w.isClosed() { // checked after our deadline is set, so Close's deadline wins
-		return "", ErrClosed
-	}
 	start := time.Now()
-	_, err = l.conn.Write(frame)
+	// One Write call, unless the drainer is slow but keeps reading: a
+	// timed-out Write that made progress is resumed with a fresh deadline,
+	// so WriteTimeout bounds a stall, not a large frame. wmu keeps the rest
+	// of the frame contiguous.
+	for rest := frame; ; {
+		if err := l.conn.SetWriteDeadline(time.Now().Add(w.opts.WriteTimeout)); err != nil {
+			return ReasonWriteError, fmt.Errorf("set write deadline on %q: %w", w.opts.Path, err)
+		}
+		if w.isClosed() { // checked after our deadline is set, so Close's deadline wins
+			return "", ErrClosed
+		}
+		var n int
+		n, err = l.conn.Write(rest)
+		rest = rest[n:]
+		if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			break
+		}
+	}
 	w.m.writeSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		if w.isClosed() {

@@ -19,7 +19,7 @@ type Options struct {
 	BackoffMin time.Duration
 	// BackoffMax caps the wait between failed dials. 0: 5s.
 	BackoffMax time.Duration
-	// WriteTimeout fails a Write that has not completed after this long; the
+	// WriteTimeout fails a write that makes no progress for this long; the
 	// connection is then replaced (reason "write_timeout") and the frame is
 	// retried on the next one. It also bounds each dial attempt. 0: 10s.
 	WriteTimeout time.Duration

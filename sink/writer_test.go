@@ -170,12 +170,20 @@ func (fc *frameChecker) handle(conn int, c net.Conn) {
 // the window between retiring and closing the old connection widened. No
 // write may fail (a write to a closed connection would), and every frame
 // must arrive whole on one connection.
+//
+// The write_faults variant also injects write errors before and after
+// writes: frames must still arrive whole, at least once each.
 func TestWriter_ConcurrentWritersAndReconnects(t *testing.T) {
+	t.Run("clean", func(t *testing.T) { stress(t, false) })
+	t.Run("write_faults", func(t *testing.T) { stress(t, true) })
+}
+
+func stress(t *testing.T, faulty bool) {
 	const (
 		writers       = 8
-		minFrames     = 150  // per writer
+		minFrames     = 300  // per writer
 		maxFrames     = 4000 // per writer: the loop's bound
-		minReconnects = 40
+		minReconnects = 200
 	)
 	bc, ok := fault.Lookup("sink.reconnect.before_close")
 	if !ok {
@@ -183,6 +191,17 @@ func TestWriter_ConcurrentWritersAndReconnects(t *testing.T) {
 	}
 	bc.Set(&fault.Action{Kind: fault.Delay, Min: time.Millisecond})
 	t.Cleanup(func() { bc.Set(nil) })
+
+	var wb, wa *fault.Point
+	var hits0 uint64
+	if faulty {
+		wb, _ = fault.Lookup("sink.write.before")
+		wa, _ = fault.Lookup("sink.write.after")
+		hits0 = wb.Hits() + wa.Hits()
+		wb.Set(&fault.Action{Kind: fault.Error, Prob: 0.01})
+		wa.Set(&fault.Action{Kind: fault.Error, Prob: 0.01})
+		t.Cleanup(func() { wb.Set(nil); wa.Set(nil) })
+	}
 
 	path := socketPath(t)
 	fc := &frameChecker{seen: map[[2]int]int{}}
@@ -244,13 +263,20 @@ func TestWriter_ConcurrentWritersAndReconnects(t *testing.T) {
 	close(stop)
 	reconWG.Wait()
 	bc.Set(nil)
+	var injected uint64
+	if faulty {
+		wb.Set(nil)
+		wa.Set(nil)
+		injected = wb.Hits() + wa.Hits() - hits0
+	}
 
 	// Every completed dial is one connection at the drainer; all but the
-	// first are requested reconnects (nothing failed), each counted once.
+	// first are reconnects (requested, or after an injected write error),
+	// each counted once.
 	waitFor(t, 20*time.Second, func() error {
-		got, accepted := reconnects(t, reg, sink.ReasonRequested), d.accepted.Load()
-		if int64(got) != accepted-1 {
-			return fmt.Errorf("reconnects{requested} = %v, drainer accepted %d connections", got, accepted)
+		got := reconnects(t, reg, sink.ReasonRequested) + reconnects(t, reg, sink.ReasonWriteError)
+		if accepted := d.accepted.Load(); int64(got) != accepted-1 {
+			return fmt.Errorf("reconnects{requested}+{write_error} = %v, drainer accepted %d connections", got, accepted)
 		}
 		if st := w.Stats(); st.Reconnects != uint64(got) {
 			return fmt.Errorf("Stats().Reconnects = %d, metric %v", st.Reconnects, got)
@@ -262,12 +288,20 @@ func TestWriter_ConcurrentWritersAndReconnects(t *testing.T) {
 	d.finish(t)
 
 	if got < minReconnects {
-		t.Errorf("only %v reconnects happened, want at least %d: the test did not exercise the race", got, minReconnects)
+		t.Errorf("only %v requested reconnects happened, want at least %d: the test did not exercise the race", got, minReconnects)
 	}
-	if n := counter(t, reg, "sluice_sink_write_errors_total"); n != 0 {
-		t.Errorf("sluice_sink_write_errors_total = %v, want 0: a write went to a retired or closed connection", n)
+	// Every failed write is an injected one: none went to a retired or
+	// closed connection.
+	if n := counter(t, reg, "sluice_sink_write_errors_total"); n != float64(injected) {
+		t.Errorf("sluice_sink_write_errors_total = %v, want %d (the injected errors): a write went to a retired or closed connection", n, injected)
 	}
-	for _, r := range []string{sink.ReasonWriteError, sink.ReasonWriteTimeout, sink.ReasonPeerClosed} {
+	if faulty && injected == 0 {
+		t.Error("no write fault fired")
+	}
+	if n := reconnects(t, reg, sink.ReasonWriteError); n > float64(injected) || (faulty && n == 0) {
+		t.Errorf("reconnects{write_error} = %v with %d injected write errors", n, injected)
+	}
+	for _, r := range []string{sink.ReasonWriteTimeout, sink.ReasonPeerClosed} {
 		if n := reconnects(t, reg, r); n != 0 {
 			t.Errorf("reconnects{%s} = %v, want 0", r, n)
 		}
@@ -280,13 +314,15 @@ func TestWriter_ConcurrentWritersAndReconnects(t *testing.T) {
 	total := 0
 	for wr := range writers {
 		for f := range sent[wr] {
-			if c := fc.seen[[2]int{wr, f}]; c != 1 {
-				t.Errorf("frame w%d/f%d arrived %d times, want 1", wr, f, c)
+			// A write error injected after a write re-sends a frame
+			// that was delivered: a duplicate, whole.
+			if c := fc.seen[[2]int{wr, f}]; c < 1 || (!faulty && c != 1) {
+				t.Errorf("frame w%d/f%d arrived %d times, want 1 (at least 1 with write faults)", wr, f, c)
 			}
 		}
 		total += sent[wr]
 	}
-	t.Logf("%d frames over %v connections, %d bytes", total, got+1, w.Stats().Bytes)
+	t.Logf("%d frames over %d connections, %d bytes, %d injected write errors", total, d.accepted.Load(), w.Stats().Bytes, injected)
 }
 
 // TestWriter_DrainerRestart stops the drainer while a frame is to be sent:
@@ -461,7 +497,7 @@ func TestWriter_WriteTimeout(t *testing.T) {
 		}
 		log.handle(n, c)
 	})
-	w, reg := newWriter(t, sink.Options{Path: path, WriteTimeout: 100 * time.Millisecond, BackoffMin: time.Millisecond})
+	w, reg := newWriter(t, sink.Options{Path: path, WriteTimeout: 250 * time.Millisecond, BackoffMin: time.Millisecond})
 
 	big := strings.Repeat("b", 1<<20)
 	frame := recs(big, big, big, big, "tail") // far beyond the socket buffer
