@@ -1,0 +1,140 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sluice-dev/sluice/config"
+)
+
+// Connect dials NATS. With emb non-nil it connects to the embedded server
+// in-process (no TCP); otherwise it dials cfg.URL with the credentials in
+// cfg (user/password, token, nkey seed file, creds file, TLS files), which
+// it never logs. The connection reconnects forever, with jitter; reconnects
+// and disconnects are logged. Errors name the URL with any password or token
+// redacted.
+func Connect(ctx context.Context, cfg config.Queue, emb *Embedded, logger *slog.Logger) (*nats.Conn, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	log := logger.With("component", "queue")
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	opts := []nats.Option{
+		nats.Name("sluice"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("disconnected from NATS; reconnecting", "url", redactURL(nc.ConnectedUrlRedacted()), "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted(), "reconnects", nc.Stats().Reconnects)
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Warn("NATS asynchronous error", "subject", subj, "err", err)
+		}),
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d > 0 && d < nats.DefaultTimeout {
+			opts = append(opts, nats.Timeout(d))
+		}
+	}
+	var target string
+	if emb != nil {
+		target = emb.ClientURL()
+		opts = append(opts, nats.InProcessServer(emb.Server()))
+	} else {
+		target = cfg.URL
+		if strings.TrimSpace(target) == "" {
+			return nil, fmt.Errorf("%w: queue.url is empty and no embedded server was started", ErrBadConfig)
+		}
+		copts, err := credentialOptions(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(target), err)
+		}
+		opts = append(opts, copts...)
+	}
+	nc, err := nats.Connect(target, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w (check queue.url, that the server runs and the credentials)", redactURL(target), err)
+	}
+	if err := ctx.Err(); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "in_process", emb != nil)
+	return nc, nil
+}
+
+// credentialOptions turns the credentials in cfg into connect options.
+func credentialOptions(cfg config.Queue) ([]nats.Option, error) {
+	var opts []nats.Option
+	if cfg.User != "" || cfg.Password != "" {
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	}
+	if cfg.Token != "" {
+		opts = append(opts, nats.Token(cfg.Token))
+	}
+	if cfg.NKeyFile != "" {
+		o, err := nats.NkeyOptionFromSeed(cfg.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: queue.nkey_file %q: %v", ErrBadConfig, cfg.NKeyFile, err)
+		}
+		opts = append(opts, o)
+	}
+	if cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.TLS.CAFile != "" {
+		opts = append(opts, nats.RootCAs(cfg.TLS.CAFile))
+	}
+	if (cfg.TLS.CertFile == "") != (cfg.TLS.KeyFile == "") {
+		return nil, fmt.Errorf("%w: queue.tls.cert_file and queue.tls.key_file must be set together", ErrBadConfig)
+	}
+	if cfg.TLS.CertFile != "" {
+		opts = append(opts, nats.ClientCert(cfg.TLS.CertFile, cfg.TLS.KeyFile))
+	}
+	return opts, nil
+}
+
+// redactURL hides the password or token in each of the comma-separated URLs
+// in s, for logs and errors.
+func redactURL(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		u, err := url.Parse(p)
+		if err != nil {
+			if strings.Contains(p, "@") {
+				parts[i] = "<unparsable URL with credentials>"
+			} else {
+				parts[i] = p
+			}
+			continue
+		}
+		if u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			} else {
+				// nats://TOKEN@host: the user part is a secret too.
+				u.User = url.User("xxxxx")
+			}
+		}
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
+}

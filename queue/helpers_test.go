@@ -1,0 +1,195 @@
+package queue_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/queue"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// stallGuard bounds every wait in these tests; none should come close.
+const stallGuard = 10 * time.Second
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// testConfig returns a queue config on a free loopback port with data under
+// a fresh temporary directory.
+func testConfig(t testing.TB) config.Queue {
+	t.Helper()
+	return config.Queue{Listen: "127.0.0.1:0", DataDir: t.TempDir()}
+}
+
+func startServer(t testing.TB, cfg config.Queue) *queue.Embedded {
+	t.Helper()
+	emb, err := queue.StartEmbedded(cfg, quietLogger())
+	if err != nil {
+		t.Fatalf("StartEmbedded: %v", err)
+	}
+	t.Cleanup(emb.Shutdown)
+	return emb
+}
+
+func connect(t testing.TB, cfg config.Queue, emb *queue.Embedded) *nats.Conn {
+	t.Helper()
+	nc, err := queue.Connect(context.Background(), cfg, emb, quietLogger())
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func openSource(t testing.TB, nc *nats.Conn, cfg config.Queue, reg prometheus.Registerer) *queue.Source {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), stallGuard)
+	defer cancel()
+	src, err := queue.Open(ctx, nc, cfg, queue.Options{Logger: quietLogger(), Registerer: reg})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = src.Close() })
+	return src
+}
+
+// env is one embedded server, a connection and a source on it.
+type env struct {
+	cfg config.Queue
+	emb *queue.Embedded
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	src *queue.Source
+	reg *prometheus.Registry
+}
+
+func newEnv(t testing.TB, tweak func(*config.Queue)) *env {
+	t.Helper()
+	cfg := testConfig(t)
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	e := &env{cfg: cfg, reg: prometheus.NewRegistry()}
+	e.emb = startServer(t, cfg)
+	e.nc = connect(t, cfg, e.emb)
+	e.src = openSource(t, e.nc, cfg, e.reg)
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.js = js
+	return e
+}
+
+func payload(i int) []byte { return fmt.Appendf(nil, `{"i":%d}`, i) }
+
+// publish stores n messages on ingest.test, numbered from first, and waits
+// for every PubAck.
+func publish(t testing.TB, js jetstream.JetStream, first, n int) {
+	t.Helper()
+	for i := first; i < first+n; i++ {
+		if _, err := js.PublishAsync("ingest.test", payload(i)); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(stallGuard):
+		t.Fatalf("publishing %d messages stalled", n)
+	}
+}
+
+// fetchN fetches until it has n messages (or the guard passes), acking them
+// when ack is set.
+func fetchN(t testing.TB, src *queue.Source, n int, ack bool) []*queue.Message {
+	t.Helper()
+	var out []*queue.Message
+	ctx, cancel := context.WithTimeout(context.Background(), stallGuard)
+	defer cancel()
+	for len(out) < n {
+		msgs, err := src.Fetch(ctx, n-len(out), 200*time.Millisecond)
+		if err != nil {
+			t.Fatalf("Fetch after %d of %d messages: %v", len(out), n, err)
+		}
+		if ack {
+			if err := src.Ack(msgs); err != nil {
+				t.Fatalf("Ack: %v", err)
+			}
+		}
+		for _, m := range msgs {
+			out = append(out, m.(*queue.Message))
+		}
+	}
+	return out
+}
+
+// expectEmpty checks that a fetch waiting wait returns nothing.
+func expectEmpty(t testing.TB, src *queue.Source, wait time.Duration) {
+	t.Helper()
+	msgs, err := src.Fetch(context.Background(), 100, wait)
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	if len(msgs) != 0 {
+		t.Fatalf("Fetch returned %d messages (first seq %d, delivered %d times), want none", len(msgs), msgs[0].Seq(), msgs[0].(*queue.Message).NumDelivered())
+	}
+}
+
+func asPipeline(ms []*queue.Message) []pipeline.Message {
+	out := make([]pipeline.Message, len(ms))
+	for i, m := range ms {
+		out[i] = m
+	}
+	return out
+}
+
+// waitFor polls f until it returns nil or timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var _ io.Writer = (*syncBuffer)(nil)

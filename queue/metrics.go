@@ -1,0 +1,46 @@
+package queue
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+type metrics struct {
+	fetchWait   prometheus.Histogram
+	fetched     prometheus.Counter
+	acks        prometheus.Counter
+	naks        prometheus.Counter
+	deadLetters prometheus.Counter
+	fetchErrors prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	return &metrics{
+		fetchWait: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sluice_queue_fetch_wait_seconds",
+			Help:    "Time each Fetch call spent waiting for messages.",
+			Buckets: []float64{.0001, .0005, .001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		fetched: f.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_queue_messages_fetched_total",
+			Help: "Queue messages handed to the pipeline by Fetch (redeliveries included).",
+		}),
+		acks: f.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_queue_acks_total",
+			Help: "Queue messages acknowledged.",
+		}),
+		naks: f.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_queue_naks_total",
+			Help: "Queue messages negatively acknowledged for redelivery.",
+		}),
+		deadLetters: f.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_queue_dead_letters_total",
+			Help: "Records stored on the dead-letter subject (acknowledged by JetStream).",
+		}),
+		fetchErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_queue_fetch_errors_total",
+			Help: "Fetch calls that failed with a transient error.",
+		}),
+	}
+}

@@ -1,0 +1,476 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/fault"
+	"github.com/sluice-dev/sluice/pipeline"
+)
+
+// Fault points.
+var (
+	fetchPoint     = fault.Register("queue.fetch", "before each fetch from JetStream; error = a transient fetch error, delay = slow fetching")
+	ackBeforePoint = fault.Register("queue.ack.before", "before acking a group of messages; error = the group is not acked")
+)
+
+// Headers set on every dead letter.
+const (
+	HeaderReason        = "Sluice-Reason"
+	HeaderSourceStream  = "Sluice-Source-Stream"
+	HeaderSourceSubject = "Sluice-Source-Subject"
+	HeaderSourceSeq     = "Sluice-Source-Seq"
+	HeaderRecordIndex   = "Sluice-Record-Index"
+)
+
+// NakDelay is how long a nak'ed message waits before redelivery, so a
+// message that fails because of a passing condition does not spin.
+const NakDelay = 100 * time.Millisecond
+
+// maxPullExpiry caps each pull request's expiry. Fetch re-issues pulls
+// until its maxWait is over, so a long maxWait costs one pull a second when
+// idle, while a pull left over from an earlier call (and Close, which waits
+// for it) never lingers for long.
+const maxPullExpiry = time.Second
+
+// maxReasonLen caps the Sluice-Reason header.
+const maxReasonLen = 1024
+
+var (
+	_ pipeline.Source       = (*Source)(nil)
+	_ pipeline.DeadLetterer = (*Source)(nil)
+)
+
+// Options are a Source's dependencies.
+type Options struct {
+	// Logger receives the source's logs. Nil: slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the source's metrics. Nil: they are not registered.
+	Registerer prometheus.Registerer
+	// DisablePrefetch stops Fetch from issuing the next pull request before
+	// it returns. For benchmarks that measure what prefetching buys; leave
+	// it false.
+	DisablePrefetch bool
+}
+
+// Source consumes one durable pull consumer and dead-letters to one
+// subject. Fetch is called from one goroutine at a time; Ack, Nak and
+// DeadLetter from any goroutine.
+type Source struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	cons jetstream.Consumer
+	cfg  config.Queue // with defaults applied
+	log  *slog.Logger
+	m    *metrics
+
+	prefetch bool
+
+	fetchMu sync.Mutex // serialises Fetch and Close; guards cur and closed
+	cur     *pull      // the pull request in flight or not yet drained; nil: none
+	closed  bool
+}
+
+// pull is one JetStream pull request (one jetstream Fetch call).
+type pull struct {
+	batch    jetstream.MessageBatch
+	msgs     <-chan jetstream.Msg // closed by the jetstream package when the pull ends
+	size     int                  // messages requested
+	received int                  // messages taken from msgs
+	issued   time.Time
+}
+
+// Open prepares JetStream for consumption and returns a Source:
+//
+//   - the stream cfg.Stream capturing cfg.Subjects (file storage), created
+//     when missing; an existing stream with other subjects is an error
+//     wrapping ErrStreamMismatch, never changed silently;
+//   - the dead-letter stream cfg.DeadLetterStream capturing only
+//     cfg.DeadLetterSubject, created when missing; a dead-letter subject that
+//     the consumed subjects capture is an error wrapping
+//     ErrDeadLetterConsumed;
+//   - the durable pull consumer cfg.Consumer (explicit acks, cfg.AckWait,
+//     cfg.MaxAckPending, deliver all), created or updated.
+//
+// Zero values in cfg take the package defaults. Open does not take
+// ownership of nc; close it after the Source.
+func Open(ctx context.Context, nc *nats.Conn, cfg config.Queue, opts Options) (*Source, error) {
+	cfg = withDefaults(cfg)
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := checkSubjects(cfg); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("queue: JetStream client: %w", err)
+	}
+	if err := ensureStream(ctx, js, jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "sluice input",
+		Subjects:    cfg.Subjects,
+		Storage:     jetstream.FileStorage,
+	}, "queue.subjects", false); err != nil {
+		return nil, err
+	}
+	if err := ensureStream(ctx, js, jetstream.StreamConfig{
+		Name:        cfg.DeadLetterStream,
+		Description: "sluice dead letters: records that failed processing, with the reason in the Sluice-Reason header",
+		Subjects:    []string{cfg.DeadLetterSubject},
+		Storage:     jetstream.FileStorage,
+	}, "queue.dead_letter_subject", true); err != nil {
+		return nil, err
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       cfg.Consumer,
+		Description:   "sluice",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxAckPending: cfg.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: create durable consumer %q on stream %q: %w (an existing consumer of that name with another delivery policy or a push consumer cannot be reused; set queue.consumer)", cfg.Consumer, cfg.Stream, err)
+	}
+	s := &Source{
+		nc:       nc,
+		js:       js,
+		cons:     cons,
+		cfg:      cfg,
+		log:      opts.Logger.With("component", "queue", "stream", cfg.Stream, "consumer", cfg.Consumer),
+		m:        newMetrics(opts.Registerer),
+		prefetch: !opts.DisablePrefetch,
+	}
+	s.log.Info("consuming", "subjects", cfg.Subjects, "dead_letter_subject", cfg.DeadLetterSubject, "ack_wait", cfg.AckWait, "max_ack_pending", cfg.MaxAckPending)
+	return s, nil
+}
+
+// checkSubjects rejects subjects JetStream cannot use and a dead-letter
+// subject the consumed stream would capture.
+func checkSubjects(cfg config.Queue) error {
+	for _, s := range cfg.Subjects {
+		if !server.IsValidSubject(s) {
+			return fmt.Errorf("%w: queue.subjects: %q is not a valid NATS subject", ErrBadConfig, s)
+		}
+	}
+	if !server.IsValidPublishSubject(cfg.DeadLetterSubject) {
+		return fmt.Errorf("%w: queue.dead_letter_subject %q must be a valid subject without wildcards", ErrBadConfig, cfg.DeadLetterSubject)
+	}
+	for _, s := range cfg.Subjects {
+		if server.SubjectMatchesFilter(cfg.DeadLetterSubject, s) {
+			return fmt.Errorf("%w: queue.dead_letter_subject %q is captured by %q in queue.subjects, so dead letters would be consumed and fail again; choose a dead-letter subject outside the consumed subjects (default %q)", ErrDeadLetterConsumed, cfg.DeadLetterSubject, s, DefaultDeadLetterSubject)
+		}
+	}
+	if cfg.DeadLetterStream == cfg.Stream {
+		return fmt.Errorf("%w: queue.dead_letter_stream and queue.stream are both %q; dead letters need a stream of their own", ErrBadConfig, cfg.Stream)
+	}
+	return nil
+}
+
+// ensureStream creates the stream want, or checks that the existing one
+// captures the same subjects (or, with dlq, at least the dead-letter
+// subject). field names the config field to blame.
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, field string, dlq bool) error {
+	st, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateStream(ctx, want)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("queue: create stream %q capturing %v: %w", want.Name, want.Subjects, err)
+		}
+		// Another instance created it first, perhaps differently.
+		st, err = js.Stream(ctx, want.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("queue: look up stream %q: %w (is JetStream enabled on the server?)", want.Name, err)
+	}
+	have := st.CachedInfo().Config.Subjects
+	if dlq {
+		for _, s := range have {
+			if server.SubjectMatchesFilter(want.Subjects[0], s) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%w: dead-letter stream %q exists capturing %v, which does not include %s %q; set %s to one of its subjects or point queue.dead_letter_stream at another stream", ErrStreamMismatch, want.Name, have, field, want.Subjects[0], field)
+	}
+	if !sameSet(have, want.Subjects) {
+		return fmt.Errorf("%w: stream %q exists capturing %v, but %s is %v; sluice does not change existing streams: set %s to match, or edit the stream yourself (nats stream edit %s)", ErrStreamMismatch, want.Name, have, field, want.Subjects, field, want.Name)
+	}
+	return nil
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
+// Fetch returns up to max messages. It waits at most maxWait for the first
+// one and then returns what has already arrived without waiting further; it
+// returns an empty slice and nil when nothing arrived in time.
+//
+// A pull request can outlive the call: the rest of its batch is handed out by
+// the next Fetch. And unless Options.DisablePrefetch is set, when a call
+// used up its pull request it issues the next one before returning, so at
+// most one batch (max messages) is delivered ahead of the caller.
+//
+// Errors: ctx.Err() once ctx is done; ErrClosed after Close; otherwise
+// transient errors wrapping ErrNotConnected or ErrFetch, on which the caller
+// backs off and calls Fetch again.
+func (s *Source) Fetch(ctx context.Context, max int, maxWait time.Duration) ([]pipeline.Message, error) {
+	start := time.Now()
+	defer func() { s.m.fetchWait.Observe(time.Since(start).Seconds()) }()
+	if max < 1 {
+		max = 1
+	}
+	s.fetchMu.Lock()
+	defer s.fetchMu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := fetchPoint.Hit(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, s.fetchErr(err)
+	}
+
+	deadline := start.Add(maxWait)
+	timer := time.NewTimer(maxWait)
+	defer timer.Stop()
+	for {
+		if s.cur == nil {
+			rem := time.Until(deadline)
+			if rem < time.Millisecond {
+				return nil, nil
+			}
+			if err := s.startPull(max, rem); err != nil {
+				return nil, err
+			}
+		}
+		select {
+		case jm, ok := <-s.cur.msgs:
+			if !ok {
+				err := s.cur.batch.Error()
+				s.cur = nil
+				if err != nil {
+					return nil, s.fetchErr(err)
+				}
+				continue // expired empty: pull again while time is left
+			}
+			out := s.take(make([]pipeline.Message, 0, max), jm, max)
+			if s.cur == nil && s.prefetch {
+				// Keep the server busy while the caller works. A failure
+				// here is not this call's: the next Fetch meets it.
+				_ = s.startPull(max, maxWait)
+			}
+			s.m.fetched.Add(float64(len(out)))
+			return out, nil
+		case <-timer.C:
+			return nil, nil
+		case <-ctx.Done():
+			// The pull stays in s.cur: the next Fetch or Close takes what
+			// it still delivers.
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// startPull issues a pull request for max messages expiring after wait (at
+// most maxPullExpiry).
+func (s *Source) startPull(max int, wait time.Duration) error {
+	wait = min(wait, maxPullExpiry)
+	if !s.nc.IsConnected() {
+		return s.fetchErr(ErrNotConnected)
+	}
+	b, err := s.cons.Fetch(max, jetstream.FetchMaxWait(wait))
+	if err != nil {
+		return s.fetchErr(err)
+	}
+	s.cur = &pull{batch: b, msgs: b.Messages(), size: max, issued: time.Now()}
+	return nil
+}
+
+// take appends first and then every message of s.cur that has already
+// arrived, up to max, and drops s.cur once it is used up.
+func (s *Source) take(out []pipeline.Message, first jetstream.Msg, max int) []pipeline.Message {
+	p := s.cur
+	stale := time.Since(p.issued) > s.cfg.AckWait/2
+	add := func(jm jetstream.Msg) {
+		p.received++
+		m, err := wrap(jm)
+		if err != nil {
+			s.log.Error("dropping a fetched message that is not a JetStream message", "subject", jm.Subject(), "err", err)
+			return
+		}
+		if stale {
+			// Waited in the prefetch buffer for a good part of AckWait:
+			// restart its redelivery timer before the pipeline starts.
+			_ = jm.InProgress()
+		}
+		out = append(out, m)
+	}
+	add(first)
+	for len(out) < max && p.received < p.size {
+		select {
+		case jm, ok := <-p.msgs:
+			if !ok {
+				if err := p.batch.Error(); err != nil {
+					s.log.Debug("pull request ended with an error", "err", err)
+				}
+				s.cur = nil
+				return out
+			}
+			add(jm)
+		default:
+			return out
+		}
+	}
+	if p.received >= p.size {
+		s.cur = nil // complete: the jetstream package closes msgs by itself
+	}
+	return out
+}
+
+func (s *Source) fetchErr(err error) error {
+	s.m.fetchErrors.Inc()
+	if errors.Is(err, ErrNotConnected) {
+		return fmt.Errorf("fetch from stream %q consumer %q: %w", s.cfg.Stream, s.cfg.Consumer, err)
+	}
+	return fmt.Errorf("%w: stream %q consumer %q: %w", ErrFetch, s.cfg.Stream, s.cfg.Consumer, err)
+}
+
+// Ack acknowledges each message individually (msg.Ack, which does not wait
+// for the server's reply; the client coalesces the acks in its write
+// buffer). Messages whose ack fails are redelivered after AckWait. When the
+// queue.ack.before fault fires, nothing is acked.
+func (s *Source) Ack(msgs []pipeline.Message) error {
+	if err := ackBeforePoint.Hit(context.Background()); err != nil {
+		return fmt.Errorf("ack %d messages on stream %q: %w", len(msgs), s.cfg.Stream, err)
+	}
+	return s.settle(msgs, "ack", func(m jetstream.Msg) error { return m.Ack() }, s.m.acks)
+}
+
+// Nak asks for each message to be redelivered after NakDelay.
+func (s *Source) Nak(msgs []pipeline.Message) error {
+	return s.settle(msgs, "nak", func(m jetstream.Msg) error { return m.NakWithDelay(NakDelay) }, s.m.naks)
+}
+
+func (s *Source) settle(msgs []pipeline.Message, op string, f func(jetstream.Msg) error, ok prometheus.Counter) error {
+	var (
+		done, failed int
+		first        error
+	)
+	for _, pm := range msgs {
+		m, isOurs := pm.(*Message)
+		var err error
+		if !isOurs {
+			err = fmt.Errorf("%w (got %T)", ErrForeignMessage, pm)
+		} else {
+			err = f(m.msg)
+		}
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			failed++
+			continue
+		}
+		done++
+	}
+	ok.Add(float64(done))
+	if failed > 0 {
+		return fmt.Errorf("%s on stream %q: %d of %d messages failed (they are redelivered after queue.ack_wait %s); first error: %w", op, s.cfg.Stream, failed, len(msgs), s.cfg.AckWait, first)
+	}
+	return nil
+}
+
+// DeadLetter publishes rec, record index of message from, to the dead-letter
+// subject with the reason and the record's origin in headers, and returns
+// nil once JetStream has stored it (PubAck). A record dead-lettered twice
+// (after a redelivery) within the stream's duplicate window is stored once.
+func (s *Source) DeadLetter(ctx context.Context, from pipeline.Message, index int, rec []byte, reason string) error {
+	seq := strconv.FormatUint(from.Seq(), 10)
+	idx := strconv.Itoa(index)
+	msg := &nats.Msg{Subject: s.cfg.DeadLetterSubject, Data: rec, Header: nats.Header{}}
+	msg.Header.Set(HeaderReason, headerValue(reason))
+	msg.Header.Set(HeaderSourceStream, from.Stream())
+	msg.Header.Set(HeaderSourceSubject, from.Subject())
+	msg.Header.Set(HeaderSourceSeq, seq)
+	msg.Header.Set(HeaderRecordIndex, idx)
+	_, err := s.js.PublishMsg(ctx, msg,
+		jetstream.WithExpectStream(s.cfg.DeadLetterStream),
+		jetstream.WithMsgID(from.Stream()+":"+seq+":"+idx))
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("dead-letter record %s of %s seq %s to %q (stream %q): %w", idx, from.Stream(), seq, s.cfg.DeadLetterSubject, s.cfg.DeadLetterStream, err)
+	}
+	s.m.deadLetters.Inc()
+	return nil
+}
+
+// headerValue makes reason safe for a header: one line, bounded length.
+func headerValue(reason string) string {
+	reason = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, reason)
+	if len(reason) > maxReasonLen {
+		reason = strings.ToValidUTF8(reason[:maxReasonLen], "") + "…"
+	}
+	return reason
+}
+
+// Close stops fetching. Messages that a pull request delivered but Fetch
+// did not hand out are nak'ed for prompt redelivery; Close waits for the
+// pull in flight to end (at most about a second). Ack, Nak and DeadLetter keep working after Close; the connection
+// stays open (it belongs to the caller). Close is idempotent.
+func (s *Source) Close() error {
+	s.fetchMu.Lock()
+	if s.closed {
+		s.fetchMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	p := s.cur
+	s.cur = nil
+	s.fetchMu.Unlock()
+	if p == nil {
+		return nil
+	}
+	var n int
+	for jm := range p.msgs {
+		if jm.Nak() == nil {
+			n++
+		}
+	}
+	s.m.naks.Add(float64(n))
+	if n > 0 {
+		s.log.Info("returned prefetched messages for redelivery", "messages", n)
+	}
+	return nil
+}
