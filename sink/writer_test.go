@@ -104,7 +104,6 @@ func (fc *frameChecker) fail(format string, args ...any) {
 }
 
 func (fc *frameChecker) handle(conn int, c net.Conn) {
-	lg := newLineLog()
 	lines := make(chan string, 256)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -132,7 +131,6 @@ func (fc *frameChecker) handle(conn int, c net.Conn) {
 			}
 		}
 	}()
-	_ = lg
 	var cw, cf, cn, next int // the frame in progress; next == 0: none
 	for line := range lines {
 		var wr, f, i, n int
