@@ -17,19 +17,10 @@ package fault
 
 import (
 	"context"
-	"errors"
 	"sort"
 	"sync"
 	"sync/atomic"
 )
-
-// ErrInjected is returned by Hit when the point's action is error(p).
-var ErrInjected = errors.New("fault: injected error")
-
-// ErrInjectedClose is returned by Hit when the point's action is close(p):
-// the caller should close the connection the point guards, as if the peer
-// had dropped it.
-var ErrInjectedClose = errors.New("fault: injected connection close")
 
 // Point is one named injection point. Its zero value is not usable; create
 // points with Register.
@@ -67,7 +58,20 @@ func (p *Point) Hits() uint64 { return p.hits.Load() }
 // Hit runs the point's action, if any. It returns nil when the point is off or
 // its action did not fire, ErrInjected or ErrInjectedClose when it fired an
 // error, and ctx.Err() when ctx ended during an injected delay.
+//
+// Hit is small enough to be inlined, so on an off point a call site costs one
+// atomic load and a nil check (BenchmarkPoint_HitOff against
+// BenchmarkAtomicPointerLoad shows it).
 func (p *Point) Hit(ctx context.Context) error {
+	if p.act.Load() != nil {
+		return p.hitOn(ctx)
+	}
+	return nil
+}
+
+// hitOn is Hit's slow path, kept out of line so Hit inlines. It loads the
+// action again: the point may have been switched off in between.
+func (p *Point) hitOn(ctx context.Context) error {
 	a := p.act.Load()
 	if a == nil {
 		return nil

@@ -1,16 +1,11 @@
 package fault
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 )
-
-// ErrUnknownPoint is wrapped by Apply for a name no point was registered
-// under.
-var ErrUnknownPoint = errors.New("unknown fault point")
 
 // ParseAction parses an action:
 //
@@ -20,21 +15,22 @@ var ErrUnknownPoint = errors.New("unknown fault point")
 //	close(0.5)            make the caller close its connection on 50% of hits
 //	off                   switch the point off
 //
-// Any action may end in "*N" to fire at most N times, e.g. "error(1)*3".
-// "off" parses to a nil *Action.
+// Any action may end in "*N" to fire at most N times, e.g. "error(1)*3",
+// and in "@N/PERIOD" to fire at most N times per period (a burst of up to N,
+// then N per period on average), e.g. "delay(5ms)@10/s", "error(1)@1/5s" or
+// "close(1)@3/m"; PERIOD is s, m, h or a Go duration. Suffixes may come in
+// either order. "off" parses to a nil *Action.
 func ParseAction(s string) (*Action, error) {
 	s = strings.TrimSpace(s)
 	if s == "off" || s == "" {
 		return nil, nil
 	}
 	a := &Action{}
-	if i := strings.LastIndexByte(s, '*'); i > 0 && strings.HasSuffix(s[:i], ")") {
-		n, err := strconv.ParseUint(s[i+1:], 10, 64)
-		if err != nil || n == 0 {
-			return nil, fmt.Errorf("fault action %q: count after '*' must be a positive integer", s)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i < len(s)-1 {
+		if err := a.parseSuffixes(s, s[i+1:]); err != nil {
+			return nil, err
 		}
-		a.Count = n
-		s = s[:i]
+		s = s[:i+1]
 	}
 	open := strings.IndexByte(s, '(')
 	if open < 0 || !strings.HasSuffix(s, ")") {
@@ -82,6 +78,48 @@ func ParseAction(s string) (*Action, error) {
 	return a, nil
 }
 
+// parseSuffixes reads the "*N" and "@N/PERIOD" suffixes of the action spec
+// full into a.
+func (a *Action) parseSuffixes(full, suf string) error {
+	for suf = strings.TrimSpace(suf); suf != ""; suf = strings.TrimSpace(suf) {
+		op := suf[0]
+		rest := suf[1:]
+		end := strings.IndexAny(rest, "*@")
+		if end < 0 {
+			end = len(rest)
+		}
+		tok := strings.TrimSpace(rest[:end])
+		suf = rest[end:]
+		switch op {
+		case '*':
+			n, err := strconv.ParseUint(tok, 10, 64)
+			if err != nil || n == 0 || a.Count != 0 {
+				return fmt.Errorf("fault action %q: count after '*' must be a positive integer, given once", full)
+			}
+			a.Count = n
+		case '@':
+			ns, unit, ok := strings.Cut(tok, "/")
+			n, err := strconv.ParseUint(strings.TrimSpace(ns), 10, 64)
+			if !ok || err != nil || n == 0 || a.Limit != 0 {
+				return fmt.Errorf("fault action %q: rate after '@' must be N/PERIOD with N a positive integer, e.g. @10/s, given once", full)
+			}
+			unit = strings.TrimSpace(unit)
+			switch unit {
+			case "s", "m", "h":
+				unit = "1" + unit
+			}
+			per, err := time.ParseDuration(unit)
+			if err != nil || per <= 0 {
+				return fmt.Errorf("fault action %q: rate period %q: want s, m, h or a positive Go duration such as 100ms", full, unit)
+			}
+			a.Limit, a.Per = n, per
+		default:
+			return fmt.Errorf("fault action %q: unexpected %q after ')'; want *N or @N/PERIOD", full, suf)
+		}
+	}
+	return nil
+}
+
 // String formats the action in the syntax ParseAction reads.
 func (a *Action) String() string {
 	if a == nil {
@@ -99,6 +137,19 @@ func (a *Action) String() string {
 		s = "error(" + strconv.FormatFloat(a.Prob, 'g', -1, 64) + ")"
 	case Close:
 		s = "close(" + strconv.FormatFloat(a.Prob, 'g', -1, 64) + ")"
+	}
+	if a.Limit > 0 {
+		s += "@" + strconv.FormatUint(a.Limit, 10) + "/"
+		switch a.Per {
+		case 0, time.Second:
+			s += "s"
+		case time.Minute:
+			s += "m"
+		case time.Hour:
+			s += "h"
+		default:
+			s += a.Per.String()
+		}
 	}
 	if a.Count > 0 {
 		s += "*" + strconv.FormatUint(a.Count, 10)
