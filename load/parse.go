@@ -50,7 +50,8 @@ const maxDepth = 64
 
 // scanner walks one line. It is a small hand-written JSON scanner that
 // validates the syntax of the whole object but decodes only the header
-// fields; BenchmarkParse compares it with encoding/json (about 10× faster).
+// fields. BenchmarkParse: about 340 ns for a 200-byte record against about
+// 2.6 µs for encoding/json into a small struct (bench_results.txt).
 type scanner struct {
 	b []byte
 	i int
@@ -165,37 +166,51 @@ func (s *scanner) str() (raw []byte, esc bool, err error) {
 	}
 	s.i++
 	start := s.i
-	for s.i < len(s.b) {
-		c := s.b[s.i]
+	b := s.b
+	for s.i < len(b) {
+		// Fast path: plain bytes.
+		for s.i < len(b) && plain[b[s.i]] {
+			s.i++
+		}
+		if s.i >= len(b) {
+			break
+		}
+		c := b[s.i]
 		switch {
 		case c == '"':
-			raw = s.b[start:s.i]
+			raw = b[start:s.i]
 			s.i++
 			return raw, esc, nil
 		case c == '\\':
 			esc = true
-			if s.i+1 >= len(s.b) {
+			if s.i+1 >= len(b) {
 				return nil, false, notRecord("unterminated escape")
 			}
-			switch s.b[s.i+1] {
+			switch b[s.i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				s.i += 2
 			case 'u':
-				if s.i+6 > len(s.b) || !isHex4(s.b[s.i+2:s.i+6]) {
+				if s.i+6 > len(b) || !isHex4(b[s.i+2:s.i+6]) {
 					return nil, false, notRecord("bad \\u escape at %d", s.i)
 				}
 				s.i += 6
 			default:
 				return nil, false, notRecord("bad escape at %d", s.i)
 			}
-		case c < 0x20:
+		default: // c < 0x20
 			return nil, false, notRecord("control character in string at %d", s.i)
-		default:
-			s.i++
 		}
 	}
 	return nil, false, notRecord("unterminated string")
 }
+
+// plain[c] is true for the bytes a JSON string holds as they are.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func isHex4(b []byte) bool {
 	for _, c := range b {

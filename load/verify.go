@@ -30,10 +30,10 @@ type Verifier struct {
 
 	mu sync.Mutex
 	// All fields below are guarded by mu.
-	seen          []uint64 // bit seq-1: an intact copy of seq was observed
-	invalid       []uint64 // bit seq-1: seq is an invalid record; nil until marked
-	failed        []uint64 // bit seq-1: seq's publish failed; nil until marked
-	lastByKey     map[string]int64
+	seen          []uint64          // bit seq-1: an intact copy of seq was observed
+	invalid       []uint64          // bit seq-1: seq is an invalid record; nil until marked
+	failed        []uint64          // bit seq-1: seq's publish failed; nil until marked
+	lastByKey     map[string]*int64 // last seq seen per key
 	hist          *hdrhistogram.Histogram
 	lines         int64
 	received      int64 // distinct expected seqs observed
@@ -56,7 +56,7 @@ func NewVerifier(runID string, expected int64) *Verifier {
 		run:       runID,
 		expected:  expected,
 		seen:      make([]uint64, (expected+63)/64),
-		lastByKey: make(map[string]int64),
+		lastByKey: make(map[string]*int64),
 		hist:      hdrhistogram.New(histMin, histMax, histDigits),
 	}
 }
@@ -176,9 +176,15 @@ func (v *Verifier) Observe(line []byte, now time.Time) {
 		return
 	}
 	v.received++
-	if last, ok := v.lastByKey[string(h.key)]; !ok || seq > last {
-		v.lastByKey[string(h.key)] = seq
-	} else {
+	// The lookup with string(h.key) does not allocate; only a new key does.
+	switch last := v.lastByKey[string(h.key)]; {
+	case last == nil:
+		p := new(int64)
+		*p = seq
+		v.lastByKey[string(h.key)] = p
+	case seq > *last:
+		*last = seq
+	default:
 		v.outOfOrder++
 	}
 	us := now.UnixNano()/1e3 - h.ts/1e3

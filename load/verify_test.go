@@ -152,7 +152,7 @@ func TestVerifier_Ignored(t *testing.T) {
 		[]byte("hello"),
 		[]byte(`{"a":1}`),
 		[]byte(`{"id":"run1-1","run":"run1","seq":3,"key":"k1","ts":1}`), // id does not match seq: damaged
-		append([]byte("stream:7:0 "), rec("run1", 1)...),                   // identity-prefixed line
+		append([]byte("stream:7:0 "), rec("run1", 1)...),                 // identity-prefixed line
 		truncated, // damaged record of run1
 		invalid,   // invalid record that should have been dead-lettered
 		rec("run1", 4),
@@ -273,5 +273,16 @@ func TestReport_WriteTable(t *testing.T) {
 		if len(l) <= col || l[col-1] != ' ' || l[col] == ' ' {
 			t.Fatalf("value not at column %d in %q:\n%s", col, l, out)
 		}
+	}
+}
+
+func TestVerifier_ObserveNoAllocs(t *testing.T) {
+	v := load.NewVerifier("run1", 10)
+	line := rec("run1", 1)
+	for range 11 { // first sight of key k1 and the listed duplicate ids allocate
+		v.Observe(line, t0)
+	}
+	if n := testing.AllocsPerRun(100, func() { v.Observe(line, t0) }); n != 0 {
+		t.Fatalf("Observe allocates %v times per line", n)
 	}
 }
