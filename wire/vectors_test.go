@@ -38,12 +38,32 @@ type vector struct {
 }
 
 type jsFrame struct {
-	Type    string        `json:"type"`
-	Hello   *wire.Hello   `json:"hello,omitempty"`
-	Welcome *wire.Welcome `json:"welcome,omitempty"`
-	Data    *jsData       `json:"data,omitempty"`
-	Ack     *wire.Ack     `json:"ack,omitempty"`
-	Close   *jsClose      `json:"close,omitempty"`
+	Type    string     `json:"type"`
+	Hello   *jsHello   `json:"hello,omitempty"`
+	Welcome *jsWelcome `json:"welcome,omitempty"`
+	Data    *jsData    `json:"data,omitempty"`
+	Ack     *jsAck     `json:"ack,omitempty"`
+	Close   *jsClose   `json:"close,omitempty"`
+}
+
+type jsHello struct {
+	MinVersion    uint16 `json:"min_version"`
+	MaxVersion    uint16 `json:"max_version"`
+	MaxFrameBytes uint32 `json:"max_frame_bytes"`
+	Window        uint32 `json:"window"`
+	Instance      string `json:"instance"`
+}
+
+type jsWelcome struct {
+	Version       uint16 `json:"version"`
+	MaxFrameBytes uint32 `json:"max_frame_bytes"`
+	MaxRecords    uint32 `json:"max_records"`
+	Window        uint32 `json:"window"`
+	Server        string `json:"server"`
+}
+
+type jsAck struct {
+	UpTo uint64 `json:"up_to"`
 }
 
 type jsData struct {
@@ -68,16 +88,16 @@ func toJS(f wire.Frame) *jsFrame {
 	j := &jsFrame{Type: f.Type.String()}
 	switch f.Type {
 	case wire.TypeHello:
-		j.Hello = &f.Hello
+		j.Hello = (*jsHello)(&f.Hello)
 	case wire.TypeWelcome:
-		j.Welcome = &f.Welcome
+		j.Welcome = (*jsWelcome)(&f.Welcome)
 	case wire.TypeData:
 		j.Data = &jsData{FrameID: f.Data.FrameID, Records: []jsRecord{}}
 		for _, r := range f.Data.Records {
 			j.Data.Records = append(j.Data.Records, jsRecord{r.ID.Stream, r.ID.Seq, r.ID.Index, string(r.Data)})
 		}
 	case wire.TypeAck:
-		j.Ack = &f.Ack
+		j.Ack = (*jsAck)(&f.Ack)
 	case wire.TypeClose:
 		j.Close = &jsClose{uint16(f.Close.Code), f.Close.Code.String(), f.Close.Reason}
 	}
@@ -89,9 +109,9 @@ func fromJS(t *testing.T, j *jsFrame) wire.Frame {
 	var f wire.Frame
 	switch {
 	case j.Hello != nil:
-		f.Type, f.Hello = wire.TypeHello, *j.Hello
+		f.Type, f.Hello = wire.TypeHello, wire.Hello(*j.Hello)
 	case j.Welcome != nil:
-		f.Type, f.Welcome = wire.TypeWelcome, *j.Welcome
+		f.Type, f.Welcome = wire.TypeWelcome, wire.Welcome(*j.Welcome)
 	case j.Data != nil:
 		f.Type, f.Data.FrameID = wire.TypeData, j.Data.FrameID
 		f.Data.Records = []wire.Record{}
@@ -99,7 +119,7 @@ func fromJS(t *testing.T, j *jsFrame) wire.Frame {
 			f.Data.Records = append(f.Data.Records, wire.Record{ID: wire.RecordID{Stream: r.Stream, Seq: r.Seq, Index: r.Index}, Data: []byte(r.Data)})
 		}
 	case j.Ack != nil:
-		f.Type, f.Ack = wire.TypeAck, *j.Ack
+		f.Type, f.Ack = wire.TypeAck, wire.Ack(*j.Ack)
 	case j.Close != nil:
 		f.Type, f.Close = wire.TypeClose, wire.Close{Code: wire.CloseCode(j.Close.Code), Reason: j.Close.Reason}
 	default:
