@@ -72,12 +72,19 @@ func BenchmarkVerifierObserve(b *testing.B) {
 // BenchmarkGenerate publishes b.N records to an embedded JetStream server;
 // rec/s is the acknowledged record rate.
 func BenchmarkGenerate(b *testing.B) {
-	for _, per := range []int{1, 10, 100} {
-		b.Run(fmt.Sprintf("per-message=%d", per), func(b *testing.B) {
+	for _, c := range []struct {
+		per     int
+		noMsgID bool
+	}{{1, false}, {1, true}, {10, false}, {100, false}} {
+		name := fmt.Sprintf("per-message=%d", c.per)
+		if c.noMsgID {
+			name += "/no-msg-id"
+		}
+		b.Run(name, func(b *testing.B) {
 			js := startJS(b)
 			b.SetBytes(200)
 			b.ResetTimer()
-			res, err := load.Generate(context.Background(), js, load.GenOptions{Count: int64(b.N), PerMessage: per}, nil)
+			res, err := load.Generate(context.Background(), js, load.GenOptions{Count: int64(b.N), PerMessage: c.per, NoMsgID: c.noMsgID}, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -27,7 +27,7 @@ type GenOptions struct {
 	Burst      int           // rate limiter bucket, in records; 0 = max(PerMessage, Rate/10)
 	PerMessage int           // records per queue message; 0 = 1
 	Publishers int           // publishing goroutines; 0 = 4
-	MaxPending int           // unacknowledged async publishes per publisher; 0 = 256
+	MaxPending int           // unacknowledged async publishes per publisher; 0 = 256 (keep Publishers×MaxPending within the JetStream context's WithPublishAsyncMaxPending, 4000 by default, or publishes stall and retry)
 	RecordSize int           // mean encoded record size in bytes; 0 = 200
 	SizeSpread int           // sizes are uniform in RecordSize ± SizeSpread; 0 = all equal
 	Keys       int           // partition keys (key = seq mod Keys); 0 = 16
