@@ -236,6 +236,9 @@ func (r *Reader) parseData(b []byte) (Data, *ProtocolError) {
 	}
 	nstreams := int(be.Uint16(b[8:]))
 	off := 10
+	if nstreams*3 > len(b)-off { // each entry is at least a u16 and one byte
+		return Data{}, malformed("%d stream names cannot fit in the %d bytes left", nstreams, len(b)-off)
+	}
 	r.prev, r.tab = r.tab, r.prev[:0]
 	var seen map[string]struct{} // for duplicate checks in large tables
 	for i := 0; i < nstreams; i++ {

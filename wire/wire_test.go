@@ -146,6 +146,7 @@ func TestReader_Errors(t *testing.T) {
 		{"data empty stream name", frame(wire.TypeData, u64(1), u16(1), str(""), u32(1), rec(0, 0, "")), 0, "MALFORMED"},
 		{"data duplicate stream", frame(wire.TypeData, u64(1), u16(2), str("A"), str("A"), u32(2), rec(0, 0, ""), rec(1, 0, "")), 0, "MALFORMED"},
 		{"data duplicate stream, large table", frame(wire.TypeData, u64(1), u16(10), str("0"), str("1"), str("2"), str("3"), str("4"), str("5"), str("6"), str("7"), str("8"), str("3")), 0, "MALFORMED"},
+		{"data stream table cannot fit", frame(wire.TypeData, u64(1), u16(65535), str("A"), u32(0)), 0, "MALFORMED"},
 		{"data stream index out of range", frame(wire.TypeData, u64(1), u16(1), str("A"), u32(1), rec(1, 0, "")), 0, "MALFORMED"},
 		{"data stream index skips ahead", frame(wire.TypeData, u64(1), u16(2), str("A"), str("B"), u32(2), rec(1, 0, ""), rec(0, 0, "")), 0, "MALFORMED"},
 		{"data stream unused", frame(wire.TypeData, u64(1), u16(1), str("A"), u32(0)), 0, "MALFORMED"},
@@ -471,5 +472,40 @@ func TestCloseCode_String(t *testing.T) {
 	}
 	if got := wire.FrameType(9).String(); got != "TYPE_0x09" {
 		t.Errorf("unknown type: %q", got)
+	}
+}
+
+// TestReader_CountsBoundAllocation checks that counts read from a small body
+// (a 65535-entry stream table, 65536 records) are rejected before anything is
+// allocated for them.
+func TestReader_CountsBoundAllocation(t *testing.T) {
+	u16 := func(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
+	for name, body := range map[string][]byte{
+		"streams": slicesConcat(binary.BigEndian.AppendUint64(nil, 1), u16(65535), u16(1), []byte("A"), make([]byte, 4)),
+		"records": slicesConcat(binary.BigEndian.AppendUint64(nil, 1), u16(0), binary.BigEndian.AppendUint32(nil, 65536), make([]byte, 100)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := make([]byte, wire.HeaderLen, wire.HeaderLen+len(body))
+			b = append(b, body...)
+			binary.BigEndian.PutUint32(b, uint32(len(body)))
+			b[8] = byte(wire.TypeData)
+			b = refix(b)
+			rd := wire.NewReader(&repeatReader{data: b})
+			if _, err := rd.ReadFrame(); errKind(err) != "MALFORMED" {
+				t.Fatalf("got %v, want MALFORMED", err)
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			for range 10 {
+				if _, err := rd.ReadFrame(); errKind(err) != "MALFORMED" {
+					t.Fatalf("got %v, want MALFORMED", err)
+				}
+			}
+			runtime.ReadMemStats(&after)
+			if got := after.TotalAlloc - before.TotalAlloc; got > 10*4096 {
+				t.Fatalf("10 reads allocated %d bytes", got)
+			}
+		})
 	}
 }
