@@ -13,6 +13,9 @@ const (
 	KeyErr       = "err"
 	KeyReason    = "reason"
 	KeyPath      = "path"
+	KeyPoint     = "point"  // a fault point's name
+	KeyAction    = "action" // a fault action, as fault.Action.String writes it
+	KeyRemote    = "remote" // an admin request's remote address
 )
 
 // NewLogger returns a logger writing to w in format "text" or "json" at level
