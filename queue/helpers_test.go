@@ -102,15 +102,31 @@ func payload(i int) []byte { return fmt.Appendf(nil, `{"i":%d}`, i) }
 // for every PubAck.
 func publish(t testing.TB, js jetstream.JetStream, first, n int) {
 	t.Helper()
+	futs := make([]jetstream.PubAckFuture, 0, n)
 	for i := first; i < first+n; i++ {
-		if _, err := js.PublishAsync("ingest.test", payload(i)); err != nil {
+		f, err := js.PublishAsync("ingest.test", payload(i), jetstream.WithStallWait(stallGuard))
+		if err != nil {
 			t.Fatalf("publish %d: %v", i, err)
 		}
+		futs = append(futs, f)
 	}
+	checkPublished(t, js, futs)
+}
+
+// checkPublished waits for every future and fails on the first error.
+func checkPublished(t testing.TB, js jetstream.JetStream, futs []jetstream.PubAckFuture) {
+	t.Helper()
 	select {
 	case <-js.PublishAsyncComplete():
 	case <-time.After(stallGuard):
-		t.Fatalf("publishing %d messages stalled", n)
+		t.Fatalf("publishing %d messages stalled", len(futs))
+	}
+	for _, f := range futs {
+		select {
+		case err := <-f.Err():
+			t.Fatalf("publish %q: %v", f.Msg().Data, err)
+		default:
+		}
 	}
 }
 

@@ -46,6 +46,12 @@ const NakDelay = 100 * time.Millisecond
 // for it) never lingers for long.
 const maxPullExpiry = time.Second
 
+// lingerGap is how long Fetch waits for the next message of a batch once it
+// has the first: a pause this long ends the batch. Under load a pull's
+// messages arrive microseconds apart, so batches fill; when idle it delays a
+// lone message by at most this much.
+const lingerGap = time.Millisecond
+
 // maxReasonLen caps the Sluice-Reason header.
 const maxReasonLen = 1024
 
@@ -223,8 +229,9 @@ func sameSet(a, b []string) bool {
 }
 
 // Fetch returns up to max messages. It waits at most maxWait for the first
-// one and then returns what has already arrived without waiting further; it
-// returns an empty slice and nil when nothing arrived in time.
+// one, then takes the ones that follow until the flow pauses for a
+// millisecond (never past maxWait); it returns an empty slice and nil when
+// nothing arrived in time.
 //
 // A pull request can outlive the call: the rest of its batch is handed out by
 // the next Fetch. And unless Options.DisablePrefetch is set, when a call
@@ -278,7 +285,7 @@ func (s *Source) Fetch(ctx context.Context, max int, maxWait time.Duration) ([]p
 				}
 				continue // expired empty: pull again while time is left
 			}
-			out := s.take(make([]pipeline.Message, 0, max), jm, max)
+			out := s.take(make([]pipeline.Message, 0, max), jm, max, timer.C)
 			if s.cur == nil && s.prefetch {
 				// Keep the server busy while the caller works. A failure
 				// here is not this call's: the next Fetch meets it.
@@ -311,9 +318,10 @@ func (s *Source) startPull(max int, wait time.Duration) error {
 	return nil
 }
 
-// take appends first and then every message of s.cur that has already
-// arrived, up to max, and drops s.cur once it is used up.
-func (s *Source) take(out []pipeline.Message, first jetstream.Msg, max int) []pipeline.Message {
+// take appends first and then the messages of s.cur that keep arriving, up
+// to max, until the flow pauses for lingerGap or deadline fires; it drops
+// s.cur once the pull is used up.
+func (s *Source) take(out []pipeline.Message, first jetstream.Msg, max int, deadline <-chan time.Time) []pipeline.Message {
 	p := s.cur
 	stale := time.Since(p.issued) > s.cfg.AckWait/2
 	add := func(jm jetstream.Msg) {
@@ -331,20 +339,41 @@ func (s *Source) take(out []pipeline.Message, first jetstream.Msg, max int) []pi
 		out = append(out, m)
 	}
 	add(first)
+	var gap *time.Timer // started on the first pause in the flow
+	defer func() {
+		if gap != nil {
+			gap.Stop()
+		}
+	}()
 	for len(out) < max && p.received < p.size {
+		var jm jetstream.Msg
+		var ok bool
 		select {
-		case jm, ok := <-p.msgs:
-			if !ok {
-				if err := p.batch.Error(); err != nil {
-					s.log.Debug("pull request ended with an error", "err", err)
-				}
-				s.cur = nil
+		case jm, ok = <-p.msgs:
+		default:
+			// Nothing buffered: wait a moment, because a batch arrives as a
+			// burst that the client hands over one message at a time.
+			if gap == nil {
+				gap = time.NewTimer(lingerGap)
+			} else {
+				gap.Reset(lingerGap)
+			}
+			select {
+			case jm, ok = <-p.msgs:
+			case <-gap.C:
+				return out
+			case <-deadline:
 				return out
 			}
-			add(jm)
-		default:
+		}
+		if !ok {
+			if err := p.batch.Error(); err != nil {
+				s.log.Debug("pull request ended with an error", "err", err)
+			}
+			s.cur = nil
 			return out
 		}
+		add(jm)
 	}
 	if p.received >= p.size {
 		s.cur = nil // complete: the jetstream package closes msgs by itself

@@ -1,0 +1,168 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/queue"
+)
+
+func TestStartEmbedded_PortInUse(t *testing.T) {
+	t.Run("other listener", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		cfg := testConfig(t)
+		cfg.Listen = ln.Addr().String()
+		emb, err := queue.StartEmbedded(cfg, quietLogger())
+		if err == nil {
+			emb.Shutdown()
+			t.Fatalf("StartEmbedded on busy %s succeeded", cfg.Listen)
+		}
+		if !errors.Is(err, queue.ErrAddrInUse) {
+			t.Fatalf("err = %v, want ErrAddrInUse", err)
+		}
+		for _, w := range []string{cfg.Listen, "queue.listen", "already listens"} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error %q does not mention %q", err, w)
+			}
+		}
+	})
+	t.Run("second sluice", func(t *testing.T) {
+		first := startServer(t, testConfig(t))
+		addr := first.Server().Addr().String()
+		cfg := testConfig(t)
+		cfg.Listen = addr
+		emb, err := queue.StartEmbedded(cfg, quietLogger())
+		if err == nil {
+			emb.Shutdown()
+			t.Fatalf("second server on %s started", addr)
+		}
+		if !errors.Is(err, queue.ErrAddrInUse) || !strings.Contains(err.Error(), addr) {
+			t.Fatalf("err = %v, want ErrAddrInUse naming %s", err, addr)
+		}
+	})
+	t.Run("bad address", func(t *testing.T) {
+		cfg := testConfig(t)
+		cfg.Listen = "localhost"
+		_, err := queue.StartEmbedded(cfg, quietLogger())
+		if !errors.Is(err, queue.ErrBadConfig) || !strings.Contains(err.Error(), `queue.listen "localhost"`) {
+			t.Fatalf("err = %v, want ErrBadConfig naming queue.listen", err)
+		}
+	})
+}
+
+func TestStartEmbedded_ListensOnlyWhereConfigured(t *testing.T) {
+	var logs syncBuffer
+	cfg := testConfig(t)
+	emb, err := queue.StartEmbedded(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown()
+
+	addr, ok := emb.Server().Addr().(*net.TCPAddr)
+	if !ok || !addr.IP.Equal(net.IPv4(127, 0, 0, 1)) || addr.Port == 0 {
+		t.Fatalf("server listens on %v, want 127.0.0.1 and a picked port", emb.Server().Addr())
+	}
+	if !strings.HasPrefix(emb.ClientURL(), "nats://127.0.0.1:") || strings.HasSuffix(emb.ClientURL(), ":0") {
+		t.Fatalf("ClientURL = %q", emb.ClientURL())
+	}
+	// No monitoring, cluster, leaf or gateway listeners.
+	if emb.Server().MonitorAddr() != nil || emb.Server().ClusterAddr() != nil || emb.Server().GatewayAddr() != nil {
+		t.Fatal("embedded server opened a listener besides the client port")
+	}
+	// Its streams live under DataDir/jetstream.
+	nc := connect(t, cfg, emb)
+	_ = openSource(t, nc, cfg, nil)
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "jetstream")); err != nil {
+		t.Fatalf("no jetstream directory under the data dir: %v", err)
+	}
+	// Its logs went to slog, tagged.
+	if l := logs.String(); !strings.Contains(l, "component=nats-server") || !strings.Contains(l, "Listening for client connections") {
+		t.Fatalf("server logs not routed to slog:\n%s", l)
+	}
+}
+
+func TestConnect_External(t *testing.T) {
+	// A separate password-protected server, reached over TCP like an
+	// external cluster.
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Username: "ingest", Password: "s3cret-pw"}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	if !srv.ReadyForConnections(stallGuard) {
+		t.Fatal("test server not ready")
+	}
+	port := srv.Addr().(*net.TCPAddr).Port
+	url := "nats://127.0.0.1:" + itoa(port)
+
+	t.Run("user and password", func(t *testing.T) {
+		cfg := config.Queue{URL: url, User: "ingest", Password: "s3cret-pw"}
+		nc, err := queue.Connect(context.Background(), cfg, nil, quietLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		src, err := queue.Open(context.Background(), nc, cfg, queue.Options{Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = src.Close()
+	})
+	t.Run("wrong password is reported without it", func(t *testing.T) {
+		var logs syncBuffer
+		cfg := config.Queue{URL: "nats://ingest:wrong-pw@127.0.0.1:" + itoa(port)}
+		_, err := queue.Connect(context.Background(), cfg, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err == nil {
+			t.Fatal("connected with a wrong password")
+		}
+		if strings.Contains(err.Error(), "wrong-pw") || strings.Contains(logs.String(), "wrong-pw") {
+			t.Fatalf("password leaked: err %q, logs %q", err, logs.String())
+		}
+		if !strings.Contains(err.Error(), "127.0.0.1:"+itoa(port)) {
+			t.Fatalf("error %q does not name the server", err)
+		}
+	})
+	t.Run("token in URL is redacted", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := ln.Addr().String()
+		ln.Close() // nothing listens there now
+		cfg := config.Queue{URL: "nats://tok-SECRET@" + dead + ",nats://u:pw-SECRET@" + dead}
+		_, err = queue.Connect(context.Background(), cfg, nil, quietLogger())
+		if err == nil {
+			t.Fatal("connected to a closed port")
+		}
+		if strings.Contains(err.Error(), "SECRET") || !strings.Contains(err.Error(), dead) {
+			t.Fatalf("error %q leaks a secret or does not name %s", err, dead)
+		}
+	})
+	t.Run("missing nkey file", func(t *testing.T) {
+		cfg := config.Queue{URL: url, NKeyFile: filepath.Join(t.TempDir(), "none.nk")}
+		_, err := queue.Connect(context.Background(), cfg, nil, quietLogger())
+		if !errors.Is(err, queue.ErrBadConfig) || !strings.Contains(err.Error(), "queue.nkey_file") {
+			t.Fatalf("err = %v, want ErrBadConfig naming queue.nkey_file", err)
+		}
+	})
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
