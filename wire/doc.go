@@ -10,8 +10,22 @@
 // reports every violation as a *ProtocolError carrying the CloseCode that the
 // receiver sends back in its CLOSE frame.
 //
+// ServerState and ClientState check the session rules on top of the
+// framing: handshake first, increasing frame ids, the window, acknowledgement
+// bounds. Accept and CheckWelcome, which they use, implement the version and
+// limit negotiation of the handshake, so that both sides apply the same rules.
+//
 // The package knows nothing about connections, reconnects or durability: it
-// is a leaf that the sink and the drainer both build on. Accept and
-// CheckWelcome implement the version and limit negotiation of the handshake
-// so that both sides apply the same rules.
+// is a leaf that the sink and the drainer both build on. A server's loop is:
+//
+//	rd := wire.NewReader(conn)
+//	rd.Limits.MaxFrameBytes = wire.MaxHandshakeBytes
+//	var st wire.ServerState
+//	f, err := rd.ReadFrame()              // then st.Hello(f, own) → WELCOME
+//	rd.Limits = welcome.Limits()
+//	for {
+//		f, err := rd.ReadFrame()          // *ProtocolError → send CloseFor(err), close
+//		err = st.Receive(f)               // DATA: write out, dedup by RecordID
+//		ack, err := st.Ack(upTo)          // after fsync: conn.Write(wire.AppendAck(nil, ack))
+//	}
 package wire

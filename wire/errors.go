@@ -25,6 +25,21 @@ var (
 	ErrZeroFrameID = errors.New("frame id 0 is reserved")
 )
 
+// Errors of the session checks (ServerState, ClientState) for mistakes of
+// the side that calls them, as opposed to the peer's *ProtocolError.
+var (
+	// ErrBadAck means an acknowledgement is lower than a previous one or
+	// beyond the last frame received. A client receiving such an ACK gets a
+	// *ProtocolError with CodeBadAck that wraps it.
+	ErrBadAck = errors.New("acknowledgement out of range")
+	// ErrFrameOrder means a DATA frame id is not greater than the previous
+	// one on the connection.
+	ErrFrameOrder = errors.New("frame id not increasing")
+	// ErrWindowFull means a DATA frame would exceed the window granted in
+	// WELCOME, or no window was granted yet.
+	ErrWindowFull = errors.New("window full")
+)
+
 // CloseCode is the reason code of a CLOSE frame (docs/protocol.md, section 5).
 // Its high byte groups codes: 0x00 normal, 0x01 handshake, 0x02 framing,
 // 0x03 session, 0x04 the sender's own failure.
