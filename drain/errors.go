@@ -1,0 +1,25 @@
+package drain
+
+import "errors"
+
+// ErrInUse is wrapped by Listen when another process (usually another
+// drainer) accepts connections on the socket path. Nothing is removed.
+var ErrInUse = errors.New("another drainer is listening on the socket")
+
+// ErrNotSocket is wrapped by Listen when the socket path exists and is not a
+// Unix socket. The file is left untouched.
+var ErrNotSocket = errors.New("the socket path exists and is not a Unix socket")
+
+// ErrClosed is returned by Listen and Serve once Close has been called.
+var ErrClosed = errors.New("drain: server is closed")
+
+// ErrServing is returned by Serve when another Serve call is running or has
+// run on the same Server.
+var ErrServing = errors.New("drain: Serve was already called on this server")
+
+// ErrInvalidOptions is wrapped by New for options it cannot run with.
+var ErrInvalidOptions = errors.New("invalid drain options")
+
+// ErrLineTooLong is the reason a connection is closed when one of its lines
+// exceeds Options.MaxLine.
+var ErrLineTooLong = errors.New("line longer than the maximum")

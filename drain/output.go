@@ -1,0 +1,281 @@
+package drain
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Output file names: filePrefix + UTC time (millisecond, fixed width) + "-" +
+// sequence (6 digits) + fileSuffix. Name order is write order: the time part
+// never goes backwards (see output.nextName).
+const (
+	filePrefix = "sluice-"
+	fileSuffix = ".jsonl"
+	timeLayout = "20060102T150405.000" // followed by a literal "Z"
+	writeBuf   = 256 << 10
+	dirMode    = 0o700
+	fileMode   = 0o600
+)
+
+// output is where complete lines go: stdout, or size-rotated files in a
+// directory. Every method is safe for concurrent use; mu serialises them, and
+// is held across the file I/O on purpose: it exists to serialise the output.
+type output struct {
+	dir       string // "" for a plain writer (stdout)
+	rotate    int64  // rotation threshold in bytes; 0 with dir == ""
+	now       func() time.Time
+	onNewFile func(name string, rotated bool)
+
+	mu     sync.Mutex
+	w      *bufio.Writer // guarded by mu; nil until the first file is open
+	f      *os.File      // guarded by mu; the current file, nil for stdout or between files
+	size   int64         // guarded by mu; bytes written to f so far
+	lastTS time.Time     // guarded by mu; time part of the newest file name
+	seq    int           // guarded by mu; sequence of the newest file name
+	err    error         // guarded by mu; sticky: the first write failure
+	closed bool          // guarded by mu
+}
+
+// newStdout returns an output that writes to w.
+func newStdout(w io.Writer) *output {
+	return &output{w: bufio.NewWriterSize(w, writeBuf), now: time.Now}
+}
+
+// newDirOutput prepares dir (created 0700 when missing) and returns an output
+// writing files into it. Files are created on the first write, so a drainer
+// that receives nothing leaves no empty files. The newest existing
+// sluice-*.jsonl name sets the floor for new names, so name order stays write
+// order across restarts even if the clock steps back.
+func newDirOutput(dir string, rotate int64) (*output, error) {
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return nil, fmt.Errorf("drain: create output directory: %w", err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("drain: output directory: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("drain: output %s is not a directory: give a directory for --out, or - for stdout", dir)
+	}
+	o := &output{dir: dir, rotate: rotate, now: time.Now}
+	// Probe writability now rather than at the first record.
+	probe, err := os.CreateTemp(dir, ".sluice-probe-*")
+	if err != nil {
+		return nil, fmt.Errorf("drain: output directory %s is not writable: %w", dir, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("drain: read output directory: %w", err)
+	}
+	for _, e := range entries {
+		if ts, seq, ok := parseName(e.Name()); ok && (ts.After(o.lastTS) || ts.Equal(o.lastTS) && seq > o.seq) {
+			o.lastTS, o.seq = ts, seq
+		}
+	}
+	return o, nil
+}
+
+// parseName parses an output file name.
+func parseName(name string) (ts time.Time, seq int, ok bool) {
+	rest, found := strings.CutPrefix(name, filePrefix)
+	if !found {
+		return ts, 0, false
+	}
+	if rest, found = strings.CutSuffix(rest, fileSuffix); !found {
+		return ts, 0, false
+	}
+	tpart, spart, found := strings.Cut(rest, "Z-")
+	if !found {
+		return ts, 0, false
+	}
+	ts, err := time.Parse(timeLayout, tpart)
+	if err != nil {
+		return ts, 0, false
+	}
+	seq, err = strconv.Atoi(spart)
+	if err != nil || seq < 0 {
+		return ts, 0, false
+	}
+	return ts, seq, true
+}
+
+// nextName returns the name for a new file: later than every name before.
+func (o *output) nextName() string {
+	ts := o.now().UTC().Truncate(time.Millisecond)
+	if ts.Before(o.lastTS) {
+		ts = o.lastTS
+	}
+	o.lastTS = ts
+	o.seq++
+	return fmt.Sprintf("%s%sZ-%06d%s", filePrefix, ts.Format(timeLayout), o.seq, fileSuffix)
+}
+
+// write appends p, which holds whole lines only, as one unit: no other
+// write lands in the middle of it. A file is cut at line boundaries when it
+// would pass the rotation size. An error is sticky: the output is unusable
+// afterwards.
+func (o *output) write(p []byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return o.err
+	}
+	if o.closed {
+		return fmt.Errorf("drain: write after the output was closed")
+	}
+	if o.dir == "" {
+		if _, err := o.w.Write(p); err != nil {
+			o.err = fmt.Errorf("drain: write to stdout: %w", err)
+		}
+		return o.err
+	}
+	for len(p) > 0 {
+		if o.f == nil {
+			if err := o.openLocked(); err != nil {
+				return err
+			}
+		}
+		n := len(p)
+		if room := o.rotate - o.size; int64(n) > room {
+			// Cut at the last newline that fits; with none, a file that
+			// already holds data is rotated first, and an empty one takes
+			// the whole oversized line.
+			cut := 0
+			if room > 0 {
+				cut = bytes.LastIndexByte(p[:room], '\n') + 1
+			}
+			if cut == 0 {
+				if o.size > 0 {
+					if err := o.rotateLocked(); err != nil {
+						return err
+					}
+					continue
+				}
+				cut = bytes.IndexByte(p, '\n') + 1
+				if cut == 0 {
+					cut = len(p)
+				}
+			}
+			n = cut
+		}
+		if _, err := o.w.Write(p[:n]); err != nil {
+			o.err = fmt.Errorf("drain: write %s: %w", o.f.Name(), err)
+			return o.err
+		}
+		o.size += int64(n)
+		p = p[n:]
+		if o.size >= o.rotate {
+			if err := o.rotateLocked(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// openLocked creates the next output file.
+func (o *output) openLocked() error {
+	for range 100 {
+		name := filepath.Join(o.dir, o.nextName())
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+		if errors.Is(err, fs.ErrExist) {
+			continue // never overwrite; take the next sequence number
+		}
+		if err != nil {
+			o.err = fmt.Errorf("drain: create output file: %w", err)
+			return o.err
+		}
+		o.f, o.size = f, 0
+		if o.w == nil {
+			o.w = bufio.NewWriterSize(f, writeBuf)
+		} else {
+			o.w.Reset(f)
+		}
+		if o.onNewFile != nil {
+			o.onNewFile(name, false)
+		}
+		return nil
+	}
+	o.err = fmt.Errorf("drain: create output file in %s: 100 candidate names already exist", o.dir)
+	return o.err
+}
+
+// rotateLocked finishes the current file (flush, fsync, close); the next
+// write opens a new one.
+func (o *output) rotateLocked() error {
+	name := o.f.Name()
+	if err := o.finishLocked(); err != nil {
+		return err
+	}
+	if o.onNewFile != nil {
+		o.onNewFile(name, true)
+	}
+	return nil
+}
+
+// finishLocked flushes, syncs and closes the current file.
+func (o *output) finishLocked() error {
+	f := o.f
+	o.f = nil
+	err := o.w.Flush()
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil && o.err == nil {
+		o.err = fmt.Errorf("drain: finish output file %s: %w", f.Name(), err)
+	}
+	return o.err
+}
+
+// flush hands buffered lines to the file or stdout.
+func (o *output) flush() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.flushLocked()
+}
+
+func (o *output) flushLocked() error {
+	if o.err != nil || o.closed || o.w == nil || o.w.Buffered() == 0 {
+		return o.err
+	}
+	if err := o.w.Flush(); err != nil {
+		where := "stdout"
+		if o.f != nil {
+			where = o.f.Name()
+		}
+		o.err = fmt.Errorf("drain: write %s: %w", where, err)
+	}
+	return o.err
+}
+
+// close flushes and closes the current file (stdout is flushed, not
+// closed). It is idempotent and returns the output's first error.
+func (o *output) close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return o.err
+	}
+	if o.f != nil {
+		o.finishLocked()
+	} else {
+		o.flushLocked()
+	}
+	o.closed = true
+	return o.err
+}

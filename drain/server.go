@@ -1,0 +1,392 @@
+package drain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-dev/sluice/fault"
+)
+
+// writeBefore is hit before each chunk of lines is written to the output; a
+// delay there makes a slow drainer, an error closes the connection.
+var writeBefore = fault.Register("drain.write.before", "drainer: before writing a chunk of received records to the output (delay: a slow drainer; error/close: drop the connection)")
+
+// flushInterval bounds how long written lines may sit in the output buffer.
+const flushInterval = 100 * time.Millisecond
+
+// acceptBackoffMax caps the pause after a failed Accept (EMFILE and the like).
+const acceptBackoffMax = time.Second
+
+// Stats are the drainer's counters since New.
+type Stats struct {
+	Records     uint64 // complete lines written to the output
+	Bytes       uint64 // their bytes, newlines included
+	Connections uint64 // connections accepted
+	Open        int64  // connections open now
+	TornLines   uint64 // partial lines discarded at the end of a connection
+	ConnErrors  uint64 // connections closed because of an error
+	Rotations   uint64 // output files closed because they reached RotateBytes
+}
+
+// Server is the reference drainer: it listens on a Unix socket, reads
+// records from any number of connections at once and writes them to files
+// or stdout. Create it with New, then Listen and Serve; Close (or the end of
+// Serve's context) shuts it down.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	m      *metrics
+	handle func(*conn) // reads one connection until it ends; chosen by Options.Framing
+
+	// ctx is cancelled when shutdown begins: it cuts injected delays short.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	done     chan struct{} // closed when shutdown begins
+	failed   chan struct{} // closed by fail
+	failOnce sync.Once
+	failErr  error // set once, before failed is closed
+
+	closeOnce sync.Once
+	closeErr  error // set inside closeOnce
+
+	wg sync.WaitGroup // connection handlers and the flusher
+
+	mu       sync.Mutex
+	out      *output            // guarded by mu; set by Listen, then immutable
+	ln       net.Listener       // guarded by mu; set by Listen
+	sockInfo os.FileInfo        // guarded by mu; the socket file Listen created
+	conns    map[*conn]struct{} // guarded by mu; open connections
+	closing  bool               // guarded by mu; shutdown has begun
+	serving  bool               // guarded by mu; Serve was called
+	nextID   uint64             // guarded by mu
+
+	records, bytes, accepted, torn, connErrs, rotations atomic.Uint64
+	open                                                atomic.Int64
+	errLogs                                             sync.Map // reason -> *limiter
+}
+
+// conn is one accepted connection, owned by its handler goroutine.
+type conn struct {
+	nc  net.Conn
+	id  uint64
+	log *slog.Logger
+}
+
+// New checks opts and returns a Server that is not yet listening. Errors
+// wrap ErrInvalidOptions.
+func New(opts Options) (*Server, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		opts:   opts,
+		log:    opts.Logger.With(attrComponent, "drain"),
+		m:      newMetrics(opts.Registerer),
+		ctx:    ctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
+		failed: make(chan struct{}),
+		conns:  map[*conn]struct{}{},
+	}
+	switch opts.Framing {
+	case FramingLines:
+		s.handle = s.handleLines
+	}
+	return s, nil
+}
+
+// Addr returns the socket path the Server listens (or will listen) on.
+func (s *Server) Addr() string { return s.opts.Socket }
+
+// Listen prepares the output and creates the socket with Options.SocketMode.
+// A socket file left by a drainer that is gone is removed; if something
+// answers on the path Listen fails with ErrInUse, and if the path is not a
+// socket with ErrNotSocket, leaving the file alone. Listen after Close
+// returns ErrClosed.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	closing, listening := s.closing, s.ln != nil
+	s.mu.Unlock()
+	switch {
+	case closing:
+		return ErrClosed
+	case listening:
+		return fmt.Errorf("drain: Listen called twice on %s", s.opts.Socket)
+	}
+	var out *output
+	if s.opts.Out == "-" {
+		out = newStdout(s.opts.Stdout)
+	} else {
+		var err error
+		if out, err = newDirOutput(s.opts.Out, s.opts.RotateBytes); err != nil {
+			return err
+		}
+		out.onNewFile = s.onNewFile
+	}
+	ln, fi, err := listenSocket(s.opts.Socket, s.opts.SocketMode, func(msg string, args ...any) { s.log.Info(msg, args...) })
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || s.ln != nil { // Close or another Listen ran meanwhile
+		ln.Close()
+		removeSocket(s.opts.Socket, fi)
+		if s.closing {
+			return ErrClosed
+		}
+		return fmt.Errorf("drain: Listen called twice on %s", s.opts.Socket)
+	}
+	s.out, s.ln, s.sockInfo = out, ln, fi
+	return nil
+}
+
+// onNewFile counts and logs output files; called under the output's lock.
+func (s *Server) onNewFile(name string, rotated bool) {
+	if rotated {
+		s.rotations.Add(1)
+		s.m.rotated.Inc()
+		s.log.Debug("output file rotated", attrFile, name)
+		return
+	}
+	s.log.Debug("output file opened", attrFile, name)
+}
+
+// Serve accepts connections, one goroutine each, until ctx is done, Close
+// is called or the output fails; it then shuts the Server down (see Close)
+// and returns once that has finished. It returns nil after a requested
+// shutdown, the output's error if writing failed, ErrClosed if Close ran
+// before, and ErrServing on a second call. Serve calls Listen if it was not
+// called yet.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	switch {
+	case s.closing:
+		s.mu.Unlock()
+		return ErrClosed
+	case s.serving:
+		s.mu.Unlock()
+		return ErrServing
+	}
+	s.serving = true
+	listening := s.ln != nil
+	s.mu.Unlock()
+	if !listening {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		s.shutdown()
+		return s.result()
+	}
+	ln := s.ln
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.flusher()
+
+	watched := make(chan struct{})
+	go func() { // owned by Serve, which waits for it
+		defer close(watched)
+		select {
+		case <-ctx.Done():
+		case <-s.failed:
+		case <-s.done:
+			return
+		}
+		s.shutdown()
+	}()
+	s.acceptLoop(ctx, ln)
+	s.shutdown() // waits if the watcher (or Close) started it
+	<-watched
+	return s.result()
+}
+
+func (s *Server) result() error {
+	select {
+	case <-s.failed:
+		return s.failErr
+	default:
+		return nil
+	}
+}
+
+// acceptLoop accepts connections until the listener is closed.
+func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) {
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				s.fail(fmt.Errorf("drain: listener on %s closed unexpectedly: %w", s.opts.Socket, err))
+				return
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), acceptBackoffMax)
+			s.logLimited("accept", slog.LevelWarn, "accepting a connection failed; retrying", attrErr, err, "retry_in", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.done:
+				t.Stop()
+				return
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		}
+		backoff = 0
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			nc.Close()
+			return
+		}
+		s.nextID++
+		c := &conn{nc: nc, id: s.nextID}
+		c.log = s.log.With(attrConn, c.id)
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(c)
+	}
+}
+
+// serveConn runs the framing's handler on c and cleans up after it.
+func (s *Server) serveConn(c *conn) {
+	defer s.wg.Done()
+	s.accepted.Add(1)
+	s.m.conns.Inc()
+	s.open.Add(1)
+	s.m.open.Inc()
+	c.log.Debug("connection accepted")
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		c.nc.Close()
+		s.open.Add(-1)
+		s.m.open.Dec()
+		c.log.Debug("connection closed")
+	}()
+	s.handle(c)
+}
+
+// flusher flushes the output at least every flushInterval, so lines are
+// never held back in the buffer indefinitely.
+func (s *Server) flusher() {
+	defer s.wg.Done()
+	t := time.NewTicker(flushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			if err := s.out.flush(); err != nil {
+				s.fail(err)
+				return
+			}
+		}
+	}
+}
+
+// fail records the first fatal error (the output cannot be written) and
+// makes Serve shut down and return it.
+func (s *Server) fail(err error) {
+	s.failOnce.Do(func() {
+		s.failErr = err
+		s.log.Error("drainer failing: shutting down", attrErr, err)
+		close(s.failed)
+	})
+}
+
+// connError counts and logs (rate-limited) why c is being closed.
+func (s *Server) connError(c *conn, reason string, err error) {
+	s.connErrs.Add(1)
+	s.m.connErrors.WithLabelValues(reason).Inc()
+	s.logLimitedWith(c.log, reason, slog.LevelWarn, "closing connection", attrReason, reason, attrErr, err)
+}
+
+func (s *Server) logLimited(kind string, level slog.Level, msg string, args ...any) {
+	s.logLimitedWith(s.log, kind, level, msg, args...)
+}
+
+func (s *Server) logLimitedWith(l *slog.Logger, kind string, level slog.Level, msg string, args ...any) {
+	v, _ := s.errLogs.LoadOrStore(kind, &limiter{})
+	ok, n := v.(*limiter).allow(time.Now())
+	if !ok {
+		return
+	}
+	if n > 0 {
+		args = append(args, attrSuppressed, n)
+	}
+	l.Log(context.Background(), level, msg, args...)
+}
+
+// Close shuts the Server down: it stops accepting, removes the socket file,
+// lets each connection deliver what is already in flight (reading for at
+// most Options.DrainTimeout more), then flushes and closes the output. It
+// waits for every goroutine the Server started, is idempotent and safe to
+// call concurrently with Serve, and returns the output's error, if any.
+func (s *Server) Close() error {
+	return s.shutdown()
+}
+
+// shutdown runs the shutdown once; concurrent callers wait for it.
+func (s *Server) shutdown() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		close(s.done)
+		s.cancel()
+		ln, fi, out := s.ln, s.sockInfo, s.out
+		deadline := time.Now().Add(s.opts.DrainTimeout)
+		for c := range s.conns {
+			c.nc.SetReadDeadline(deadline)
+		}
+		s.mu.Unlock()
+		var errs []error
+		if ln != nil {
+			ln.Close()
+			errs = append(errs, removeSocket(s.opts.Socket, fi))
+		}
+		s.wg.Wait()
+		if out != nil {
+			errs = append(errs, out.close())
+		}
+		s.closeErr = errors.Join(errs...)
+		s.log.Debug("drainer stopped", attrRecords, s.records.Load())
+	})
+	return s.closeErr
+}
+
+// Stats returns the Server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Records:     s.records.Load(),
+		Bytes:       s.bytes.Load(),
+		Connections: s.accepted.Load(),
+		Open:        s.open.Load(),
+		TornLines:   s.torn.Load(),
+		ConnErrors:  s.connErrs.Load(),
+		Rotations:   s.rotations.Load(),
+	}
+}
