@@ -12,6 +12,7 @@ import (
 	"runtime/trace"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -476,5 +477,39 @@ func TestSanitizeReason(t *testing.T) {
 		if got := obs.SanitizeReason(in); got != want {
 			t.Errorf("SanitizeReason(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestFlightRecorder_CloseWaitsForWatchers(t *testing.T) {
+	// Close returns only after every goroutine the recorder owns has ended:
+	// here a stall watcher blocked inside its progress func.
+	e := startRecorder(t, obs.FlightOptions{})
+	entered, release := make(chan struct{}), make(chan struct{})
+	var returned atomic.Bool
+	var once sync.Once
+	e.f.WatchStall(context.Background(), time.Millisecond, time.Hour, func() (bool, uint64) {
+		once.Do(func() {
+			close(entered)
+			<-release
+			returned.Store(true)
+		})
+		return false, 0
+	})
+	<-entered
+	closed := make(chan bool)
+	go func() {
+		e.f.Close()
+		closed <- returned.Load()
+	}()
+	// Close has begun once DumpNow refuses.
+	waitFor(t, stallGuard, func() error {
+		if _, err := e.f.DumpNow("probe"); !errors.Is(err, obs.ErrFlightClosed) {
+			return fmt.Errorf("DumpNow = %v, want ErrFlightClosed", err)
+		}
+		return nil
+	})
+	close(release)
+	if !<-closed {
+		t.Fatal("Close returned while a watcher goroutine was still running")
 	}
 }
