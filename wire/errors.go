@@ -134,6 +134,7 @@ func protoErr(code CloseCode, msg string) *ProtocolError {
 // CloseFor returns the CLOSE frame a side sends after err ended its session:
 // a *ProtocolError (anywhere in err's chain) gives its own code and message;
 // nil gives CodeNormal; anything else gives CodeInternal with err's text.
+// After a *PeerClosedError nothing is sent at all: the peer has gone.
 func CloseFor(err error) Close {
 	if err == nil {
 		return Close{Code: CodeNormal}
