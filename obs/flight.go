@@ -244,9 +244,7 @@ func (f *FlightRecorder) dump(reason string, limited bool) (string, error) {
 	reason = SanitizeReason(reason)
 	now := time.Now()
 	if limited && !f.lastDump.IsZero() && now.Sub(f.lastDump) < f.opts.MinInterval {
-		f.m.suppressed.Inc()
-		f.log.Debug("flight recorder dump suppressed", KeyReason, reason,
-			"last_dump_ago", now.Sub(f.lastDump).Round(time.Millisecond), "min_interval", f.opts.MinInterval)
+		f.m.suppressed.Inc() // counted, not logged: a trigger storm must not flood the log
 		return "", errSuppressed
 	}
 	f.lastDump = now
