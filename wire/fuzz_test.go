@@ -19,9 +19,12 @@ import (
 // The seeds in testdata/fuzz/FuzzReader include every test vector (written
 // by TestVectors -update) and run with every go test.
 func FuzzReader(f *testing.F) {
+	var session []byte
 	for _, fr := range sampleFrames() {
 		f.Add(encode(f, nil, fr))
+		session = encode(f, session, fr)
 	}
+	f.Add(session) // several frames in a row
 	f.Fuzz(func(t *testing.T, data []byte) {
 		whole, frames, err := readAll(t, wire.NewReader(bytes.NewReader(data)))
 		var pe *wire.ProtocolError
