@@ -111,7 +111,6 @@ func dropUpTo(ids []uint64, upTo uint64) []uint64 {
 // is not safe for concurrent use: a sink whose writers and ack reader run on
 // different goroutines guards it with a mutex.
 type ClientState struct {
-	hello    Hello
 	welcomed bool
 	welcome  Welcome
 	last     uint64   // id of the last DATA frame sent
@@ -136,7 +135,7 @@ func (c *ClientState) Welcome(h Hello, f Frame) (Welcome, error) {
 	if err := CheckWelcome(h, f.Welcome); err != nil {
 		return Welcome{}, err
 	}
-	c.hello, c.welcomed, c.welcome = h, true, f.Welcome
+	c.welcomed, c.welcome = true, f.Welcome
 	return f.Welcome, nil
 }
 
