@@ -1,0 +1,433 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/drain"
+	"github.com/sluice-dev/sluice/fault"
+)
+
+// shortDir returns a temporary directory with a path short enough for a
+// Unix socket (t.TempDir() paths can pass the 108-byte limit).
+func shortDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "sl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+func testConfig(t *testing.T) (*config.Config, string) {
+	t.Helper()
+	dir := shortDir(t)
+	cfg := config.Default()
+	cfg.Queue.DataDir = filepath.Join(dir, "data")
+	cfg.Queue.Listen = "127.0.0.1:0"
+	cfg.Sink.Socket = filepath.Join(dir, "s.sock")
+	cfg.Sink.BackoffMin = 5 * time.Millisecond
+	cfg.Sink.BackoffMax = 100 * time.Millisecond
+	cfg.Drain.Socket = cfg.Sink.Socket
+	cfg.Admin.Listen = "off"
+	cfg.Pipeline.Workers = 2
+	cfg.Pipeline.FetchWait = 50 * time.Millisecond
+	cfg.Pipeline.ShutdownTimeout = 2 * time.Second
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return &cfg, dir
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// startService builds and runs the service; the returned stop waits for a
+// graceful shutdown and returns Run's error.
+func startService(t *testing.T, cfg *config.Config) (*service, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := newService(ctx, cfg, quietLogger())
+	if err != nil {
+		cancel()
+		t.Fatalf("newService: %v", err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- svc.run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() { cancel(); runErr = <-errc })
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return svc, stop
+}
+
+// startDrain runs an in-process reference drainer writing to out.
+func startDrain(t *testing.T, socket, out string) (*drain.Server, func()) {
+	t.Helper()
+	srv, err := drain.New(drain.Options{Socket: socket, Out: out, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ctx) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done; _ = srv.Close() }) }
+	t.Cleanup(stop)
+	return srv, stop
+}
+
+func publisher(t *testing.T, svc *service) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(svc.emb.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// publish sends records n in [from, to) as {"n":N}, perMsg records a
+// message, and waits for every PubAck.
+func publish(t *testing.T, js jetstream.JetStream, from, to, perMsg int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var futures []jetstream.PubAckFuture
+	for n := from; n < to; n += perMsg {
+		var b strings.Builder
+		for i := n; i < min(n+perMsg, to); i++ {
+			fmt.Fprintf(&b, "{\"n\":%d,\"pad\":\"%s\"}\n", i, strings.Repeat("x", 150))
+		}
+		f, err := js.PublishAsync("ingest.test", []byte(b.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		futures = append(futures, f)
+		if len(futures) >= 512 {
+			waitAcks(ctx, t, futures)
+			futures = futures[:0]
+		}
+	}
+	waitAcks(ctx, t, futures)
+}
+
+func waitAcks(ctx context.Context, t *testing.T, fs []jetstream.PubAckFuture) {
+	t.Helper()
+	for _, f := range fs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			t.Fatalf("publish: %v", err)
+		case <-ctx.Done():
+			t.Fatal("publish acks timed out")
+		}
+	}
+}
+
+// outputCounts reads every drainer output dir under root and returns how
+// often each record n appeared; torn lines fail the test.
+func outputCounts(t *testing.T, dirs ...string) map[int]int {
+	t.Helper()
+	got := map[int]int{}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); os.IsNotExist(err) {
+			continue
+		}
+		err := drain.ReadDir(d, func(line []byte) error {
+			var r struct {
+				N   *int   `json:"n"`
+				Pad string `json:"pad"`
+			}
+			if err := json.Unmarshal(line, &r); err != nil || r.N == nil || len(r.Pad) != 150 {
+				return fmt.Errorf("torn or interleaved line in %s: %q", d, line)
+			}
+			got[*r.N]++
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return got
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func distinct(t *testing.T, total int, dirs ...string) func() error {
+	return func() error {
+		got := outputCounts(t, dirs...)
+		if len(got) < total {
+			return fmt.Errorf("%d of %d records drained", len(got), total)
+		}
+		return nil
+	}
+}
+
+// consumerSettled waits until the durable consumer has nothing pending and
+// nothing unacknowledged: every message was acked.
+func consumerSettled(t *testing.T, js jetstream.JetStream, cfg *config.Config) func() error {
+	return func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := js.Consumer(ctx, cfg.Queue.Stream, cfg.Queue.Consumer)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Errorf("consumer: %d pending, %d awaiting ack", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	}
+}
+
+func TestService_EndToEnd(t *testing.T) {
+	cfg, dir := testConfig(t)
+	out := filepath.Join(dir, "out")
+	_, stopDrain := startDrain(t, cfg.Sink.Socket, out)
+	svc, stop := startService(t, cfg)
+	js := publisher(t, svc)
+
+	const total = 6000
+	publish(t, js, 0, 3000, 1)     // one record per message
+	publish(t, js, 3000, total, 7) // several records per message
+	waitFor(t, 60*time.Second, "all records drained", distinct(t, total, out))
+	waitFor(t, 30*time.Second, "every message acked", consumerSettled(t, js, cfg))
+	if err := stop(); err != nil {
+		t.Fatalf("service shutdown: %v", err)
+	}
+	stopDrain()
+	got := outputCounts(t, out)
+	for n := range total {
+		if got[n] != 1 {
+			t.Fatalf("record %d drained %d times, want exactly once", n, got[n])
+		}
+	}
+	if len(got) != total {
+		t.Fatalf("drained %d distinct records, want %d", len(got), total)
+	}
+}
+
+// socketBufferRecords bounds how many records can sit in a Unix socket's
+// kernel buffers (send + receive) when a drainer goes away.
+func socketBufferRecords(t *testing.T, recordSize int) int {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	snd, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF)
+	rcv, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	return (snd + rcv) / recordSize
+}
+
+func TestService_DrainerRestartsDuringLoad(t *testing.T) {
+	cfg, dir := testConfig(t)
+	var outs []string
+	out := func(i int) string {
+		d := filepath.Join(dir, fmt.Sprintf("out%d", i))
+		outs = append(outs, d)
+		return d
+	}
+	_, stopDrain := startDrain(t, cfg.Sink.Socket, out(0))
+	svc, stop := startService(t, cfg)
+	js := publisher(t, svc)
+
+	const total, restarts = 20000, 4
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); publish(t, js, 0, total, 5) }()
+	for i := 1; i <= restarts; i++ {
+		// Let some records through, then restart the drainer.
+		waitFor(t, 30*time.Second, "progress before restart", func() error {
+			if n := len(outputCounts(t, outs...)); n < i*total/(restarts+2) {
+				return fmt.Errorf("%d drained", n)
+			}
+			return nil
+		})
+		stopDrain()
+		_, stopDrain = startDrain(t, cfg.Sink.Socket, out(i))
+		want := float64(i)
+		waitFor(t, 30*time.Second, "the sink to reconnect", func() error {
+			if n := totalReconnects(svc); n < want {
+				return fmt.Errorf("%v reconnects", n)
+			}
+			return nil
+		})
+	}
+	<-pubDone
+	got := map[int]int{}
+	waitFor(t, 60*time.Second, "the consumer to settle", consumerSettled(t, js, cfg))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopDrain()
+	got = outputCounts(t, outs...) // fails on any torn or interleaved line
+	if n := metricSum(t, svc, "sluice_sink_reconnects_total"); n != restarts {
+		t.Fatalf("sluice_sink_reconnects_total = %v, want %d (one per drainer restart)", n, restarts)
+	}
+	lost := total - len(got)
+	bound := restarts * socketBufferRecords(t, 170)
+	t.Logf("lost %d records over %d restarts (lines framing; bound %d)", lost, restarts, bound)
+	if lost > bound {
+		t.Fatalf("lost %d records, more than the socket buffers can hold (%d)", lost, bound)
+	}
+}
+
+func totalReconnects(svc *service) float64 {
+	return float64(svc.snk.Stats().Reconnects)
+}
+
+// metricSum adds up every series of the named metric in the service's
+// registry (what /metrics shows).
+func metricSum(t *testing.T, svc *service, name string) float64 {
+	t.Helper()
+	mfs, err := svc.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+	}
+	return n
+}
+
+func TestService_SlowDrainerLosesNothing(t *testing.T) {
+	cfg, dir := testConfig(t)
+	out := filepath.Join(dir, "out")
+	p, ok := fault.Lookup("drain.write.before")
+	if !ok {
+		t.Fatal("fault point drain.write.before not registered")
+	}
+	p.Set(&fault.Action{Kind: fault.Delay, Min: 2 * time.Millisecond})
+	defer p.Set(nil)
+	startDrain(t, cfg.Sink.Socket, out)
+	svc, stop := startService(t, cfg)
+	js := publisher(t, svc)
+	const total = 5000
+	publish(t, js, 0, total, 10)
+	waitFor(t, 60*time.Second, "all records drained", distinct(t, total, out))
+	waitFor(t, 30*time.Second, "every message acked", consumerSettled(t, js, cfg))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Hits() == 0 {
+		t.Fatal("the slow-drainer fault never fired")
+	}
+}
+
+func TestService_InvalidRecordsGoToDeadLetter(t *testing.T) {
+	cfg, dir := testConfig(t)
+	out := filepath.Join(dir, "out")
+	startDrain(t, cfg.Sink.Socket, out)
+	svc, stop := startService(t, cfg)
+	js := publisher(t, svc)
+	ctx := context.Background()
+	valid := fmt.Sprintf(`{"n":%%d,"pad":"%s"}`, strings.Repeat("x", 150))
+	msgs := []string{
+		fmt.Sprintf(valid, 0),
+		"{broken",
+		fmt.Sprintf(valid, 1) + "\n[1,2\n" + fmt.Sprintf(valid, 2),
+		fmt.Sprintf(valid, 3),
+	}
+	for _, m := range msgs {
+		if _, err := js.Publish(ctx, "ingest.test", []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, "valid records drained", distinct(t, 4, out))
+	waitFor(t, 30*time.Second, "every message acked", consumerSettled(t, js, cfg))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Both bad records are in the dead-letter stream, with reasons.
+	dl, err := js.OrderedConsumer(ctx, cfg.Queue.DeadLetterStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := dl.Fetch(10, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for m := range batch.Messages() {
+		got = append(got, fmt.Sprintf("%s [%s]", m.Data(), m.Headers().Get("Sluice-Reason")))
+	}
+	if len(got) != 2 || !strings.HasPrefix(got[0], "{broken [invalid JSON") || !strings.HasPrefix(got[1], "[1,2 [invalid JSON") {
+		t.Fatalf("dead letters = %q; want the two bad records with an invalid-JSON reason", got)
+	}
+}
+
+func TestService_ShutdownWithoutDrainerAcksNothing(t *testing.T) {
+	cfg, dir := testConfig(t)
+	cfg.Pipeline.ShutdownTimeout = 300 * time.Millisecond
+	svc, stop := startService(t, cfg) // no drainer listening
+	js := publisher(t, svc)
+	publish(t, js, 0, 100, 1)
+	waitFor(t, 10*time.Second, "records in flight", func() error {
+		if r, _ := svc.pipe.Inflight(); r == 0 {
+			return fmt.Errorf("nothing in flight yet")
+		}
+		return nil
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	// Restart with a drainer: everything arrives, so nothing was acked
+	// before.
+	cfg2 := *cfg
+	out := filepath.Join(dir, "out")
+	startDrain(t, cfg2.Sink.Socket, out)
+	svc2, stop2 := startService(t, &cfg2)
+	js2 := publisher(t, svc2)
+	waitFor(t, 30*time.Second, "all records after restart", distinct(t, 100, out))
+	waitFor(t, 30*time.Second, "every message acked", consumerSettled(t, js2, &cfg2))
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+}
