@@ -11,12 +11,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sluice-dev/sluice/fault"
 )
 
 // writeBefore is hit before each chunk of lines is written to the output; a
 // delay there makes a slow drainer, an error closes the connection.
 var writeBefore = fault.Register("drain.write.before", "drainer: before writing a chunk of received records to the output (delay: a slow drainer; error/close: drop the connection)")
+
+// beforeAccept is hit before each Accept; a delay there leaves connections
+// waiting in the listen backlog.
+var beforeAccept = fault.Register("drain.accept.before", "drainer: before accepting the next connection (delay: connections wait in the listen backlog)")
 
 // flushInterval bounds how long written lines may sit in the output buffer.
 const flushInterval = 100 * time.Millisecond
@@ -65,12 +71,14 @@ type Server struct {
 	sockInfo os.FileInfo        // guarded by mu; the socket file Listen created
 	conns    map[*conn]struct{} // guarded by mu; open connections
 	closing  bool               // guarded by mu; shutdown has begun
+	sealed   bool               // guarded by mu; shutdown has set the read deadlines: no more connections
 	serving  bool               // guarded by mu; Serve was called
+	accepted chan struct{}      // guarded by mu; closed when Serve's accept loop returns; nil before
 	nextID   uint64             // guarded by mu
 
-	records, bytes, accepted, torn, connErrs, rotations atomic.Uint64
-	open                                                atomic.Int64
-	errLogs                                             sync.Map // reason -> *limiter
+	records, bytes, nconns, torn, connErrs, rotations atomic.Uint64
+	open                                              atomic.Int64
+	errLogs                                           sync.Map // reason -> *limiter
 }
 
 // conn is one accepted connection, owned by its handler goroutine.
@@ -193,6 +201,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		return s.result()
 	}
 	ln := s.ln
+	s.accepted = make(chan struct{})
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go s.flusher()
@@ -208,7 +217,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		s.shutdown()
 	}()
-	s.acceptLoop(ctx, ln)
+	s.acceptLoop(ln)
+	close(s.accepted)
 	s.shutdown() // waits if the watcher (or Close) started it
 	<-watched
 	return s.result()
@@ -223,16 +233,22 @@ func (s *Server) result() error {
 	}
 }
 
-// acceptLoop accepts connections until the listener is closed.
-func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) {
+// acceptLoop accepts connections until shutdown begins, then takes in the
+// connections still waiting in the listen backlog (see shutdown) and
+// returns.
+func (s *Server) acceptLoop(ln net.Listener) {
 	var backoff time.Duration
 	for {
+		beforeAccept.Hit(s.ctx) // only delays are meaningful here
+		if s.shuttingDown() {
+			s.acceptBacklog(ln)
+			return
+		}
 		nc, err := ln.Accept()
 		if err != nil {
-			select {
-			case <-s.done:
+			if s.shuttingDown() {
+				s.acceptBacklog(ln)
 				return
-			default:
 			}
 			if errors.Is(err, net.ErrClosed) {
 				s.fail(fmt.Errorf("drain: listener on %s closed unexpectedly: %w", s.opts.Socket, err))
@@ -245,34 +261,76 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) {
 			case <-t.C:
 			case <-s.done:
 				t.Stop()
-				return
-			case <-ctx.Done():
-				t.Stop()
-				return
 			}
 			continue
 		}
 		backoff = 0
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			nc.Close()
-			return
-		}
-		s.nextID++
-		c := &conn{nc: nc, id: s.nextID}
-		c.log = s.log.With(attrConn, c.id)
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go s.serveConn(c)
+		s.register(nc)
 	}
+}
+
+// acceptBacklog accepts, without waiting, every connection that completed
+// before shutdown removed the socket file: closing the listener would reset
+// them and lose what their peers already sent.
+func (s *Server) acceptBacklog(ln net.Listener) {
+	ul, ok := ln.(*net.UnixListener)
+	if !ok {
+		return
+	}
+	rc, err := ul.SyscallConn()
+	if err != nil {
+		return
+	}
+	var fds []int
+	rc.Control(func(fd uintptr) { // the listener is non-blocking: EAGAIN when empty
+		for len(fds) < unix.SOMAXCONN {
+			nfd, _, err := unix.Accept4(int(fd), unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+			if err == unix.EINTR || err == unix.ECONNABORTED {
+				continue
+			}
+			if err != nil {
+				return
+			}
+			fds = append(fds, nfd)
+		}
+	})
+	for _, fd := range fds {
+		f := os.NewFile(uintptr(fd), s.opts.Socket)
+		nc, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			s.log.Warn("taking in a waiting connection at shutdown failed; its data is lost", attrErr, err)
+			continue
+		}
+		s.register(nc)
+	}
+	if len(fds) > 0 {
+		s.log.Info("took in connections waiting at shutdown", "count", len(fds))
+	}
+}
+
+// register starts a handler goroutine for nc, or closes nc if shutdown has
+// already set the final read deadlines.
+func (s *Server) register(nc net.Conn) {
+	s.mu.Lock()
+	if s.sealed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.nextID++
+	c := &conn{nc: nc, id: s.nextID}
+	c.log = s.log.With(attrConn, c.id)
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.serveConn(c)
 }
 
 // serveConn runs the framing's handler on c and cleans up after it.
 func (s *Server) serveConn(c *conn) {
 	defer s.wg.Done()
-	s.accepted.Add(1)
+	s.nconns.Add(1)
 	s.m.conns.Inc()
 	s.open.Add(1)
 	s.m.open.Inc()
@@ -351,23 +409,39 @@ func (s *Server) Close() error {
 }
 
 // shutdown runs the shutdown once; concurrent callers wait for it.
+//
+// In flow order: mark shutdown begun (Serve and Listen refuse from now on,
+// injected delays end); remove the socket file, so no new connection can
+// arrive; wake Serve's accept loop, which takes in the connections still in
+// the listen backlog and returns; close the listener; give every connection
+// a read deadline DrainTimeout away, so each reads what is in flight and
+// ends; wait for the handlers; close the output.
 func (s *Server) shutdown() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closing = true
 		close(s.done)
 		s.cancel()
-		ln, fi, out := s.ln, s.sockInfo, s.out
+		ln, fi, out, accepted := s.ln, s.sockInfo, s.out, s.accepted
+		s.mu.Unlock()
+		var errs []error
+		if ln != nil {
+			errs = append(errs, removeSocket(s.opts.Socket, fi))
+			if accepted != nil {
+				if ul, ok := ln.(*net.UnixListener); ok {
+					ul.SetDeadline(time.Now()) // wakes a blocked Accept
+				}
+				<-accepted
+			}
+			ln.Close()
+		}
+		s.mu.Lock()
+		s.sealed = true
 		deadline := time.Now().Add(s.opts.DrainTimeout)
 		for c := range s.conns {
 			c.nc.SetReadDeadline(deadline)
 		}
 		s.mu.Unlock()
-		var errs []error
-		if ln != nil {
-			ln.Close()
-			errs = append(errs, removeSocket(s.opts.Socket, fi))
-		}
 		s.wg.Wait()
 		if out != nil {
 			errs = append(errs, out.close())
@@ -383,7 +457,7 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Records:     s.records.Load(),
 		Bytes:       s.bytes.Load(),
-		Connections: s.accepted.Load(),
+		Connections: s.nconns.Load(),
 		Open:        s.open.Load(),
 		TornLines:   s.torn.Load(),
 		ConnErrors:  s.connErrs.Load(),
