@@ -1,12 +1,44 @@
 // Package config holds sluice's configuration: the YAML schema, its
 // defaults, SLUICE_* environment overrides and validation whose errors name
 // the file, line and field.
+//
+// A Config is built in layers, each overriding the one before: Default, then
+// the YAML file (Load), then SLUICE_* environment variables, then Set (which
+// the CLI uses for flags). Validate checks the result; every error is a
+// *FieldError that says where the offending value came from: the file, line
+// and column, the environment variable, the command line, or the defaults.
+//
+// # File format
+//
+// The file is one YAML document whose top level holds the sections below.
+// Unknown fields, wrong types and values that cannot be parsed are errors.
+// A field written with no value (null) keeps its default. Values are read
+// exactly as from the environment (see Set):
+//
+//   - durations are Go durations with a unit: "200ms", "5s", "1m30s". A plain
+//     integer is rejected (is 200 milliseconds or seconds?), except 0.
+//   - byte sizes (ByteSize) are a plain integer of bytes or an integer with a
+//     unit: "64KiB", "16MiB", "1GiB" (powers of 1024) or "64kB", "16MB"
+//     (powers of 1000).
+//   - drain.socket_mode is octal permission bits: 0600, 0o600 or "600".
+//   - lists are YAML sequences in the file and comma-separated in the
+//     environment and on the command line.
+//
+// # Environment
+//
+// Every field can be set by the variable SLUICE_ followed by its dotted key
+// in upper case with dots replaced by underscores: pipeline.workers is
+// SLUICE_PIPELINE_WORKERS, queue.tls.ca_file is SLUICE_QUEUE_TLS_CA_FILE,
+// faults is SLUICE_FAULTS. An empty variable counts as unset.
 package config
 
-import "time"
+import (
+	"runtime"
+	"time"
+)
 
-// Config is the whole of sluice's configuration. The zero value of every
-// field means "use the default" (see Default); Load fills them in.
+// Config is the whole of sluice's configuration. Start from Default (or
+// Load); a zero Config is not valid.
 type Config struct {
 	Queue    Queue    `yaml:"queue"`
 	Pipeline Pipeline `yaml:"pipeline"`
@@ -17,6 +49,10 @@ type Config struct {
 	// Faults are fault-point actions set at start, e.g.
 	// "sink.reconnect.before_close=delay(5ms)". Empty: none.
 	Faults []string `yaml:"faults"`
+
+	// src records where each field's value came from, for error messages.
+	// Nil: every field holds its default (or was set directly in Go code).
+	src *sources
 }
 
 // Queue configures where records come from.
@@ -44,9 +80,11 @@ type Queue struct {
 	// AckWait is how long the queue waits for an ack before redelivering.
 	// Default 30s.
 	AckWait time.Duration `yaml:"ack_wait"`
-	// MaxAckPending caps unacknowledged messages on the consumer. Default 20000.
+	// MaxAckPending caps unacknowledged messages on the consumer; at least 1.
+	// Default 20000.
 	MaxAckPending int `yaml:"max_ack_pending"`
-	// Credentials for an external server. Never logged.
+	// Credentials for an external server. Never logged; Redacted hides
+	// Password and Token. Empty: none.
 	User     string `yaml:"user"`
 	Password string `yaml:"password"`
 	Token    string `yaml:"token"`
@@ -67,16 +105,18 @@ type TLS struct {
 
 // Pipeline configures the worker pool.
 type Pipeline struct {
-	// Workers is the number of processing goroutines. Default: number of CPUs.
+	// Workers is the number of processing goroutines, 1 to 1024. Default: the
+	// number of CPUs (runtime.NumCPU, at most 1024).
 	Workers int `yaml:"workers"`
-	// BatchSize is the most messages fetched at once. Default 500.
+	// BatchSize is the most messages fetched at once, 1 to 10000. Default 500.
 	BatchSize int `yaml:"batch_size"`
 	// FetchWait is the longest a fetch waits for its first message. Default 200ms.
 	FetchWait time.Duration `yaml:"fetch_wait"`
-	// MaxInflightRecords bounds records fetched but not yet settled. Default 50000.
+	// MaxInflightRecords bounds records fetched but not yet settled; at least
+	// BatchSize. Default 50000.
 	MaxInflightRecords int `yaml:"max_inflight_records"`
-	// MaxInflightBytes bounds their bytes. Default 16 MiB.
-	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
+	// MaxInflightBytes bounds their bytes. Default 16 MiB; at least 64 KiB.
+	MaxInflightBytes ByteSize `yaml:"max_inflight_bytes"`
 	// ShutdownTimeout is how long graceful shutdown waits for in-flight work
 	// before abandoning it for redelivery. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -85,7 +125,8 @@ type Pipeline struct {
 // Sink configures the output socket.
 type Sink struct {
 	// Socket is the Unix socket path the drainer listens on. Default
-	// "./sluice.sock".
+	// "./sluice.sock". At most 107 bytes: the kernel's sun_path holds 108
+	// bytes on Linux, including the terminating NUL.
 	Socket string `yaml:"socket"`
 	// Framing is "lines" (newline-delimited JSON) or "acked". Default "lines".
 	Framing string `yaml:"framing"`
@@ -101,13 +142,15 @@ type Sink struct {
 
 // Drain configures the reference drainer (sluice drain).
 type Drain struct {
-	// Socket is the path to listen on. Default: the same as sink.socket.
+	// Socket is the path to listen on. Default: the same as sink.socket,
+	// whatever layer set that (file, environment or Set).
 	Socket string `yaml:"socket"`
 	// Out is a directory for output files, or "-" for stdout. Default "./sluice-out".
 	Out string `yaml:"out"`
 	// RotateBytes starts a new output file past this size. Default 64 MiB.
-	RotateBytes int64 `yaml:"rotate_bytes"`
-	// SocketMode is the socket file's permission bits. Default 0600.
+	RotateBytes ByteSize `yaml:"rotate_bytes"`
+	// SocketMode is the socket file's permission bits, written in octal.
+	// Default 0600 (owner only).
 	SocketMode uint32 `yaml:"socket_mode"`
 }
 
@@ -123,4 +166,46 @@ type Log struct {
 	Format string `yaml:"format"`
 	// Level is "debug", "info", "warn" or "error". Default "info".
 	Level string `yaml:"level"`
+}
+
+// Default returns the configuration used when nothing else is set. It is
+// the one place defaults live; the field docs above state the same values.
+func Default() Config {
+	return Config{
+		Queue: Queue{
+			DataDir:           "./sluice-data",
+			Listen:            "127.0.0.1:4222",
+			Stream:            "INGEST",
+			Subjects:          []string{"ingest.>"},
+			Consumer:          "sluice",
+			DeadLetterSubject: "dlq.ingest",
+			DeadLetterStream:  "DLQ",
+			AckWait:           30 * time.Second,
+			MaxAckPending:     20000,
+		},
+		Pipeline: Pipeline{
+			Workers:            min(runtime.NumCPU(), MaxWorkers),
+			BatchSize:          500,
+			FetchWait:          200 * time.Millisecond,
+			MaxInflightRecords: 50000,
+			MaxInflightBytes:   16 * MiB,
+			ShutdownTimeout:    10 * time.Second,
+		},
+		Sink: Sink{
+			Socket:       "./sluice.sock",
+			Framing:      FramingLines,
+			BackoffMin:   50 * time.Millisecond,
+			BackoffMax:   5 * time.Second,
+			WriteTimeout: 10 * time.Second,
+		},
+		Drain: Drain{
+			Socket:      "./sluice.sock", // follows Sink.Socket; see Load and Set
+			Out:         "./sluice-out",
+			RotateBytes: 64 * MiB,
+			SocketMode:  0o600,
+		},
+		Admin: Admin{Listen: "127.0.0.1:9464"},
+		Log:   Log{Format: "text", Level: "info"},
+		Faults: nil,
+	}
 }

@@ -1,0 +1,274 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits and choices enforced by Validate.
+const (
+	// MaxWorkers is the most pipeline.workers allowed.
+	MaxWorkers = 1024
+	// MaxBatchSize is the most pipeline.batch_size allowed.
+	MaxBatchSize = 10000
+	// MinInflightBytes is the least pipeline.max_inflight_bytes allowed.
+	MinInflightBytes = 64 * KiB
+	// MaxSocketPath is the longest Unix socket path, in bytes: sun_path in
+	// struct sockaddr_un holds 108 bytes on Linux, one of them the
+	// terminating NUL. (It is 104 on macOS and the BSDs.) The limit applies
+	// to the path as written, relative or not.
+	MaxSocketPath = 107
+
+	// FramingLines is newline-delimited JSON; delivered once written.
+	FramingLines = "lines"
+	// FramingAcked is length-prefixed frames acknowledged by the drainer.
+	FramingAcked = "acked"
+
+	// AdminOff as admin.listen disables the admin server.
+	AdminOff = "off"
+)
+
+// Validate reports every impossible value at once, joined with errors.Join
+// one per line, as *FieldError values naming the field and where its value
+// came from (file:line:col, environment variable, command line or default),
+// those with a line first in line order. It returns nil when the config is
+// usable.
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+	q := &c.Queue
+
+	if q.URL == "" {
+		v.nonEmpty("queue.data_dir", q.DataDir)
+		v.hostPort("queue.listen", q.Listen, false)
+	}
+	v.name("queue.stream", q.Stream)
+	v.name("queue.consumer", q.Consumer)
+	v.name("queue.dead_letter_stream", q.DeadLetterStream)
+	if q.DeadLetterStream != "" && q.DeadLetterStream == q.Stream {
+		v.fail("queue.dead_letter_stream", "must differ from queue.stream (got %q for both)", q.Stream)
+	}
+	if len(q.Subjects) == 0 {
+		v.fail("queue.subjects", "must not be empty")
+	}
+	for i, s := range q.Subjects {
+		if msg := subjectProblem(s, true); msg != "" {
+			v.fail(fmt.Sprintf("queue.subjects[%d]", i), "%s (got %q)", msg, s)
+		}
+	}
+	if msg := subjectProblem(q.DeadLetterSubject, false); msg != "" {
+		v.fail("queue.dead_letter_subject", "%s (got %q)", msg, q.DeadLetterSubject)
+	} else {
+		for _, s := range q.Subjects {
+			if subjectProblem(s, true) == "" && subjectMatches(s, q.DeadLetterSubject) {
+				v.fail("queue.dead_letter_subject", "must not match consumed subject %q, or dead letters would be consumed again (got %q)", s, q.DeadLetterSubject)
+				break
+			}
+		}
+	}
+	v.positive("queue.ack_wait", q.AckWait)
+	v.atLeast("queue.max_ack_pending", q.MaxAckPending, 1)
+	if q.NKeyFile != "" && q.CredsFile != "" {
+		v.fail("queue.nkey_file", "set either queue.nkey_file or queue.creds_file, not both")
+	}
+	if (q.TLS.CertFile == "") != (q.TLS.KeyFile == "") {
+		if q.TLS.CertFile == "" {
+			v.fail("queue.tls.key_file", "needs queue.tls.cert_file as well")
+		} else {
+			v.fail("queue.tls.cert_file", "needs queue.tls.key_file as well")
+		}
+	}
+
+	p := &c.Pipeline
+	v.between("pipeline.workers", p.Workers, 1, MaxWorkers)
+	v.between("pipeline.batch_size", p.BatchSize, 1, MaxBatchSize)
+	v.positive("pipeline.fetch_wait", p.FetchWait)
+	if p.MaxInflightRecords < p.BatchSize {
+		v.fail("pipeline.max_inflight_records", "must be at least pipeline.batch_size (got %d < %d)", p.MaxInflightRecords, p.BatchSize)
+	}
+	if p.MaxInflightBytes < MinInflightBytes {
+		v.fail("pipeline.max_inflight_bytes", "must be at least %s (got %s)", MinInflightBytes, p.MaxInflightBytes)
+	}
+	v.positive("pipeline.shutdown_timeout", p.ShutdownTimeout)
+
+	s := &c.Sink
+	v.socket("sink.socket", s.Socket)
+	v.oneOf("sink.framing", s.Framing, FramingLines, FramingAcked)
+	v.positive("sink.backoff_min", s.BackoffMin)
+	v.positive("sink.backoff_max", s.BackoffMax)
+	if s.BackoffMin > 0 && s.BackoffMax > 0 && s.BackoffMin > s.BackoffMax {
+		v.fail("sink.backoff_min", "must not exceed sink.backoff_max (got %s > %s)", s.BackoffMin, s.BackoffMax)
+	}
+	v.positive("sink.write_timeout", s.WriteTimeout)
+	if s.MaxConnAge < 0 {
+		v.fail("sink.max_conn_age", "must not be negative; 0 means never (got %s)", s.MaxConnAge)
+	}
+
+	d := &c.Drain
+	if d.Socket != s.Socket { // when equal, sink.socket's checks cover it
+		v.socket("drain.socket", d.Socket)
+	}
+	v.nonEmpty("drain.out", d.Out)
+	if d.RotateBytes < 1 {
+		v.fail("drain.rotate_bytes", "must be at least 1 byte (got %d)", int64(d.RotateBytes))
+	}
+	if d.SocketMode&^0o777 != 0 {
+		v.fail("drain.socket_mode", "must be permission bits within 0777 (got %s)", formatMode(d.SocketMode))
+	}
+
+	if c.Admin.Listen != AdminOff {
+		v.hostPort("admin.listen", c.Admin.Listen, true)
+	}
+	v.oneOf("log.format", c.Log.Format, "text", "json")
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+
+	for i, f := range c.Faults {
+		point, action, ok := strings.Cut(f, "=")
+		if !ok || strings.TrimSpace(point) == "" || strings.TrimSpace(action) == "" {
+			v.fail(fmt.Sprintf("faults[%d]", i), "must be point=action, e.g. \"sink.write=delay(5ms)\" (got %q)", f)
+		}
+	}
+	return joinSorted(v.errs)
+}
+
+type validator struct {
+	c    *Config
+	errs []*FieldError
+}
+
+// fail records a problem with key, located where its value came from.
+func (v *validator) fail(key, format string, args ...any) {
+	fe := &FieldError{Field: key, Msg: fmt.Sprintf(format, args...), Source: SourceDefault}
+	if o, ok := v.c.src.lookup(key); ok {
+		fe.Source = o.source
+		if o.source == SourceFile {
+			fe.File, fe.Line, fe.Column = v.c.src.file, o.line, o.column
+		}
+	}
+	v.errs = append(v.errs, fe)
+}
+
+func (v *validator) nonEmpty(key, s string) bool {
+	if strings.TrimSpace(s) == "" {
+		v.fail(key, "must not be empty")
+		return false
+	}
+	return true
+}
+
+func (v *validator) between(key string, n, lo, hi int) {
+	switch {
+	case n < lo:
+		v.fail(key, "must be at least %d (got %d)", lo, n)
+	case n > hi:
+		v.fail(key, "must be at most %d (got %d)", hi, n)
+	}
+}
+
+func (v *validator) atLeast(key string, n, lo int) {
+	if n < lo {
+		v.fail(key, "must be at least %d (got %d)", lo, n)
+	}
+}
+
+func (v *validator) positive(key string, d time.Duration) {
+	if d <= 0 {
+		v.fail(key, "must be positive (got %s)", d)
+	}
+}
+
+func (v *validator) oneOf(key, s string, choices ...string) {
+	for _, c := range choices {
+		if s == c {
+			return
+		}
+	}
+	q := make([]string, len(choices))
+	for i, c := range choices {
+		q[i] = strconv.Quote(c)
+	}
+	if len(q) == 2 {
+		v.fail(key, "must be %s or %s (got %q)", q[0], q[1], s)
+		return
+	}
+	v.fail(key, "must be one of %s (got %q)", strings.Join(q, ", "), s)
+}
+
+func (v *validator) socket(key, path string) {
+	if !v.nonEmpty(key, path) {
+		return
+	}
+	if len(path) > MaxSocketPath {
+		v.fail(key, "must be at most %d bytes, the Linux limit for a Unix socket path (got %d bytes)", MaxSocketPath, len(path))
+	}
+}
+
+// hostPort checks addr is host:port with a numeric port (the host may be
+// empty, meaning every interface).
+func (v *validator) hostPort(key, addr string, orOff bool) {
+	want := "host:port"
+	if orOff {
+		want = `host:port or "off"`
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.fail(key, "must be %s (got %q)", want, addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.fail(key, "must be %s with a port from 0 to 65535 (got %q)", want, addr)
+	}
+}
+
+// name checks a JetStream stream or consumer name.
+func (v *validator) name(key, s string) {
+	if !v.nonEmpty(key, s) {
+		return
+	}
+	if strings.ContainsAny(s, " \t\r\n.*>/\\") {
+		v.fail(key, "must not contain whitespace, '.', '*', '>', '/' or '\\' (got %q)", s)
+	}
+}
+
+// subjectProblem describes what makes s an invalid NATS subject, "" if
+// nothing. Wildcards are allowed only when wild is true.
+func subjectProblem(s string, wild bool) string {
+	if s == "" {
+		return "must not be empty"
+	}
+	if strings.ContainsAny(s, " \t\r\n") {
+		return "must be a NATS subject without whitespace"
+	}
+	toks := strings.Split(s, ".")
+	for i, t := range toks {
+		switch {
+		case t == "":
+			return "must be a NATS subject without empty tokens"
+		case (t == "*" || t == ">") && !wild:
+			return "must be a NATS subject without wildcards"
+		case t == ">" && i != len(toks)-1:
+			return "must be a NATS subject with '>' only as the last token"
+		case t != "*" && t != ">" && strings.ContainsAny(t, "*>"):
+			return "must be a NATS subject with wildcards only as whole tokens"
+		}
+	}
+	return ""
+}
+
+// subjectMatches reports whether the literal subject matches pattern, where
+// "*" matches one token and ">" one or more trailing tokens.
+func subjectMatches(pattern, subject string) bool {
+	pt := strings.Split(pattern, ".")
+	st := strings.Split(subject, ".")
+	for i, p := range pt {
+		if p == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || p != "*" && p != st[i] {
+			return false
+		}
+	}
+	return len(pt) == len(st)
+}
