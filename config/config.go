@@ -204,8 +204,8 @@ func Default() Config {
 			RotateBytes: 64 * MiB,
 			SocketMode:  0o600,
 		},
-		Admin: Admin{Listen: "127.0.0.1:9464"},
-		Log:   Log{Format: "text", Level: "info"},
+		Admin:  Admin{Listen: "127.0.0.1:9464"},
+		Log:    Log{Format: "text", Level: "info"},
 		Faults: nil,
 	}
 }

@@ -20,12 +20,13 @@ import (
 // problem found is returned at once; see FieldError for the format. A file
 // that cannot be read returns that error, wrapped.
 func Load(path string) (*Config, error) {
-	c, err := Read(path)
+	c, errs, err := read(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Validate(); err != nil {
-		return nil, err
+	errs = append(errs, c.problems()...)
+	if len(errs) > 0 {
+		return nil, joinSorted(errs)
 	}
 	return c, nil
 }
@@ -35,13 +36,27 @@ func Load(path string) (*Config, error) {
 // themselves. It still rejects what cannot be parsed: YAML syntax, unknown
 // fields, wrong types, bad environment values.
 func Read(path string) (*Config, error) {
-	c := Default()
+	c, errs, err := read(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(errs) > 0 {
+		return nil, joinSorted(errs)
+	}
+	return c, nil
+}
+
+// read layers defaults, the file and the environment. Values that could not
+// be parsed keep their defaults and are reported in errs; err is for a file
+// that cannot be read.
+func read(path string) (c *Config, errs []*FieldError, err error) {
+	cfg := Default()
+	c = &cfg
 	c.src = &sources{file: path, origin: map[string]origin{}}
-	var errs []*FieldError
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
+			return nil, nil, fmt.Errorf("read config: %w", err)
 		}
 		errs = c.decode(path, data)
 	}
@@ -49,10 +64,7 @@ func Read(path string) (*Config, error) {
 	if _, set := c.src.lookup("drain.socket"); !set {
 		c.Drain.Socket = c.Sink.Socket
 	}
-	if len(errs) > 0 {
-		return nil, joinSorted(errs)
-	}
-	return &c, nil
+	return c, errs, nil
 }
 
 // decode applies the YAML document in data to c, recording each field's

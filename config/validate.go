@@ -37,6 +37,11 @@ const (
 // those with a line first in line order. It returns nil when the config is
 // usable.
 func (c *Config) Validate() error {
+	return joinSorted(c.problems())
+}
+
+// problems lists what Validate reports, unsorted.
+func (c *Config) problems() []*FieldError {
 	v := &validator{c: c}
 	q := &c.Queue
 
@@ -130,7 +135,7 @@ func (c *Config) Validate() error {
 			v.fail(fmt.Sprintf("faults[%d]", i), "must be point=action, e.g. \"sink.write=delay(5ms)\" (got %q)", f)
 		}
 	}
-	return joinSorted(v.errs)
+	return v.errs
 }
 
 type validator struct {
