@@ -28,6 +28,13 @@ func (s *Server) handleLines(c *conn) {
 	buf := make([]byte, min(readBuf, limit))
 	start := 0     // buf[:start] is a partial line carried over
 	dirty := false // chunks written since this connection last flushed
+	defer func() {
+		if dirty { // nothing more will come from this connection
+			if err := s.out.flush(); err != nil {
+				s.fail(err)
+			}
+		}
+	}()
 	for {
 		if start == len(buf) {
 			if len(buf) >= limit {

@@ -330,10 +330,10 @@ func (s *Server) register(nc net.Conn) {
 // serveConn runs the framing's handler on c and cleans up after it.
 func (s *Server) serveConn(c *conn) {
 	defer s.wg.Done()
+	s.open.Add(1) // before nconns: Stats never shows a connection counted but neither open nor finished
+	s.m.open.Inc()
 	s.nconns.Add(1)
 	s.m.conns.Inc()
-	s.open.Add(1)
-	s.m.open.Inc()
 	c.log.Debug("connection accepted")
 	defer func() {
 		s.mu.Lock()
