@@ -10,6 +10,7 @@
 // socket before bind). A socket file that nothing answers on is stale and is
 // removed; one that answers belongs to a live drainer and Listen refuses with
 // ErrInUse; a path that is not a socket is never touched (ErrNotSocket).
+// Options.PeerUIDs can further restrict peers by user id (SO_PEERCRED).
 //
 // # Framing
 //
@@ -32,9 +33,10 @@
 //
 // # Shutdown
 //
-// Close, or the end of Serve's context, stops accepting, removes the socket
-// file, lets each connection deliver what is already in flight (reading for
-// at most Options.DrainTimeout), then flushes and closes the output.
+// Close, or the end of Serve's context, removes the socket file (no new
+// connections), takes in the connections already waiting in the listen
+// backlog, lets each connection deliver what is already in flight (reading
+// for at most Options.DrainTimeout), then flushes and closes the output.
 //
 // # Goroutines and locks
 //
@@ -46,5 +48,6 @@
 //
 // # Fault points
 //
-//	drain.write.before  before a chunk is written to the output
+//	drain.write.before   before a chunk is written to the output
+//	drain.accept.before  before each Accept
 package drain

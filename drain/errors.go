@@ -23,3 +23,7 @@ var ErrInvalidOptions = errors.New("invalid drain options")
 // ErrLineTooLong is the reason a connection is closed when one of its lines
 // exceeds Options.MaxLine.
 var ErrLineTooLong = errors.New("line longer than the maximum")
+
+// ErrPeerNotAllowed is the reason a connection is closed when its peer's
+// user id is not in Options.PeerUIDs.
+var ErrPeerNotAllowed = errors.New("peer user id not allowed")

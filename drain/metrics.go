@@ -12,9 +12,10 @@ const (
 	ReasonRead        = "read_error"    // reading the socket failed (not EOF)
 	ReasonOutput      = "output_error"  // the output could not be written
 	ReasonInjected    = "injected"      // the drain.write.before fault point fired an error
+	ReasonPeerUID     = "peer_uid"      // the peer's user id is not in Options.PeerUIDs
 )
 
-var reasons = []string{ReasonLineTooLong, ReasonRead, ReasonOutput, ReasonInjected}
+var reasons = []string{ReasonLineTooLong, ReasonRead, ReasonOutput, ReasonInjected, ReasonPeerUID}
 
 type metrics struct {
 	open       prometheus.Gauge

@@ -50,6 +50,10 @@ type Options struct {
 	// MaxLine is the longest line (newline excluded) a connection may send;
 	// a longer one closes that connection. Zero: 1 MiB.
 	MaxLine int
+	// PeerUIDs, when not empty, admits only peers whose process runs as one
+	// of these user ids (checked with SO_PEERCRED); any other connection is
+	// closed before it is read. Empty: every peer the socket's mode lets in.
+	PeerUIDs []uint32
 	// Framing is the protocol spoken on every connection. Empty: "lines".
 	Framing string
 	// DrainTimeout is how long shutdown keeps reading data already in flight

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -334,7 +335,6 @@ func (s *Server) serveConn(c *conn) {
 	s.m.open.Inc()
 	s.nconns.Add(1)
 	s.m.conns.Inc()
-	c.log.Debug("connection accepted")
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
@@ -344,7 +344,42 @@ func (s *Server) serveConn(c *conn) {
 		s.m.open.Dec()
 		c.log.Debug("connection closed")
 	}()
+	if err := s.checkPeer(c); err != nil {
+		s.connError(c, ReasonPeerUID, err)
+		return
+	}
+	c.log.Debug("connection accepted")
 	s.handle(c)
+}
+
+// checkPeer returns nil if c's peer may send, by Options.PeerUIDs.
+func (s *Server) checkPeer(c *conn) error {
+	if len(s.opts.PeerUIDs) == 0 {
+		return nil
+	}
+	uc, ok := c.nc.(*net.UnixConn)
+	if !ok {
+		return fmt.Errorf("%w: cannot read the credentials of a %T", ErrPeerNotAllowed, c.nc)
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPeerNotAllowed, err)
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		credErr = err
+	}
+	if credErr != nil {
+		return fmt.Errorf("%w: reading SO_PEERCRED: %w", ErrPeerNotAllowed, credErr)
+	}
+	if slices.Contains(s.opts.PeerUIDs, cred.Uid) {
+		return nil
+	}
+	return fmt.Errorf("%w: uid %d (pid %d) is not among the allowed %v; add it to the drainer's peer uids or run the writer as an allowed user",
+		ErrPeerNotAllowed, cred.Uid, cred.Pid, s.opts.PeerUIDs)
 }
 
 // flusher flushes the output at least every flushInterval, so lines are

@@ -494,3 +494,31 @@ func TestServer_ShutdownTakesInWaitingConnections(t *testing.T) {
 		t.Fatalf("Stats().Connections = %d, want %d", got, conns)
 	}
 }
+
+func TestServer_PeerUIDs(t *testing.T) {
+	me := uint32(os.Getuid())
+	t.Run("allowed", func(t *testing.T) {
+		r := start(t, drain.Options{PeerUIDs: []uint32{me + 1, me}})
+		c := dial(t, r.Addr())
+		io.WriteString(c, "{}\n")
+		c.Close()
+		waitFor(t, 10*time.Second, func() error {
+			if st := r.Stats(); st.Records != 1 || st.Open != 0 {
+				return fmt.Errorf("%+v", st)
+			}
+			return nil
+		})
+	})
+	t.Run("refused", func(t *testing.T) {
+		r := start(t, drain.Options{PeerUIDs: []uint32{me + 1}})
+		c := dial(t, r.Addr())
+		io.WriteString(c, "{}\n")
+		waitClosed(t, c)
+		if got := counter(t, r.reg, "sluice_drain_conn_errors_total", drain.ReasonPeerUID); got != 1 {
+			t.Fatalf("conn errors (peer_uid) = %v, want 1", got)
+		}
+		if st := r.Stats(); st.Records != 0 {
+			t.Fatalf("a refused peer's record was written: %+v", st)
+		}
+	})
+}
