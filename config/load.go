@@ -186,8 +186,8 @@ func (d *decoder) mapping(n ast.Node, prefix string) {
 		if prefix != "" {
 			key = prefix + "." + name
 		}
-		if _, isSection := children[name]; !isSection {
-			d.fail(mv.Key, key, "%s", unknownField(prefix, name, children))
+		if _, known := children[name]; !known {
+			d.fail(mv.Key, key, "%s", unknownField(name, children))
 			continue
 		}
 		if children[name] {
@@ -215,9 +215,8 @@ func childNames(prefix string) map[string]bool {
 	return out
 }
 
-// unknownField builds the message for an unknown name under prefix,
-// suggesting a sibling with a similar name, or the same name elsewhere.
-func unknownField(prefix, name string, siblings map[string]bool) string {
+// unknownField builds the message for an unknown name, suggesting a sibling with a similar name, or the same name elsewhere.
+func unknownField(name string, siblings map[string]bool) string {
 	if s := suggest(name, slices.Sorted(mapKeys(siblings))); s != "" {
 		return fmt.Sprintf("unknown field (did you mean %q?)", s)
 	}
@@ -226,10 +225,7 @@ func unknownField(prefix, name string, siblings map[string]bool) string {
 			return fmt.Sprintf("unknown field (did you mean %q?)", f.key)
 		}
 	}
-	if prefix == "" {
-		return "unknown field"
-	}
-	return fmt.Sprintf("unknown field in %s", prefix)
+	return "unknown field"
 }
 
 func mapKeys(m map[string]bool) func(func(string) bool) {

@@ -145,7 +145,10 @@ type validator struct {
 
 // fail records a problem with key, located where its value came from.
 func (v *validator) fail(key, format string, args ...any) {
-	fe := &FieldError{Field: key, Msg: fmt.Sprintf(format, args...), Source: SourceDefault}
+	fe := &FieldError{Field: key, Msg: fmt.Sprintf(format, args...)}
+	if v.c.src != nil { // else built in Go code: the source is unknown
+		fe.Source = SourceDefault
+	}
 	if o, ok := v.c.src.lookup(key); ok {
 		fe.Source = o.source
 		if o.source == SourceFile {
@@ -223,7 +226,7 @@ func (v *validator) hostPort(key, addr string, orOff bool) {
 		return
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		v.fail(key, "must be %s with a port from 0 to 65535 (got %q)", want, addr)
+		v.fail(key, "must have a port from 0 to 65535 (got %q)", addr)
 	}
 }
 

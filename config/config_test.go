@@ -1,0 +1,800 @@
+package config_test
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/config"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// clearEnv hides any SLUICE_* variable of the machine running the tests
+// (an empty variable counts as unset).
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SLUICE_") {
+			t.Setenv(k, "")
+		}
+	}
+}
+
+// loadString writes text to sluice.yaml in a fresh working directory and
+// loads it, so error messages start with "sluice.yaml:". It leaves the
+// environment alone: call clearEnv first.
+func loadString(t *testing.T, text string) (*config.Config, error) {
+	t.Helper()
+	t.Chdir(t.TempDir())
+	if err := os.WriteFile("sluice.yaml", []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return config.Load("sluice.yaml")
+}
+
+func mustLoad(t *testing.T, path string) *config.Config {
+	t.Helper()
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("Load(%q): %v", path, err)
+	}
+	return c
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("output differs from %s (go test -update rewrites it)\ngot:\n%s\nwant:\n%s", path, got, want)
+	}
+}
+
+func TestDefault(t *testing.T) {
+	c := config.Default()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Default() is invalid: %v", err)
+	}
+	if want := min(runtime.NumCPU(), config.MaxWorkers); c.Pipeline.Workers != want {
+		t.Errorf("Workers = %d, want %d", c.Pipeline.Workers, want)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"queue.url", c.Queue.URL, ""},
+		{"queue.data_dir", c.Queue.DataDir, "./sluice-data"},
+		{"queue.listen", c.Queue.Listen, "127.0.0.1:4222"},
+		{"queue.stream", c.Queue.Stream, "INGEST"},
+		{"queue.subjects", c.Queue.Subjects, []string{"ingest.>"}},
+		{"queue.consumer", c.Queue.Consumer, "sluice"},
+		{"queue.dead_letter_subject", c.Queue.DeadLetterSubject, "dlq.ingest"},
+		{"queue.dead_letter_stream", c.Queue.DeadLetterStream, "DLQ"},
+		{"queue.ack_wait", c.Queue.AckWait, 30 * time.Second},
+		{"queue.max_ack_pending", c.Queue.MaxAckPending, 20000},
+		{"pipeline.batch_size", c.Pipeline.BatchSize, 500},
+		{"pipeline.fetch_wait", c.Pipeline.FetchWait, 200 * time.Millisecond},
+		{"pipeline.max_inflight_records", c.Pipeline.MaxInflightRecords, 50000},
+		{"pipeline.max_inflight_bytes", int64(c.Pipeline.MaxInflightBytes), int64(16 << 20)},
+		{"pipeline.shutdown_timeout", c.Pipeline.ShutdownTimeout, 10 * time.Second},
+		{"sink.socket", c.Sink.Socket, "./sluice.sock"},
+		{"sink.framing", c.Sink.Framing, "lines"},
+		{"sink.backoff_min", c.Sink.BackoffMin, 50 * time.Millisecond},
+		{"sink.backoff_max", c.Sink.BackoffMax, 5 * time.Second},
+		{"sink.write_timeout", c.Sink.WriteTimeout, 10 * time.Second},
+		{"sink.max_conn_age", c.Sink.MaxConnAge, time.Duration(0)},
+		{"drain.socket", c.Drain.Socket, "./sluice.sock"},
+		{"drain.out", c.Drain.Out, "./sluice-out"},
+		{"drain.rotate_bytes", int64(c.Drain.RotateBytes), int64(64 << 20)},
+		{"drain.socket_mode", c.Drain.SocketMode, uint32(0o600)},
+		{"admin.listen", c.Admin.Listen, "127.0.0.1:9464"},
+		{"log.format", c.Log.Format, "text"},
+		{"log.level", c.Log.Level, "info"},
+		{"faults", len(c.Faults), 0},
+	}
+	for _, ck := range checks {
+		if !reflect.DeepEqual(ck.got, ck.want) {
+			t.Errorf("%s = %#v, want %#v", ck.name, ck.got, ck.want)
+		}
+	}
+}
+
+func TestLoad_NoFile(t *testing.T) {
+	clearEnv(t)
+	c := mustLoad(t, "")
+	if got, want := config.WithoutSources(*c), config.Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Load(\"\") = %+v, want Default() %+v", got, want)
+	}
+}
+
+// TestLoad_Example keeps sluice.example.yaml honest: it must load to exactly
+// Default(), and write out every field (pipeline.workers and drain.socket,
+// whose defaults are computed, commented out).
+func TestLoad_Example(t *testing.T) {
+	clearEnv(t)
+	const path = "../sluice.example.yaml"
+	c := mustLoad(t, path)
+	if got, want := config.WithoutSources(*c), config.Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("%s differs from Default():\n got %+v\nwant %+v", path, got, want)
+	}
+	commented := map[string]string{"pipeline.workers": "  # workers: ", "drain.socket": "  # socket: "}
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromFile := config.FileKeys(c)
+	for _, kt := range config.Keys() {
+		key, _, _ := strings.Cut(kt, " ")
+		if line, ok := commented[key]; ok {
+			if !strings.Contains(string(text), "\n"+line) {
+				t.Errorf("%s: want %s commented out as %q", path, key, line)
+			}
+			continue
+		}
+		if !slices.Contains(fromFile, key) {
+			t.Errorf("%s does not set %s", path, key)
+		}
+	}
+}
+
+func TestLoad_Good(t *testing.T) {
+	clearEnv(t)
+	c := mustLoad(t, "testdata/good.yaml")
+	if c.Pipeline.Workers != 8 || c.Sink.Framing != "acked" || c.Drain.SocketMode != 0o660 ||
+		c.Pipeline.MaxInflightBytes != 32*config.MiB || c.Admin.Listen != "off" ||
+		c.Queue.AckWait != time.Minute || !slices.Equal(c.Queue.Subjects, []string{"orders.>", "refunds.*"}) {
+		t.Errorf("good.yaml loaded wrong: %+v", c)
+	}
+	if c.Drain.Socket != "/run/sluice/out.sock" {
+		t.Errorf("drain.socket = %q, want it to follow sink.socket", c.Drain.Socket)
+	}
+	b, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "testdata/good.golden", b)
+}
+
+// TestLoad_Bad pins the exact output `sluice check --config
+// testdata/bad.yaml` prints; the CLI's test asserts the same text.
+func TestLoad_Bad(t *testing.T) {
+	clearEnv(t)
+	_, err := config.Load("testdata/bad.yaml")
+	if err == nil {
+		t.Fatal("Load(bad.yaml) succeeded")
+	}
+	if !errors.Is(err, config.ErrInvalid) {
+		t.Errorf("errors.Is(err, ErrInvalid) = false for %v", err)
+	}
+	golden(t, "testdata/bad.golden", []byte(err.Error()+"\n"))
+}
+
+func TestLoad_ReadError(t *testing.T) {
+	clearEnv(t)
+	_, err := config.Load(filepath.Join(t.TempDir(), "missing.yaml"))
+	if !errors.Is(err, os.ErrNotExist) || errors.Is(err, config.ErrInvalid) {
+		t.Errorf("err = %v, want a not-exist error that is not ErrInvalid", err)
+	}
+}
+
+// TestLoad_Rejects covers every rejection, one problem per input, with the
+// exact message.
+func TestLoad_Rejects(t *testing.T) {
+	long := "/tmp/" + strings.Repeat("s", config.MaxSocketPath-4) // 108 bytes
+	tests := []struct {
+		name, yaml, want string
+	}{
+		// values Validate rejects
+		{"workers zero", "pipeline:\n  workers: 0\n",
+			`sluice.yaml:2:3: pipeline.workers: must be at least 1 (got 0)`},
+		{"workers too many", "pipeline:\n  workers: 1025\n",
+			`sluice.yaml:2:3: pipeline.workers: must be at most 1024 (got 1025)`},
+		{"batch zero", "pipeline:\n  batch_size: 0\n",
+			`sluice.yaml:2:3: pipeline.batch_size: must be at least 1 (got 0)`},
+		{"batch too big", "pipeline:\n  batch_size: 10001\n",
+			`sluice.yaml:2:3: pipeline.batch_size: must be at most 10000 (got 10001)`},
+		{"fetch_wait zero", "pipeline:\n  fetch_wait: 0s\n",
+			`sluice.yaml:2:3: pipeline.fetch_wait: must be positive (got 0s)`},
+		{"fetch_wait negative", "pipeline:\n  fetch_wait: -1s\n",
+			`sluice.yaml:2:3: pipeline.fetch_wait: must be positive (got -1s)`},
+		{"shutdown_timeout zero", "pipeline:\n  shutdown_timeout: 0\n",
+			`sluice.yaml:2:3: pipeline.shutdown_timeout: must be positive (got 0s)`},
+		{"inflight records below batch", "pipeline:\n  batch_size: 600\n  max_inflight_records: 599\n",
+			`sluice.yaml:3:3: pipeline.max_inflight_records: must be at least pipeline.batch_size (got 599 < 600)`},
+		{"inflight bytes small", "pipeline:\n  max_inflight_bytes: 65535\n",
+			`sluice.yaml:2:3: pipeline.max_inflight_bytes: must be at least 64KiB (got 65535)`},
+		{"inflight bytes small unit", "pipeline:\n  max_inflight_bytes: 1KiB\n",
+			`sluice.yaml:2:3: pipeline.max_inflight_bytes: must be at least 64KiB (got 1KiB)`},
+		{"ack_wait zero", "queue:\n  ack_wait: 0s\n",
+			`sluice.yaml:2:3: queue.ack_wait: must be positive (got 0s)`},
+		{"max_ack_pending zero", "queue:\n  max_ack_pending: 0\n",
+			`sluice.yaml:2:3: queue.max_ack_pending: must be at least 1 (got 0)`},
+		{"write_timeout zero", "sink:\n  write_timeout: 0s\n",
+			`sluice.yaml:2:3: sink.write_timeout: must be positive (got 0s)`},
+		{"backoff_min zero", "sink:\n  backoff_min: 0s\n",
+			`sluice.yaml:2:3: sink.backoff_min: must be positive (got 0s)`},
+		{"max_conn_age negative", "sink:\n  max_conn_age: -5m\n",
+			`sluice.yaml:2:3: sink.max_conn_age: must not be negative; 0 means never (got -5m0s)`},
+		{"backoff inverted", "sink:\n  backoff_min: 10s\n  backoff_max: 5s\n",
+			`sluice.yaml:2:3: sink.backoff_min: must not exceed sink.backoff_max (got 10s > 5s)`},
+		{"framing", "sink:\n  framing: json\n",
+			`sluice.yaml:2:3: sink.framing: must be "lines" or "acked" (got "json")`},
+		{"log format", "log:\n  format: xml\n",
+			`sluice.yaml:2:3: log.format: must be "text" or "json" (got "xml")`},
+		{"log level", "log:\n  level: verbose\n",
+			`sluice.yaml:2:3: log.level: must be one of "debug", "info", "warn", "error" (got "verbose")`},
+		{"empty socket", "sink:\n  socket: \"\"\n",
+			`sluice.yaml:2:3: sink.socket: must not be empty`},
+		{"long socket", "sink:\n  socket: " + long + "\n",
+			`sluice.yaml:2:3: sink.socket: must be at most 107 bytes, the Linux limit for a Unix socket path (got 108 bytes)`},
+		{"empty drain socket", "drain:\n  socket: \"\"\n",
+			`sluice.yaml:2:3: drain.socket: must not be empty`},
+		{"long drain socket", "drain:\n  socket: " + long + "\n",
+			`sluice.yaml:2:3: drain.socket: must be at most 107 bytes, the Linux limit for a Unix socket path (got 108 bytes)`},
+		{"drain out empty", "drain:\n  out: \"\"\n",
+			`sluice.yaml:2:3: drain.out: must not be empty`},
+		{"rotate_bytes zero", "drain:\n  rotate_bytes: 0\n",
+			`sluice.yaml:2:3: drain.rotate_bytes: must be at least 1 byte (got 0)`},
+		{"socket_mode sticky", "drain:\n  socket_mode: 01777\n",
+			`sluice.yaml:2:3: drain.socket_mode: must be permission bits within 0777 (got 01777)`},
+		{"dead letter under >", "queue:\n  dead_letter_subject: ingest.dead\n",
+			`sluice.yaml:2:3: queue.dead_letter_subject: must not match consumed subject "ingest.>", or dead letters would be consumed again (got "ingest.dead")`},
+		{"dead letter under *", "queue:\n  subjects: [a.*, b.>]\n  dead_letter_subject: a.dead\n",
+			`sluice.yaml:3:3: queue.dead_letter_subject: must not match consumed subject "a.*", or dead letters would be consumed again (got "a.dead")`},
+		{"dead letter exact", "queue:\n  subjects: [orders]\n  dead_letter_subject: orders\n",
+			`sluice.yaml:3:3: queue.dead_letter_subject: must not match consumed subject "orders", or dead letters would be consumed again (got "orders")`},
+		{"dead letter wildcard", "queue:\n  dead_letter_subject: dlq.*\n",
+			`sluice.yaml:2:3: queue.dead_letter_subject: must be a NATS subject without wildcards (got "dlq.*")`},
+		{"subjects empty", "queue:\n  subjects: []\n",
+			`sluice.yaml:2:3: queue.subjects: must not be empty`},
+		{"subject empty token", "queue:\n  subjects:\n    - ingest.>\n    - a..b\n",
+			`sluice.yaml:4:7: queue.subjects[1]: must be a NATS subject without empty tokens (got "a..b")`},
+		{"subject > not last", "queue:\n  subjects:\n    - a.>.b\n",
+			`sluice.yaml:3:7: queue.subjects[0]: must be a NATS subject with '>' only as the last token (got "a.>.b")`},
+		{"stream name", "queue:\n  stream: in.gest\n",
+			`sluice.yaml:2:3: queue.stream: must not contain whitespace, '.', '*', '>', '/' or '\' (got "in.gest")`},
+		{"dead letter stream same", "queue:\n  dead_letter_stream: INGEST\n",
+			`sluice.yaml:2:3: queue.dead_letter_stream: must differ from queue.stream (got "INGEST" for both)`},
+		{"consumer empty", "queue:\n  consumer: \"\"\n",
+			`sluice.yaml:2:3: queue.consumer: must not be empty`},
+		{"nkey and creds", "queue:\n  nkey_file: a.nk\n  creds_file: b.creds\n",
+			`sluice.yaml:2:3: queue.nkey_file: set either queue.nkey_file or queue.creds_file, not both`},
+		{"tls cert without key", "queue:\n  tls:\n    cert_file: c.pem\n",
+			`sluice.yaml:3:5: queue.tls.cert_file: needs queue.tls.key_file as well`},
+		{"queue listen", "queue:\n  listen: nowhere\n",
+			`sluice.yaml:2:3: queue.listen: must be host:port (got "nowhere")`},
+		{"admin listen", "admin:\n  listen: 9464\n",
+			`sluice.yaml:2:3: admin.listen: must be host:port or "off" (got "9464")`},
+		{"admin port", "admin:\n  listen: localhost:99999\n",
+			`sluice.yaml:2:3: admin.listen: must have a port from 0 to 65535 (got "localhost:99999")`},
+		{"fault without action", "faults:\n  - sink.write\n",
+			`sluice.yaml:2:5: faults[0]: must be point=action, e.g. "sink.write=delay(5ms)" (got "sink.write")`},
+
+		// values that do not parse, wrong types, wrong shapes
+		{"workers not a number", "pipeline:\n  workers: many\n",
+			`sluice.yaml:2:3: pipeline.workers: must be an integer (got "many")`},
+		{"workers a list", "pipeline:\n  workers: [1, 2]\n",
+			`sluice.yaml:2:3: pipeline.workers: must be an integer (got a list)`},
+		{"duration word", "pipeline:\n  fetch_wait: fast\n",
+			`sluice.yaml:2:3: pipeline.fetch_wait: must be a duration like "200ms" or "5s" (got "fast")`},
+		{"duration without unit", "pipeline:\n  fetch_wait: 200\n",
+			`sluice.yaml:2:3: pipeline.fetch_wait: must be a duration with a unit, like "200ms" or "5s" (got "200")`},
+		{"byte size word", "pipeline:\n  max_inflight_bytes: lots\n",
+			`sluice.yaml:2:3: pipeline.max_inflight_bytes: must be a byte size like 16777216 or "16MiB" (got "lots")`},
+		{"byte size negative", "drain:\n  rotate_bytes: -1\n",
+			`sluice.yaml:2:3: drain.rotate_bytes: must be a byte size like 16777216 or "16MiB" (got "-1")`},
+		{"mode not octal", "drain:\n  socket_mode: 384\n",
+			`sluice.yaml:2:3: drain.socket_mode: must be octal permission bits like 0600 (got "384")`},
+		{"list given a string", "queue:\n  subjects: ingest.>\n",
+			`sluice.yaml:2:3: queue.subjects: must be a list (got "ingest.>")`},
+		{"list item a mapping", "faults:\n  - a: b\n",
+			`sluice.yaml:2:6: faults[0]: must be a string (got a mapping)`},
+		{"string given a mapping", "queue:\n  url:\n    host: x\n",
+			`sluice.yaml:2:3: queue.url: must be a string (got a mapping)`},
+		{"section a scalar", "pipeline: 4\n",
+			`sluice.yaml:1:11: pipeline: must be a mapping (got "4")`},
+		{"top level a list", "- queue\n",
+			`sluice.yaml:1:1: must be a mapping of sections like "queue:" (got a list)`},
+		{"two documents", "log:\n  level: info\n---\nlog:\n  level: debug\n",
+			`sluice.yaml:4:4: only one YAML document is allowed`},
+		{"duplicate key", "pipeline:\n  workers: 2\n  workers: 3\n",
+			`sluice.yaml:3:3: mapping key "workers" already defined at [2:3]`},
+		{"syntax", "queue: [a, b\n",
+			`sluice.yaml:1:8: sequence end token ']' not found`},
+
+		// unknown fields, with and without a suggestion
+		{"unknown with sibling suggestion", "pipeline:\n  wrokers: 2\n",
+			`sluice.yaml:2:3: pipeline.wrokers: unknown field (did you mean "workers"?)`},
+		{"unknown section", "pipelin:\n  workers: 2\n",
+			`sluice.yaml:1:1: pipelin: unknown field (did you mean "pipeline"?)`},
+		{"unknown in another section", "sink:\n  socket_mode: 0600\n",
+			`sluice.yaml:2:3: sink.socket_mode: unknown field (did you mean "drain.socket_mode"?)`},
+		{"unknown nested", "queue:\n  tls:\n    ca: x\n",
+			`sluice.yaml:3:5: queue.tls.ca: unknown field`},
+		{"unknown far from anything", "colour: red\n",
+			`sluice.yaml:1:1: colour: unknown field`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			c, err := loadString(t, tt.yaml)
+			if err == nil {
+				t.Fatalf("Load accepted %q: %+v", tt.yaml, c)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("Load(%q):\n got %s\nwant %s", tt.yaml, err, tt.want)
+			}
+			var fe *config.FieldError
+			if !errors.As(err, &fe) || !errors.Is(err, config.ErrInvalid) {
+				t.Errorf("err %T is not a *FieldError wrapping ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// TestLoad_Accepts covers the edges that must still load.
+func TestLoad_Accepts(t *testing.T) {
+	exact := "/tmp/" + strings.Repeat("s", config.MaxSocketPath-5) // 107 bytes
+	tests := []struct {
+		name, yaml string
+		check      func(*config.Config) bool
+	}{
+		{"empty file", "", func(c *config.Config) bool { return c.Pipeline.BatchSize == 500 }},
+		{"comments only", "# nothing\n", func(c *config.Config) bool { return c.Sink.Framing == "lines" }},
+		{"null keeps default", "pipeline:\n  batch_size:\n", func(c *config.Config) bool { return c.Pipeline.BatchSize == 500 }},
+		{"empty section", "sink:\n", func(c *config.Config) bool { return c.Sink.Socket == "./sluice.sock" }},
+		{"socket at the limit", "sink:\n  socket: " + exact + "\n", func(c *config.Config) bool { return len(c.Sink.Socket) == 107 }},
+		{"limits inclusive", "pipeline:\n  workers: 1024\n  batch_size: 10000\n  max_inflight_records: 10000\n  max_inflight_bytes: 64KiB\n",
+			func(c *config.Config) bool { return c.Pipeline.Workers == 1024 && c.Pipeline.MaxInflightBytes == 64*config.KiB }},
+		{"byte units", "pipeline:\n  max_inflight_bytes: 16 MB\ndrain:\n  rotate_bytes: 1gib\n",
+			func(c *config.Config) bool { return c.Pipeline.MaxInflightBytes == 16e6 && c.Drain.RotateBytes == config.GiB }},
+		{"mode forms", "drain:\n  socket_mode: 0o640\n", func(c *config.Config) bool { return c.Drain.SocketMode == 0o640 }},
+		{"mode quoted", "drain:\n  socket_mode: \"660\"\n", func(c *config.Config) bool { return c.Drain.SocketMode == 0o660 }},
+		{"zero duration", "sink:\n  max_conn_age: 0\n", func(c *config.Config) bool { return c.Sink.MaxConnAge == 0 }},
+		{"compound duration", "queue:\n  ack_wait: 1m30s\n", func(c *config.Config) bool { return c.Queue.AckWait == 90*time.Second }},
+		{"backoff equal", "sink:\n  backoff_min: 1s\n  backoff_max: 1s\n", func(c *config.Config) bool { return c.Sink.BackoffMax == time.Second }},
+		{"dead letter outside subjects", "queue:\n  subjects: [a.*]\n  dead_letter_subject: a.b.dead\n",
+			func(c *config.Config) bool { return c.Queue.DeadLetterSubject == "a.b.dead" }},
+		{"admin off", "admin:\n  listen: \"off\"\n", func(c *config.Config) bool { return c.Admin.Listen == "off" }},
+		{"admin any interface", "admin:\n  listen: \":9464\"\n", func(c *config.Config) bool { return c.Admin.Listen == ":9464" }},
+		{"anchor and alias", "sink:\n  backoff_max: &b 2s\n  write_timeout: *b\n",
+			func(c *config.Config) bool { return c.Sink.WriteTimeout == 2*time.Second }},
+		{"drain socket set apart", "sink:\n  socket: /tmp/a.sock\ndrain:\n  socket: /tmp/b.sock\n",
+			func(c *config.Config) bool { return c.Drain.Socket == "/tmp/b.sock" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			c, err := loadString(t, tt.yaml)
+			if err != nil {
+				t.Fatalf("Load(%q): %v", tt.yaml, err)
+			}
+			if !tt.check(c) {
+				t.Errorf("Load(%q) = %+v", tt.yaml, c)
+			}
+		})
+	}
+}
+
+// TestLoad_ManyErrors: every problem is reported at once, one per line,
+// sorted by line, whatever order the checks run in.
+func TestLoad_ManyErrors(t *testing.T) {
+	text := `log:
+  level: loud
+sink:
+  framing: json
+  sockett: x
+pipeline:
+  workers: many
+  batch_size: 0
+`
+	clearEnv(t)
+	_, err := loadString(t, text)
+	want := `sluice.yaml:2:3: log.level: must be one of "debug", "info", "warn", "error" (got "loud")
+sluice.yaml:4:3: sink.framing: must be "lines" or "acked" (got "json")
+sluice.yaml:5:3: sink.sockett: unknown field (did you mean "socket"?)
+sluice.yaml:7:3: pipeline.workers: must be an integer (got "many")
+sluice.yaml:8:3: pipeline.batch_size: must be at least 1 (got 0)`
+	if err == nil || err.Error() != want {
+		t.Errorf("got:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+func TestLoad_Env(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sluice.yaml")
+	if err := os.WriteFile(path, []byte("pipeline:\n  workers: 2\nsink:\n  framing: lines\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SLUICE_PIPELINE_WORKERS", "7")
+	t.Setenv("SLUICE_SINK_FRAMING", "acked")
+	t.Setenv("SLUICE_QUEUE_URL", "nats://a:4222,nats://b:4222")
+	t.Setenv("SLUICE_QUEUE_SUBJECTS", " a.> , b.*,")
+	t.Setenv("SLUICE_FAULTS", "sink.write=delay(1ms),sink.reconnect.before_close=error(0.5)")
+	t.Setenv("SLUICE_QUEUE_TLS_CA_FILE", "/etc/ca.pem")
+	t.Setenv("SLUICE_QUEUE_PASSWORD", "hunter2")
+	t.Setenv("SLUICE_QUEUE_TOKEN", "tok")
+	t.Setenv("SLUICE_PIPELINE_FETCH_WAIT", "1s")
+	t.Setenv("SLUICE_DRAIN_ROTATE_BYTES", "1GiB")
+	t.Setenv("SLUICE_DRAIN_SOCKET_MODE", "0640")
+	t.Setenv("SLUICE_SINK_SOCKET", "/tmp/env.sock")
+	t.Setenv("SLUICE_LOG_LEVEL", "") // empty: unset
+	c := mustLoad(t, path)
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"workers (env over file)", c.Pipeline.Workers, 7},
+		{"framing (env over file)", c.Sink.Framing, "acked"},
+		{"url", c.Queue.URL, "nats://a:4222,nats://b:4222"},
+		{"subjects", c.Queue.Subjects, []string{"a.>", "b.*"}},
+		{"faults", c.Faults, []string{"sink.write=delay(1ms)", "sink.reconnect.before_close=error(0.5)"}},
+		{"ca_file", c.Queue.TLS.CAFile, "/etc/ca.pem"},
+		{"password", c.Queue.Password, "hunter2"},
+		{"token", c.Queue.Token, "tok"},
+		{"fetch_wait", c.Pipeline.FetchWait, time.Second},
+		{"rotate_bytes", c.Drain.RotateBytes, config.GiB},
+		{"socket_mode", c.Drain.SocketMode, uint32(0o640)},
+		{"sink.socket", c.Sink.Socket, "/tmp/env.sock"},
+		{"drain.socket follows sink.socket", c.Drain.Socket, "/tmp/env.sock"},
+		{"log.level (empty variable ignored)", c.Log.Level, "info"},
+	}
+	for _, ck := range checks {
+		if !reflect.DeepEqual(ck.got, ck.want) {
+			t.Errorf("%s = %#v, want %#v", ck.name, ck.got, ck.want)
+		}
+	}
+}
+
+func TestLoad_EnvErrors(t *testing.T) {
+	t.Run("unparsable", func(t *testing.T) {
+		clearEnv(t)
+		t.Setenv("SLUICE_PIPELINE_WORKERS", "many")
+		t.Setenv("SLUICE_SINK_BACKOFF_MAX", "soon")
+		_, err := config.Load("")
+		want := `pipeline.workers: must be an integer (got "many") (from SLUICE_PIPELINE_WORKERS)
+sink.backoff_max: must be a duration like "200ms" or "5s" (got "soon") (from SLUICE_SINK_BACKOFF_MAX)`
+		if err == nil || err.Error() != want {
+			t.Errorf("got:\n%v\nwant:\n%s", err, want)
+		}
+	})
+	t.Run("impossible", func(t *testing.T) {
+		clearEnv(t)
+		t.Setenv("SLUICE_PIPELINE_WORKERS", "0")
+		_, err := config.Load("")
+		want := `pipeline.workers: must be at least 1 (got 0) (from SLUICE_PIPELINE_WORKERS)`
+		if err == nil || err.Error() != want {
+			t.Errorf("got:\n%v\nwant:\n%s", err, want)
+		}
+	})
+	t.Run("list item", func(t *testing.T) {
+		clearEnv(t)
+		t.Setenv("SLUICE_FAULTS", "a=off,broken")
+		_, err := config.Load("")
+		want := `faults[1]: must be point=action, e.g. "sink.write=delay(5ms)" (got "broken") (from SLUICE_FAULTS)`
+		if err == nil || err.Error() != want {
+			t.Errorf("got:\n%v\nwant:\n%s", err, want)
+		}
+	})
+	t.Run("file errors sort before env errors", func(t *testing.T) {
+		clearEnv(t)
+		t.Setenv("SLUICE_LOG_FORMAT", "xml")
+		_, err := loadString(t, "log:\n  level: loud\n")
+		want := `sluice.yaml:2:3: log.level: must be one of "debug", "info", "warn", "error" (got "loud")
+log.format: must be "text" or "json" (got "xml") (from SLUICE_LOG_FORMAT)`
+		if err == nil || err.Error() != want {
+			t.Errorf("got:\n%v\nwant:\n%s", err, want)
+		}
+	})
+	t.Run("env overrides a bad file value", func(t *testing.T) {
+		clearEnv(t)
+		t.Chdir(t.TempDir())
+		if err := os.WriteFile("sluice.yaml", []byte("pipeline:\n  workers: 0\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("SLUICE_PIPELINE_WORKERS", "3")
+		if _, err := config.Load("sluice.yaml"); err != nil {
+			t.Errorf("Load: %v", err)
+		}
+	})
+}
+
+func TestConfig_Set(t *testing.T) {
+	t.Run("values", func(t *testing.T) {
+		c := config.Default()
+		for _, kv := range [][2]string{
+			{"sink.framing", "acked"},
+			{"pipeline.workers", "12"},
+			{"pipeline.fetch_wait", "50ms"},
+			{"pipeline.max_inflight_bytes", "32MiB"},
+			{"queue.subjects", "x.>,y.*"},
+			{"faults", ""},
+			{"drain.socket_mode", "0660"},
+			{"queue.tls.ca_file", "/ca.pem"},
+		} {
+			if err := c.Set(kv[0], kv[1]); err != nil {
+				t.Fatalf("Set(%q, %q): %v", kv[0], kv[1], err)
+			}
+		}
+		if c.Sink.Framing != "acked" || c.Pipeline.Workers != 12 || c.Pipeline.FetchWait != 50*time.Millisecond ||
+			c.Pipeline.MaxInflightBytes != 32*config.MiB || !slices.Equal(c.Queue.Subjects, []string{"x.>", "y.*"}) ||
+			c.Faults != nil || c.Drain.SocketMode != 0o660 || c.Queue.TLS.CAFile != "/ca.pem" {
+			t.Errorf("after Set: %+v", c)
+		}
+		if err := c.Validate(); err != nil {
+			t.Errorf("Validate: %v", err)
+		}
+	})
+	t.Run("bad value", func(t *testing.T) {
+		c := config.Default()
+		err := c.Set("pipeline.workers", "x")
+		var fe *config.FieldError
+		if !errors.As(err, &fe) || err.Error() != `pipeline.workers: must be an integer (got "x")` {
+			t.Errorf("err = %v", err)
+		}
+		if c.Pipeline.Workers != config.Default().Pipeline.Workers {
+			t.Errorf("a failed Set changed the field to %d", c.Pipeline.Workers)
+		}
+	})
+	t.Run("unknown key", func(t *testing.T) {
+		c := config.Default()
+		err := c.Set("sink.framin", "acked")
+		if !errors.Is(err, config.ErrUnknownKey) || err.Error() != `unknown config key "sink.framin" (did you mean "sink.framing"?)` {
+			t.Errorf("err = %v", err)
+		}
+		err = c.Set("nothing.like.it", "1")
+		if !errors.Is(err, config.ErrUnknownKey) || err.Error() != `unknown config key "nothing.like.it"` {
+			t.Errorf("err = %v", err)
+		}
+		if err := c.Set("sink", "x"); !errors.Is(err, config.ErrUnknownKey) {
+			t.Errorf("Set of a section: err = %v", err)
+		}
+	})
+	t.Run("validation names the command line", func(t *testing.T) {
+		clearEnv(t)
+		c := mustLoad(t, "")
+		if err := c.Set("pipeline.batch_size", "0"); err != nil {
+			t.Fatal(err)
+		}
+		want := `pipeline.batch_size: must be at least 1 (got 0) (from the command line)`
+		if err := c.Validate(); err == nil || err.Error() != want {
+			t.Errorf("got %v, want %s", err, want)
+		}
+	})
+	t.Run("flag overrides env and file", func(t *testing.T) {
+		clearEnv(t)
+		t.Setenv("SLUICE_SINK_FRAMING", "lines")
+		c, err := loadString(t, "sink:\n  framing: acked\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Sink.Framing != "lines" {
+			t.Fatalf("env did not override the file: %q", c.Sink.Framing)
+		}
+		if err := c.Set("sink.framing", "acked"); err != nil || c.Sink.Framing != "acked" {
+			t.Errorf("Set: %v, framing %q", err, c.Sink.Framing)
+		}
+	})
+	t.Run("drain.socket follows sink.socket", func(t *testing.T) {
+		c := config.Default()
+		if err := c.Set("sink.socket", "/tmp/a.sock"); err != nil {
+			t.Fatal(err)
+		}
+		if c.Drain.Socket != "/tmp/a.sock" {
+			t.Errorf("drain.socket = %q, want it to follow sink.socket", c.Drain.Socket)
+		}
+		if err := c.Set("drain.socket", "/tmp/d.sock"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Set("sink.socket", "/tmp/b.sock"); err != nil {
+			t.Fatal(err)
+		}
+		if c.Drain.Socket != "/tmp/d.sock" {
+			t.Errorf("drain.socket = %q, want the one set explicitly", c.Drain.Socket)
+		}
+	})
+	t.Run("drain.socket set in the file stays", func(t *testing.T) {
+		clearEnv(t)
+		c, err := loadString(t, "drain:\n  socket: /tmp/d.sock\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Set("sink.socket", "/tmp/b.sock"); err != nil {
+			t.Fatal(err)
+		}
+		if c.Drain.Socket != "/tmp/d.sock" {
+			t.Errorf("drain.socket = %q, want the file's", c.Drain.Socket)
+		}
+	})
+	t.Run("copies do not share sources", func(t *testing.T) {
+		clearEnv(t)
+		c := mustLoad(t, "")
+		d := *c
+		if err := d.Set("pipeline.workers", "0"); err != nil {
+			t.Fatal(err)
+		}
+		c.Pipeline.Workers = 0
+		want := `pipeline.workers: must be at least 1 (got 0) (default value)`
+		if err := c.Validate(); err == nil || err.Error() != want {
+			t.Errorf("got %v, want %s", err, want)
+		}
+	})
+}
+
+func TestValidate_GoCode(t *testing.T) {
+	c := config.Default()
+	c.Pipeline.Workers = 0
+	c.Sink.Framing = "x"
+	want := `pipeline.workers: must be at least 1 (got 0)
+sink.framing: must be "lines" or "acked" (got "x")`
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Errorf("got:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+// TestKeys_EnvAndSet checks every key is wired: its environment variable and
+// Set both reach the field, identically.
+func TestKeys_EnvAndSet(t *testing.T) {
+	samples := map[string]string{
+		"string": "zz", "int": "9999", "duration": "3s", "bytes": "3MiB", "mode": "0640", "list": "a,b",
+	}
+	keys := config.Keys()
+	if len(keys) != 38 {
+		t.Errorf("len(Keys()) = %d, want 38", len(keys))
+	}
+	for _, want := range []string{"pipeline.workers int", "queue.subjects list", "faults list",
+		"drain.socket_mode mode", "pipeline.max_inflight_bytes bytes", "queue.tls.ca_file string", "sink.backoff_min duration"} {
+		if !slices.Contains(keys, want) {
+			t.Errorf("Keys() lacks %q", want)
+		}
+	}
+	clearEnv(t)
+	base, err := config.Default().YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kt := range keys {
+		key, typ, _ := strings.Cut(kt, " ")
+		sample, ok := samples[typ]
+		if !ok {
+			t.Fatalf("no sample for type %q of %s", typ, key)
+		}
+		t.Run(key, func(t *testing.T) {
+			t.Setenv(config.EnvName(key), sample)
+			fromEnv, err := config.Read("")
+			if err != nil {
+				t.Fatal(err)
+			}
+			fromSet := config.Default()
+			if err := fromSet.Set(key, sample); err != nil {
+				t.Fatal(err)
+			}
+			e, _ := fromEnv.YAML()
+			s, _ := fromSet.YAML()
+			if string(e) != string(s) {
+				t.Errorf("env and Set differ:\n%s\n%s", e, s)
+			}
+			if string(e) == string(base) {
+				t.Errorf("%s=%s changed nothing", config.EnvName(key), sample)
+			}
+		})
+	}
+	if got := config.EnvName("queue.tls.ca_file"); got != "SLUICE_QUEUE_TLS_CA_FILE" {
+		t.Errorf("EnvName = %q", got)
+	}
+}
+
+func TestConfig_Redacted(t *testing.T) {
+	c := config.Default()
+	c.Queue.Password = "hunter2"
+	c.Queue.Token = "s3cret-token"
+	c.Queue.User = "ingest"
+	r := c.Redacted()
+	if r.Queue.Password != "REDACTED" || r.Queue.Token != "REDACTED" || r.Queue.User != "ingest" {
+		t.Errorf("Redacted: %+v", r.Queue)
+	}
+	if c.Queue.Password != "hunter2" {
+		t.Error("Redacted changed its receiver")
+	}
+	if e := config.Default().Redacted(); e.Queue.Password != "" || e.Queue.Token != "" {
+		t.Errorf("empty secrets became %q, %q", e.Queue.Password, e.Queue.Token)
+	}
+	b, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "hunter2") || strings.Contains(string(b), "s3cret-token") {
+		t.Errorf("YAML() leaks a secret:\n%s", b)
+	}
+}
+
+// TestConfig_YAMLRoundTrip: what YAML prints, Load reads back to the same
+// config (secrets aside, which it prints as REDACTED).
+func TestConfig_YAMLRoundTrip(t *testing.T) {
+	clearEnv(t)
+	for _, path := range []string{"testdata/good.yaml", "../sluice.example.yaml"} {
+		t.Run(path, func(t *testing.T) {
+			c := mustLoad(t, path)
+			c.Queue.URL = "nats://x:1 \"quoted\"\t\u00e9"
+			c.Faults = []string{"a=delay(1ms)", "b=off"}
+			b, err := c.YAML()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(t.TempDir(), "printed.yaml")
+			if err := os.WriteFile(out, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got := mustLoad(t, out)
+			if g, w := config.WithoutSources(*got), config.WithoutSources(c.Redacted()); !reflect.DeepEqual(g, w) {
+				t.Errorf("round trip differs:\n got %+v\nwant %+v\nYAML:\n%s", g, w, b)
+			}
+		})
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want config.ByteSize
+		str  string
+	}{
+		{"0", 0, "0"},
+		{"1000", 1000, "1000"},
+		{"65536", 64 * config.KiB, "64KiB"},
+		{"16MiB", 16 * config.MiB, "16MiB"},
+		{"16 mib", 16 * config.MiB, "16MiB"},
+		{"1536KiB", 1536 * config.KiB, "1536KiB"},
+		{"2GiB", 2 * config.GiB, "2GiB"},
+		{"1TiB", config.TiB, "1TiB"},
+		{"16MB", 16e6, "15625KiB"},
+		{"3kB", 3000, "3000"},
+		{"10B", 10, "10"},
+	} {
+		got, err := config.ParseByteSize(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+		if got.String() != tt.str {
+			t.Errorf("ByteSize(%d).String() = %q, want %q", got, got.String(), tt.str)
+		}
+		back, err := config.ParseByteSize(got.String())
+		if err != nil || back != got {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", got.String(), back, err, got)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1", "1.5GiB", "12 parsecs", "99999999999TiB"} {
+		if got, err := config.ParseByteSize(in); err == nil {
+			t.Errorf("ParseByteSize(%q) = %d, want an error", in, got)
+		}
+	}
+	var b config.ByteSize
+	if err := b.UnmarshalYAML([]byte(`"8MiB"`)); err != nil || b != 8*config.MiB {
+		t.Errorf("UnmarshalYAML string: %d, %v", b, err)
+	}
+	if err := b.UnmarshalYAML([]byte(`4096`)); err != nil || b != 4096 {
+		t.Errorf("UnmarshalYAML int: %d, %v", b, err)
+	}
+	if err := b.UnmarshalYAML([]byte(`-5`)); err == nil {
+		t.Errorf("UnmarshalYAML(-5) = %d, want an error", b)
+	}
+	if err := b.UnmarshalText([]byte("2KiB")); err != nil || b != 2*config.KiB {
+		t.Errorf("UnmarshalText: %d, %v", b, err)
+	}
+}
