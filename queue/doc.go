@@ -9,8 +9,9 @@
 //
 // Fetching uses the jetstream package's Fetch (one pull request per batch),
 // never Consume: Consume with per-message acks was measured to stall for the
-// whole pull expiry. Fetch returns as soon as it has at least one message and
-// keeps at most one pull request in flight across calls, so the server keeps
+// whole pull expiry. Fetch returns once it has at least one message and the
+// flow pauses for a millisecond, and it keeps at most one pull request (one
+// batch) in flight across calls, so the server keeps
 // delivering while the pipeline works on the previous batch (see
 // bench_results.txt for the measurement that motivated it).
 //
