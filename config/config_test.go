@@ -360,9 +360,13 @@ func TestLoad_Accepts(t *testing.T) {
 		{"empty section", "sink:\n", func(c *config.Config) bool { return c.Sink.Socket == "./sluice.sock" }},
 		{"socket at the limit", "sink:\n  socket: " + exact + "\n", func(c *config.Config) bool { return len(c.Sink.Socket) == 107 }},
 		{"limits inclusive", "pipeline:\n  workers: 1024\n  batch_size: 10000\n  max_inflight_records: 10000\n  max_inflight_bytes: 64KiB\n",
-			func(c *config.Config) bool { return c.Pipeline.Workers == 1024 && c.Pipeline.MaxInflightBytes == 64*config.KiB }},
+			func(c *config.Config) bool {
+				return c.Pipeline.Workers == 1024 && c.Pipeline.MaxInflightBytes == 64*config.KiB
+			}},
 		{"byte units", "pipeline:\n  max_inflight_bytes: 16 MB\ndrain:\n  rotate_bytes: 1gib\n",
-			func(c *config.Config) bool { return c.Pipeline.MaxInflightBytes == 16e6 && c.Drain.RotateBytes == config.GiB }},
+			func(c *config.Config) bool {
+				return c.Pipeline.MaxInflightBytes == 16e6 && c.Drain.RotateBytes == config.GiB
+			}},
 		{"mode forms", "drain:\n  socket_mode: 0o640\n", func(c *config.Config) bool { return c.Drain.SocketMode == 0o640 }},
 		{"mode quoted", "drain:\n  socket_mode: \"660\"\n", func(c *config.Config) bool { return c.Drain.SocketMode == 0o660 }},
 		{"zero duration", "sink:\n  max_conn_age: 0\n", func(c *config.Config) bool { return c.Sink.MaxConnAge == 0 }},
