@@ -252,3 +252,29 @@ func (v *Verifier) Report() Report {
 }
 
 func usDur(us int64) time.Duration { return time.Duration(us) * time.Microsecond }
+
+// Shrink lowers the expected range to seqs 1..expected, for a verifier made
+// before the run's size was known (NewVerifier with an upper bound, observing
+// while the run is still going). Records observed beyond the new range stay
+// counted as OutOfRange only if observed after the call. Growing is not
+// allowed: Shrink with a larger value does nothing.
+func (v *Verifier) Shrink(expected int64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if expected < 0 || expected >= v.expected {
+		return
+	}
+	words := (expected + 63) / 64
+	trim := func(b []uint64) []uint64 {
+		if b == nil {
+			return nil
+		}
+		b = b[:words]
+		if rem := expected % 64; rem != 0 {
+			b[words-1] &= 1<<uint(rem) - 1
+		}
+		return b
+	}
+	v.seen, v.invalid, v.failed = trim(v.seen), trim(v.invalid), trim(v.failed)
+	v.expected = expected
+}

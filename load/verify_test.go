@@ -286,3 +286,27 @@ func TestVerifier_ObserveNoAllocs(t *testing.T) {
 		t.Fatalf("Observe allocates %v times per line", n)
 	}
 }
+
+func TestVerifier_Shrink(t *testing.T) {
+	v := load.NewVerifier("run", 1000)
+	v.MarkInvalid(2)
+	v.MarkInvalid(200)
+	for seq := int64(1); seq <= 100; seq++ {
+		if seq == 2 || seq == 50 {
+			continue
+		}
+		v.Observe(load.AppendRecord(nil, load.Record{Run: "run", Seq: seq, TS: 1}), time.Unix(0, 2))
+	}
+	v.Shrink(100) // the run ended after 100 records
+	r := v.Report()
+	if r.Published != 100 || r.Expected != 99 || r.Received != 98 || r.Lost != 1 || r.Invalid != 1 {
+		t.Fatalf("after Shrink(100): %+v; want published 100, expected 99, received 98, lost 1 (seq 50), invalid 1", r)
+	}
+	if len(r.LostIDs) != 1 || r.LostIDs[0] != "run-50" {
+		t.Fatalf("lost ids %v, want [run-50]", r.LostIDs)
+	}
+	v.Shrink(5000) // growing is ignored
+	if got := v.Report().Published; got != 100 {
+		t.Fatalf("Shrink grew the range to %d", got)
+	}
+}

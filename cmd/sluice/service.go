@@ -120,6 +120,9 @@ func (s *service) close() {
 	if s.snk != nil {
 		_ = s.snk.Close()
 	}
+	if s.src != nil {
+		_ = s.src.Close() // hands back prefetched messages
+	}
 	if s.nc != nil {
 		_ = s.nc.Drain()
 		s.nc.Close()
