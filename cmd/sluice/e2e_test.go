@@ -296,13 +296,12 @@ func TestService_DrainerRestartsDuringLoad(t *testing.T) {
 		})
 	}
 	<-pubDone
-	got := map[int]int{}
 	waitFor(t, 60*time.Second, "the consumer to settle", consumerSettled(t, js, cfg))
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	stopDrain()
-	got = outputCounts(t, outs...) // fails on any torn or interleaved line
+	got := outputCounts(t, outs...) // fails on any torn or interleaved line
 	if n := metricSum(t, svc, "sluice_sink_reconnects_total"); n != restarts {
 		t.Fatalf("sluice_sink_reconnects_total = %v, want %d (one per drainer restart)", n, restarts)
 	}

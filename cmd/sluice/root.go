@@ -80,7 +80,7 @@ Start with:  sluice demo`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
+		return usageError{fmt.Errorf("%w (run '%s --help' for usage)", err, c.CommandPath())}
 	})
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.configPath, "config", "c", "", "YAML config file (default: none; built-in defaults plus SLUICE_* environment)")

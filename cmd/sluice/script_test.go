@@ -9,7 +9,13 @@ import (
 
 // TestMain lets the test binary act as the sluice command inside scripts
 // (and as the drainer child that sluice demo re-executes).
+//
+// With SLUICE_TEST_MAIN=1 in the environment the test binary runs Main
+// directly: crash tests re-execute it as real sluice processes to kill -9.
 func TestMain(m *testing.M) {
+	if os.Getenv("SLUICE_TEST_MAIN") == "1" {
+		os.Exit(Main(os.Args[1:]))
+	}
 	testscript.Main(m, map[string]func(){
 		"sluice": func() { os.Exit(Main(os.Args[1:])) },
 	})
