@@ -645,7 +645,11 @@ func TestValidate_GoCode(t *testing.T) {
 	c := config.Default()
 	c.Pipeline.Workers = 0
 	c.Sink.Framing = "x"
+	if err := c.Set("pipeline.batch_size", "0"); err != nil {
+		t.Fatal(err)
+	}
 	want := `pipeline.workers: must be at least 1 (got 0)
+pipeline.batch_size: must be at least 1 (got 0) (from the command line)
 sink.framing: must be "lines" or "acked" (got "x")`
 	if err := c.Validate(); err == nil || err.Error() != want {
 		t.Errorf("got:\n%v\nwant:\n%s", err, want)
@@ -801,4 +805,75 @@ func TestByteSize(t *testing.T) {
 	if err := b.UnmarshalText([]byte("2KiB")); err != nil || b != 2*config.KiB {
 		t.Errorf("UnmarshalText: %d, %v", b, err)
 	}
+}
+
+// FuzzLoad: no input panics Load, every rejection is a *FieldError with a
+// position inside the file, and whatever loads prints to YAML that loads
+// back to the same config.
+func FuzzLoad(f *testing.F) {
+	for _, p := range []string{"testdata/good.yaml", "testdata/bad.yaml", "../sluice.example.yaml"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("sink: &s\n  socket: /x\ndrain: *s\n"))
+	f.Add([]byte("queue:\n  subjects: [a.*, \"b.>\"]\n  dead_letter_subject: a.b\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "fuzz.yaml")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// YAML breaks lines at \n, \r\n and a lone \r.
+		lines := strings.Count(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n") + strings.Count(string(data), "\r") -
+			strings.Count(string(data), "\r\n") + 1
+		var c *config.Config
+		var err error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c, err = config.Load(path)
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Load hangs on %q", data)
+		}
+		if err != nil {
+			for _, e := range unjoin(err) {
+				var fe *config.FieldError
+				if !errors.As(e, &fe) {
+					t.Fatalf("error %q is %T, not a *FieldError", e, e)
+				}
+				if fe.Source == config.SourceFile && (fe.Line < 1 || fe.Line > lines) {
+					t.Fatalf("error %q: line %d outside the %d-line file", e, fe.Line, lines)
+				}
+			}
+			return
+		}
+		b, err := c.YAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "printed.yaml")
+		if err := os.WriteFile(out, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := config.Load(out)
+		if err != nil {
+			t.Fatalf("printed config does not load: %v\n%s", err, b)
+		}
+		if g, w := config.WithoutSources(*got), config.WithoutSources(c.Redacted()); !reflect.DeepEqual(g, w) {
+			t.Fatalf("round trip differs:\n got %+v\nwant %+v", g, w)
+		}
+	})
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }

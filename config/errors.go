@@ -41,9 +41,10 @@ type FieldError struct {
 	// Msg says what is wrong, e.g. "must be at least 1 (got 0)".
 	Msg string
 	// Source is where the value came from: SourceFile, SourceDefault,
-	// SourceFlag, the name of an environment variable (SLUICE_...), or empty
-	// when the error is about the key rather than a value (Set's parse
-	// errors).
+	// SourceFlag, or the name of an environment variable (SLUICE_...).
+	// Empty when nobody knows: a Config built in Go code rather than by
+	// Load, or a value Set failed to parse (the caller knows where it came
+	// from).
 	Source string
 }
 

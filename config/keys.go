@@ -261,7 +261,8 @@ type origin struct {
 
 // sources records the origin of every field not at its default.
 type sources struct {
-	file   string
+	file   string            // the config file, "" for none
+	loaded bool              // built by Load or Read: a field without an origin is a default
 	origin map[string]origin // by key; list items as "queue.subjects[1]"
 }
 
@@ -271,7 +272,7 @@ func (s *sources) clone() *sources {
 	if s == nil {
 		return &sources{origin: map[string]origin{}}
 	}
-	return &sources{file: s.file, origin: maps.Clone(s.origin)}
+	return &sources{file: s.file, loaded: s.loaded, origin: maps.Clone(s.origin)}
 }
 
 // lookup returns the origin of key, falling back from a list item

@@ -52,7 +52,7 @@ func Read(path string) (*Config, error) {
 func read(path string) (c *Config, errs []*FieldError, err error) {
 	cfg := Default()
 	c = &cfg
-	c.src = &sources{file: path, origin: map[string]origin{}}
+	c.src = &sources{file: path, loaded: true, origin: map[string]origin{}}
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -133,9 +133,10 @@ func position(n ast.Node) (line, col int) {
 	return 0, 0
 }
 
-// resolve strips anchors (remembering them) and follows aliases.
+// resolve strips anchors (remembering them) and tags, and follows aliases.
+// An alias it cannot follow (unknown, or a loop) is returned as is.
 func (d *decoder) resolve(n ast.Node) ast.Node {
-	for {
+	for hops := 0; ; hops++ {
 		switch v := n.(type) {
 		case *ast.AnchorNode:
 			if v.Name != nil {
@@ -143,8 +144,8 @@ func (d *decoder) resolve(n ast.Node) ast.Node {
 			}
 			n = v.Value
 		case *ast.AliasNode:
-			if v.Value == nil {
-				return nil
+			if v.Value == nil || hops > 100 {
+				return n
 			}
 			target, ok := d.anchors[v.Value.GetToken().Value]
 			if !ok {
@@ -327,7 +328,7 @@ func nodeKind(n ast.Node) string {
 	case *ast.SequenceNode:
 		return "a list"
 	case *ast.AliasNode:
-		return "an unknown alias"
+		return "an alias that resolves to nothing"
 	case nil, *ast.NullNode:
 		return "nothing"
 	}

@@ -146,7 +146,7 @@ type validator struct {
 // fail records a problem with key, located where its value came from.
 func (v *validator) fail(key, format string, args ...any) {
 	fe := &FieldError{Field: key, Msg: fmt.Sprintf(format, args...)}
-	if v.c.src != nil { // else built in Go code: the source is unknown
+	if v.c.src != nil && v.c.src.loaded { // else built in Go code: the source is unknown
 		fe.Source = SourceDefault
 	}
 	if o, ok := v.c.src.lookup(key); ok {
