@@ -1,0 +1,4 @@
+package report
+
+// Ticks exposes ticks to the external tests.
+var Ticks = ticks
