@@ -119,7 +119,7 @@ func TestChart_WriteSVG(t *testing.T) {
 		for _, want := range []string{
 			`>seconds</text>`, `>records / s</text>`, // axis labels
 			`>0</text>`, `>500</text>`, `>1.5k</text>`, `>2.5k</text>`, // y ticks 0..2500 by 500
-			`>4</text>`,                   // x ticks up to the last x
+			`>4</text>`,                  // x ticks up to the last x
 			`<title>T &lt;1&gt;</title>`, // escaped title
 			`id="c1"`,
 		} {
