@@ -45,6 +45,7 @@ type Config struct {
 	Sink     Sink     `yaml:"sink"`
 	Drain    Drain    `yaml:"drain"`
 	Admin    Admin    `yaml:"admin"`
+	Flight   Flight   `yaml:"flight"`
 	Log      Log      `yaml:"log"`
 	// Faults are fault-point actions set at start, e.g.
 	// "sink.reconnect.before_close=delay(5ms)". Empty: none.
@@ -138,6 +139,18 @@ type Sink struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// MaxConnAge reconnects after a connection has been up this long. 0: never.
 	MaxConnAge time.Duration `yaml:"max_conn_age"`
+	// AckTimeout (acked framing): with frames unacknowledged and no ack for
+	// this long, the sink reconnects (reason ack_timeout) and re-sends them.
+	// Default 10s.
+	AckTimeout time.Duration `yaml:"ack_timeout"`
+	// WindowFrames (acked framing) bounds frames written but not yet
+	// acknowledged; when full, workers wait. Default 64.
+	WindowFrames int `yaml:"window_frames"`
+	// WindowBytes (acked framing) bounds their bytes. Default 8MiB.
+	WindowBytes ByteSize `yaml:"window_bytes"`
+	// Instance names this sluice to the drainer in the acked handshake.
+	// Empty: hostname and process id.
+	Instance string `yaml:"instance"`
 }
 
 // Drain configures the reference drainer (sluice drain).
@@ -152,6 +165,37 @@ type Drain struct {
 	// SocketMode is the socket file's permission bits, written in octal.
 	// Default 0600 (owner only).
 	SocketMode uint32 `yaml:"socket_mode"`
+	// AllowUIDs, when not empty, lets only peers with these user ids
+	// connect (checked with SO_PEERCRED). Empty: anyone the socket mode lets in.
+	AllowUIDs []string `yaml:"allow_uids"`
+	// AllowGIDs likewise restricts peers by group id. Empty: no restriction.
+	AllowGIDs []string `yaml:"allow_gids"`
+	// WriteIdentity (acked framing) prefixes each output line with the
+	// record's identity, "stream:seq:index" and a tab. Default false: the
+	// lines are exactly the records.
+	WriteIdentity bool `yaml:"write_identity"`
+}
+
+// Flight configures the flight recorder: the last seconds of the Go
+// execution trace kept in memory and written to a file when something
+// anomalous happens (a reconnect, a write error, an ack timeout, a stall,
+// SIGUSR1, or POST /debug/flight/dump), for go tool trace.
+type Flight struct {
+	// Enabled turns the recorder on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// Window is how much recent execution the recorder keeps. Default 5s.
+	Window time.Duration `yaml:"window"`
+	// MaxBytes bounds the recorder's memory. Default 16MiB.
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// Dir receives the dumps. Default "./sluice-traces".
+	Dir string `yaml:"dir"`
+	// MinInterval is the least time between two automatic dumps. Default 10s.
+	MinInterval time.Duration `yaml:"min_interval"`
+	// MaxFiles is how many dumps to keep; older ones are deleted. Default 20.
+	MaxFiles int `yaml:"max_files"`
+	// StallAfter dumps when work is pending but nothing progressed for this
+	// long. Default 30s; 0 turns stall detection off.
+	StallAfter time.Duration `yaml:"stall_after"`
 }
 
 // Admin configures the admin HTTP server (/metrics, /healthz, /readyz).
@@ -197,6 +241,9 @@ func Default() Config {
 			BackoffMin:   50 * time.Millisecond,
 			BackoffMax:   5 * time.Second,
 			WriteTimeout: 10 * time.Second,
+			AckTimeout:   10 * time.Second,
+			WindowFrames: 64,
+			WindowBytes:  8 * MiB,
 		},
 		Drain: Drain{
 			Socket:      "./sluice.sock", // follows Sink.Socket; see Load and Set
@@ -204,7 +251,15 @@ func Default() Config {
 			RotateBytes: 64 * MiB,
 			SocketMode:  0o600,
 		},
-		Admin:  Admin{Listen: "127.0.0.1:9464"},
+		Admin: Admin{Listen: "127.0.0.1:9464"},
+		Flight: Flight{
+			Window:      5 * time.Second,
+			MaxBytes:    16 * MiB,
+			Dir:         "./sluice-traces",
+			MinInterval: 10 * time.Second,
+			MaxFiles:    20,
+			StallAfter:  30 * time.Second,
+		},
 		Log:    Log{Format: "text", Level: "info"},
 		Faults: nil,
 	}

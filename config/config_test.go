@@ -660,11 +660,11 @@ sink.framing: must be "lines" or "acked" (got "x")`
 // Set both reach the field, identically.
 func TestKeys_EnvAndSet(t *testing.T) {
 	samples := map[string]string{
-		"string": "zz", "int": "9999", "duration": "3s", "bytes": "3MiB", "mode": "0640", "list": "a,b",
+		"string": "zz", "int": "9999", "duration": "3s", "bytes": "3MiB", "mode": "0640", "list": "a,b", "bool": "true",
 	}
 	keys := config.Keys()
-	if len(keys) != 38 {
-		t.Errorf("len(Keys()) = %d, want 38", len(keys))
+	if len(keys) != 52 {
+		t.Errorf("len(Keys()) = %d, want 52", len(keys))
 	}
 	for _, want := range []string{"pipeline.workers int", "queue.subjects list", "faults list",
 		"drain.socket_mode mode", "pipeline.max_inflight_bytes bytes", "queue.tls.ca_file string", "sink.backoff_min duration"} {

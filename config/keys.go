@@ -22,6 +22,7 @@ const (
 	kindBytes
 	kindMode
 	kindList
+	kindBool
 )
 
 var kindNames = [...]string{
@@ -31,6 +32,7 @@ var kindNames = [...]string{
 	kindBytes:    "bytes",
 	kindMode:     "mode",
 	kindList:     "list",
+	kindBool:     "bool",
 }
 
 // field is one settable leaf of Config.
@@ -92,6 +94,8 @@ func kindOf(t reflect.Type, key string) kind {
 		return kindMode
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
 		return kindList
+	case t.Kind() == reflect.Bool:
+		return kindBool
 	}
 	panic(fmt.Sprintf("config: field %s has unsupported type %s", key, t))
 }
@@ -211,6 +215,12 @@ func setScalar(v reflect.Value, k kind, s string) error {
 			return err
 		}
 		v.SetUint(uint64(m))
+	case kindBool:
+		b, err := strconv.ParseBool(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("must be true or false (got %q)", s)
+		}
+		v.SetBool(b)
 	default:
 		panic("config: setScalar on a list")
 	}

@@ -302,6 +302,7 @@ var kindArticle = [...]string{
 	kindBytes:    "a byte size",
 	kindMode:     "octal permission bits",
 	kindList:     "a list",
+	kindBool:     "true or false",
 }
 
 // scalarText returns the text of a scalar as written (unquoted), so that

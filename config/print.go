@@ -68,6 +68,8 @@ func (c *Config) text(f *field) string {
 		return ByteSize(v.Int()).String()
 	case kindMode:
 		return formatMode(uint32(v.Uint()))
+	case kindBool:
+		return strconv.FormatBool(v.Bool())
 	case kindList:
 		items := v.Interface().([]string)
 		q := make([]string, len(items))

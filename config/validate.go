@@ -110,6 +110,11 @@ func (c *Config) problems() []*FieldError {
 	if s.MaxConnAge < 0 {
 		v.fail("sink.max_conn_age", "must not be negative; 0 means never (got %s)", s.MaxConnAge)
 	}
+	v.positive("sink.ack_timeout", s.AckTimeout)
+	v.between("sink.window_frames", s.WindowFrames, 1, 65536)
+	if s.WindowBytes < 64*KiB {
+		v.fail("sink.window_bytes", "must be at least 64KiB (got %s)", s.WindowBytes)
+	}
 
 	d := &c.Drain
 	if d.Socket != s.Socket { // when equal, sink.socket's checks cover it
@@ -121,6 +126,22 @@ func (c *Config) problems() []*FieldError {
 	}
 	if d.SocketMode&^0o777 != 0 {
 		v.fail("drain.socket_mode", "must be permission bits within 0777 (got %s)", formatMode(d.SocketMode))
+	}
+	v.ids("drain.allow_uids", d.AllowUIDs)
+	v.ids("drain.allow_gids", d.AllowGIDs)
+
+	fl := &c.Flight
+	if fl.Enabled {
+		v.positive("flight.window", fl.Window)
+		if fl.MaxBytes < 64*KiB {
+			v.fail("flight.max_bytes", "must be at least 64KiB (got %s)", fl.MaxBytes)
+		}
+		v.nonEmpty("flight.dir", fl.Dir)
+		v.positive("flight.min_interval", fl.MinInterval)
+		v.atLeast("flight.max_files", fl.MaxFiles, 1)
+		if fl.StallAfter < 0 {
+			v.fail("flight.stall_after", "must not be negative; 0 turns stall detection off (got %s)", fl.StallAfter)
+		}
 	}
 
 	if c.Admin.Listen != AdminOff {
@@ -156,6 +177,15 @@ func (v *validator) fail(key, format string, args ...any) {
 		}
 	}
 	v.errs = append(v.errs, fe)
+}
+
+// ids checks a list of numeric user or group ids.
+func (v *validator) ids(key string, ids []string) {
+	for i, id := range ids {
+		if _, err := strconv.ParseUint(id, 10, 32); err != nil {
+			v.fail(fmt.Sprintf("%s[%d]", key, i), "must be a numeric id (got %q)", id)
+		}
+	}
 }
 
 func (v *validator) nonEmpty(key, s string) bool {

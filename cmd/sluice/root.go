@@ -96,7 +96,7 @@ type flagKeys map[string]string
 // loadConfig reads the config file and environment, then applies the flags
 // that were set on the command line (defaults < file < env < flags).
 func (g *globals) loadConfig(fs *pflag.FlagSet, keys flagKeys) (*config.Config, error) {
-	cfg, err := config.Load(g.configPath)
+	cfg, err := config.Read(g.configPath)
 	if err != nil {
 		return nil, err
 	}
@@ -117,11 +117,12 @@ func (g *globals) loadConfig(fs *pflag.FlagSet, keys flagKeys) (*config.Config, 
 	if ferr != nil {
 		return nil, ferr
 	}
-	if g.logFormat != "" {
-		cfg.Log.Format = g.logFormat
-	}
-	if g.logLevel != "" {
-		cfg.Log.Level = g.logLevel
+	for key, val := range map[string]string{"log.format": g.logFormat, "log.level": g.logLevel} {
+		if val != "" {
+			if err := cfg.Set(key, val); err != nil {
+				return nil, usageError{err}
+			}
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
