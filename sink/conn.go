@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/wire"
 )
 
 var _ pipeline.Sink = (*Writer)(nil)
@@ -30,13 +31,15 @@ var (
 
 // Log attribute keys.
 const (
-	keyPath     = "path"
-	keyReason   = "reason"
-	keyErr      = "err"
-	keyGen      = "generation"
-	keyAttempts = "failed_attempts"
-	keyDowntime = "downtime"
-	keyHint     = "hint"
+	keyPath       = "path"
+	keyReason     = "reason"
+	keyErr        = "err"
+	keyGen        = "generation"
+	keyAttempts   = "failed_attempts"
+	keyDowntime   = "downtime"
+	keyHint       = "hint"
+	keyCode       = "code"
+	keyPeerReason = "peer_reason"
 )
 
 // Writer is the sink: one shared, safely replaceable connection to the
@@ -64,11 +67,16 @@ type Writer struct {
 	closed  bool                // guarded by mu; set once by Close
 	cancel  context.CancelFunc  // guarded by mu; stops the connector
 
-	wg sync.WaitGroup // the connector and one reader per connection
+	win    window // acked framing only; see acked.go
+	ackd   bool   // immutable; Options.Framing is FramingAcked
+	cfgErr error  // immutable; a bad Options value that Send reports
+
+	wg sync.WaitGroup // the connector, one reader per connection and (acked) one flusher per connection
 
 	frames, records, bytes  atomic.Uint64 // delivered; for Stats
 	reconnects, writeErrors atomic.Uint64
 	dialFailures            atomic.Uint64
+	ackedFrames             atomic.Uint64
 }
 
 // Stats is a snapshot of a Writer's counters, for code that wants them
@@ -79,14 +87,16 @@ type Stats struct {
 	Bytes        uint64 // bytes of those frames
 	Reconnects   uint64 // connections replaced, any reason (the first connect excluded)
 	WriteErrors  uint64 // failed writes (each one retried)
-	DialFailures uint64 // failed dial attempts
+	DialFailures uint64 // failed dial attempts (acked framing: and failed handshakes)
 	Connected    bool   // a usable connection is current
+	AckedFrames  uint64 // acked framing: DATA frames acknowledged by the drainer
+	WindowFrames int    // acked framing: frames in the window (not yet acknowledged)
 }
 
 // New returns a Writer for opts. It does not connect: Start does.
 func New(opts Options) *Writer {
 	opts.setDefaults()
-	return &Writer{
+	w := &Writer{
 		opts:  opts,
 		log:   opts.Logger.With("component", "sink", keyPath, opts.Path),
 		m:     newMetrics(opts.Registerer),
@@ -94,7 +104,13 @@ func New(opts Options) *Writer {
 		done:  make(chan struct{}),
 		ready: make(chan struct{}),
 		live:  map[*lease]struct{}{},
+		ackd:  opts.Framing == FramingAcked,
 	}
+	if opts.Framing != FramingLines && opts.Framing != FramingAcked {
+		w.cfgErr = fmt.Errorf("sink framing %q: want %q or %q: %w", opts.Framing, FramingLines, FramingAcked, ErrUnknownFraming)
+	}
+	w.win.init(&w.opts)
+	return w
 }
 
 // Start starts the connector goroutine, which connects to the drainer,
@@ -109,6 +125,10 @@ func (w *Writer) Start(ctx context.Context) {
 	if w.started || w.closed {
 		return
 	}
+	if w.cfgErr != nil {
+		w.log.Error("the sink cannot start", keyErr, w.cfgErr)
+		return
+	}
 	w.started = true
 	ctx, w.cancel = context.WithCancel(ctx)
 	w.wg.Add(1)
@@ -118,8 +138,10 @@ func (w *Writer) Start(ctx context.Context) {
 // Close stops the Writer: Sends waiting for a connection or in the middle of
 // a write return ErrClosed (their frames count as not delivered), later
 // Sends return ErrClosed, and the connections are closed once their writers
-// let go. Close waits for the Writer's goroutines and is idempotent; it
-// always returns nil.
+// let go. In the acked framing, Sends waiting for room in the window return
+// ErrClosed and every frame still in the window has its Send's done called
+// with ErrClosed. Close waits for the Writer's goroutines and is idempotent;
+// it always returns nil.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	if w.closed {
@@ -139,6 +161,10 @@ func (w *Writer) Close() error {
 		live = append(live, l)
 	}
 	w.m.connected.Set(0)
+	w.win.mu.Lock()
+	w.win.closed, w.win.cur = true, nil
+	w.win.wakeLocked()
+	w.win.mu.Unlock()
 	w.mu.Unlock()
 
 	if cancel != nil {
@@ -155,6 +181,7 @@ func (w *Writer) Close() error {
 		w.release(cur) // the owner's reference
 	}
 	w.wg.Wait()
+	w.closeWindow()
 	return nil
 }
 
@@ -191,7 +218,15 @@ func (w *Writer) Stats() Stats {
 		WriteErrors:  w.writeErrors.Load(),
 		DialFailures: w.dialFailures.Load(),
 		Connected:    w.Connected(),
+		AckedFrames:  w.ackedFrames.Load(),
+		WindowFrames: w.windowLen(),
 	}
+}
+
+func (w *Writer) windowLen() int {
+	w.win.mu.Lock()
+	defer w.win.mu.Unlock()
+	return len(w.win.entries)
 }
 
 func (w *Writer) isClosed() bool {
@@ -230,12 +265,17 @@ func (w *Writer) poke() {
 // connection), and asks the connector for a new one. The caller holds a
 // reference to l, or is l's reader.
 func (w *Writer) fail(ctx context.Context, l *lease, reason string, err error) {
-	l.broken.Store(true)
+	l.markBroken()
 	w.mu.Lock()
 	if w.closed || !w.isCurrent(l) {
 		w.mu.Unlock()
 		return
 	}
+	w.win.mu.Lock()
+	if w.win.cur == l {
+		w.win.cur = nil
+	}
+	w.win.mu.Unlock()
 	w.cur = nil
 	l.retired = true
 	w.ready = make(chan struct{})
@@ -276,11 +316,11 @@ func (w *Writer) connector(ctx context.Context) {
 				flaps = 0
 			}
 		}
-		conn, failures, err := w.dial(ctx)
+		s, failures, err := w.dial(ctx)
 		if err != nil {
 			return
 		}
-		w.install(ctx, conn, failures)
+		w.install(ctx, s, failures)
 	}
 }
 
@@ -318,20 +358,56 @@ func (w *Writer) awaitWork(ctx context.Context) bool {
 	}
 }
 
-// dial connects to the drainer, retrying with capped exponential backoff and
-// jitter. It logs the first failure of a streak only. It returns the
-// connection and the number of failed attempts, or ctx.Err().
-func (w *Writer) dial(ctx context.Context) (net.Conn, int, error) {
+// session is a new connection, handshake done (acked framing).
+type session struct {
+	conn    net.Conn
+	rd      *wire.Reader     // acked: the handshake's reader
+	cs      wire.ClientState // acked: welcomed
+	welcome wire.Welcome     // acked
+}
+
+// dial connects to the drainer (and, in the acked framing, does the
+// handshake), retrying with capped exponential backoff and jitter. It logs
+// the first failure of a streak only. It returns the connection and the
+// number of failed attempts, or ctx.Err().
+func (w *Writer) dial(ctx context.Context) (session, int, error) {
 	failures := 0
 	for {
 		dctx, cancel := context.WithTimeout(ctx, w.opts.WriteTimeout)
 		conn, err := w.opts.Dial(dctx, w.opts.Path)
 		cancel()
+		if err == nil && !w.ackd {
+			return session{conn: conn}, failures, nil
+		}
 		if err == nil {
-			return conn, failures, nil
+			rd, cs, wel, herr := w.handshake(conn)
+			if herr == nil {
+				return session{conn: conn, rd: rd, cs: cs, welcome: wel}, failures, nil
+			}
+			_ = conn.Close() // never shared
+			code := "IO"
+			if he, ok := errors.AsType[*handshakeError](herr); ok {
+				code = he.code
+			}
+			w.m.handshakeFailures.WithLabelValues(code).Inc()
+			if ctx.Err() != nil {
+				return session{}, failures, ctx.Err()
+			}
+			failures++
+			w.dialFailures.Add(1)
+			if failures == 1 {
+				w.log.Error("handshake with the drainer failed; retrying with backoff",
+					keyCode, code, keyErr, herr, keyHint, "check that the drainer speaks the acked framing (sluice drain with framing: acked) and its version")
+			} else {
+				w.log.Debug("handshake failed", keyAttempts, failures, keyCode, code, keyErr, herr)
+			}
+			if sleep(ctx, w.backoff(failures)) != nil {
+				return session{}, failures, ctx.Err()
+			}
+			continue
 		}
 		if ctx.Err() != nil {
-			return nil, failures, ctx.Err()
+			return session{}, failures, ctx.Err()
 		}
 		failures++
 		w.m.dialFailures.Inc()
@@ -343,7 +419,7 @@ func (w *Writer) dial(ctx context.Context) (net.Conn, int, error) {
 			w.log.Debug("dial failed", keyAttempts, failures, keyErr, err)
 		}
 		if sleep(ctx, w.backoff(failures)) != nil {
-			return nil, failures, ctx.Err()
+			return session{}, failures, ctx.Err()
 		}
 	}
 }
@@ -374,10 +450,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// install makes conn the current lease, retires the previous one (if any)
-// and starts conn's reader. The old connection is closed when its last
+// install makes s's connection the current lease, retires the previous one
+// (if any) and starts the connection's reader (and, acked, its flusher, which
+// re-sends the window first). The old connection is closed when its last
 // writer lets go.
-func (w *Writer) install(ctx context.Context, conn net.Conn, failures int) {
+func (w *Writer) install(ctx context.Context, s session, failures int) {
+	conn := s.conn
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -385,7 +463,18 @@ func (w *Writer) install(ctx context.Context, conn net.Conn, failures int) {
 		return
 	}
 	w.gen++
-	l := &lease{conn: conn, gen: w.gen, born: time.Now(), refs: 1}
+	l := &lease{conn: conn, gen: w.gen, born: time.Now(), refs: 1, gone: make(chan struct{})}
+	if w.ackd {
+		l.rd, l.cs, l.lim = s.rd, s.cs, s.welcome.Limits()
+		l.kick = make(chan struct{}, 1)
+		l.refs++ // the flusher's
+		w.win.mu.Lock()
+		w.win.cur = l
+		w.win.lim = l.lim
+		w.win.max = min(w.opts.WindowFrames, int(min(s.welcome.Window, 1<<30)))
+		w.win.wakeLocked()
+		w.win.mu.Unlock()
+	}
 	old, reason, first, brokeAt := w.cur, w.want, !w.ever, w.brokeAt
 	w.cur, w.want, w.ever = l, "", true
 	w.live[l] = struct{}{}
@@ -406,10 +495,23 @@ func (w *Writer) install(ctx context.Context, conn net.Conn, failures int) {
 	w.m.connected.Set(1)
 	w.mu.Unlock()
 
-	w.wg.Add(1) // the connector's own count is held, so Close's Wait cannot have returned
-	go w.readLoop(ctx, l)
+	if w.ackd {
+		w.wg.Add(2) // the connector's own count is held, so Close's Wait cannot have returned
+		go w.ackReader(ctx, l)
+		go w.flusher(ctx, l)
+	} else {
+		w.wg.Add(1) // the connector's own count is held, so Close's Wait cannot have returned
+		go w.readLoop(ctx, l)
+	}
+	if !first {
+		w.notify(EventReconnect, reason)
+	}
 
 	switch {
+	case first && w.ackd:
+		w.log.Info("connected to the drainer", keyGen, l.gen, keyAttempts, failures,
+			"framing", FramingAcked, "server", s.welcome.Server, "version", s.welcome.Version,
+			"window", s.welcome.Window, "max_frame_bytes", s.welcome.MaxFrameBytes, "max_records", s.welcome.MaxRecords)
 	case first:
 		w.log.Info("connected to the drainer", keyGen, l.gen, keyAttempts, failures)
 	default:
@@ -430,7 +532,7 @@ func (w *Writer) install(ctx context.Context, conn net.Conn, failures int) {
 // drainer sends nothing), so that a drainer that goes away is noticed even
 // when nobody writes. It exits when the connection fails or is closed.
 //
-// An acked framing replaces this loop with its ack reader (see lines.go).
+// The acked framing replaces this loop with its ack reader (acked.go).
 func (w *Writer) readLoop(ctx context.Context, l *lease) {
 	defer w.wg.Done()
 	var buf [512]byte
@@ -458,6 +560,7 @@ func (w *Writer) writeFrame(ctx context.Context, l *lease, frame []byte) error {
 	}
 	w.m.writeErrors.Inc()
 	w.writeErrors.Add(1)
+	w.notify(EventWriteError, reason)
 	w.fail(ctx, l, reason, err)
 	if errors.Is(err, fault.ErrInjectedClose) {
 		// As if the drainer dropped the socket: shut it down, never close

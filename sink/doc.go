@@ -26,17 +26,28 @@
 //
 // # Lock order
 //
-//	lease.wmu  →  Writer.mu
+//	lease.wmu  →  Writer.mu  →  Writer.win.mu
 //
 // A writer holds lease.wmu across its Write (the lock exists to serialise
 // that I/O, so frames never interleave) and may take Writer.mu under it to
 // retire the lease after a failure. Writer.mu is never held across I/O, and
-// lease.wmu is never acquired while holding Writer.mu.
+// lease.wmu is never acquired while holding Writer.mu. Writer.win.mu (the
+// acked window) is taken under Writer.mu by install, fail and Close, and
+// alone everywhere else; nothing is acquired while holding it, and it is
+// never held across I/O (only across SetReadDeadline, which does none).
 //
 // # Framing
 //
 // conn.go and lease.go manage connections and know nothing of framing.
 // lines.go implements the "lines" framing: a frame is its records' bytes,
-// each followed by '\n', written with one Write call. See lines.go for where
-// an "acked" framing plugs in.
+// each followed by '\n', written with one Write call; a frame is delivered
+// once written. acked.go implements the "acked" framing of
+// docs/protocol.md: after a HELLO/WELCOME handshake on each connection,
+// frames go into a bounded window (frames and bytes; Send waits while it is
+// full), a per-connection flusher writes them in frame id order through the
+// same leases, and a per-connection ack reader settles them when the
+// drainer acknowledges them. Frames still in the window when a connection
+// fails are re-sent, in order and with their ids, before any newer frame on
+// the next connection; no acknowledgement progress for AckTimeout replaces
+// the connection (reason "ack_timeout").
 package sink

@@ -11,3 +11,19 @@ var ErrClosed = errors.New("sink: writer is closed; the frame was not delivered"
 // writer already found the lease's connection broken; the frame is retried
 // on the next connection.
 var errLeaseBroken = errors.New("sink: connection already broken")
+
+// ErrMessageTooLarge is returned by Send (acked framing) when the records of
+// one queue message do not fit in one DATA frame under the limits the
+// drainer granted in WELCOME (max_frame_bytes, max_records). A message's
+// records must travel in one frame (docs/protocol.md, section 4.3).
+var ErrMessageTooLarge = errors.New("sink: a queue message's records exceed the drainer's frame limits")
+
+// ErrFrameLimits is passed to a Send's done (acked framing) when a frame
+// already in the window does not fit the limits of a new connection (the
+// drainer lowered max_frame_bytes or max_records); the records are not
+// delivered and the pipeline redelivers them.
+var ErrFrameLimits = errors.New("sink: frame exceeds the limits of the drainer's new connection")
+
+// ErrUnknownFraming is returned by Send when Options.Framing is neither
+// "lines" nor "acked".
+var ErrUnknownFraming = errors.New("sink: unknown framing")

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-dev/sluice/wire"
 )
 
 // lease is one connection to the drainer with a reference count. It is
@@ -27,6 +29,23 @@ type lease struct {
 
 	refs    int  // guarded by Writer.mu; the owner's reference (while current) plus one per writer
 	retired bool // guarded by Writer.mu; set when the lease stops being current; never cleared
+
+	gone     chan struct{} // closed once broken is set (markBroken)
+	goneOnce sync.Once
+
+	// Acked framing only.
+	rd   *wire.Reader     // owned by the lease's ack reader; the handshake's reader, so nothing it buffered is lost
+	lim  wire.Limits      // immutable; the limits WELCOME granted
+	kick chan struct{}    // capacity 1; wakes the lease's flusher
+	cs   wire.ClientState // guarded by Writer.win.mu; the session's window and ack checks
+	next uint64           // guarded by Writer.win.mu; the flusher has written every window frame with a lower id
+}
+
+// markBroken records that a write or read on l's connection failed, and
+// wakes the goroutines that wait on it.
+func (l *lease) markBroken() {
+	l.broken.Store(true)
+	l.goneOnce.Do(func() { close(l.gone) })
 }
 
 // acquire returns the current lease with a reference taken, waiting while

@@ -10,18 +10,8 @@ import (
 
 // This file is the "lines" framing: a frame is its records' bytes, each
 // followed by '\n', written with one Write call to one connection. Delivery
-// ends at the kernel, so a frame is done once its Write returned.
-//
-// Where an "acked" framing plugs in: it reuses acquire, release, fail and
-// writeFrame unchanged, and adds
-//   - its encoder (length-prefixed frames) in place of appendLines;
-//   - a window of written-but-unacknowledged frames, each tagged with the
-//     lease generation it went out on; Send returns nil once the frame is in
-//     the window and calls done when its ack arrives;
-//   - an ack reader in place of readLoop (install would pick the reader per
-//     framing), which settles window entries and calls fail on a bad ack;
-//   - a hook at the end of install that re-sends the window, in order, on
-//     the new lease before new frames are let through.
+// ends at the kernel, so a frame is done once its Write returned. The
+// "acked" framing is in acked.go; Send dispatches on Options.Framing.
 
 // maxPooledFrame caps the buffers kept for reuse, so one huge frame does not
 // pin its memory forever.
@@ -32,14 +22,30 @@ var framePool = sync.Pool{New: func() any {
 	return &b
 }}
 
-// Send writes recs as one frame of lines. It blocks while there is no
+// Send delivers recs as one frame (pipeline.Sink).
+//
+// Lines framing: Send writes recs as one frame of lines. It blocks while there is no
 // connection, retries the whole frame on the next connection after a failed
 // or partial write (a partial line left on the old connection is the
 // drainer's to discard at EOF), and returns nil only once the whole frame was
 // written to one connection, after calling done(nil). It returns ctx.Err()
 // or ErrClosed otherwise, and then never calls done. Send is safe for
 // concurrent use; frames never interleave.
+//
+// Acked framing: Send cuts recs into DATA frames that fit the drainer's
+// limits (never splitting one queue message's records; a message too large
+// for one frame is an error wrapping ErrMessageTooLarge), waits for room in
+// the window, puts the frames there under the next frame ids and returns
+// nil; the frames are written in id order on the current connection, and
+// re-sent on the next one if it fails first. done(nil) is called once the
+// drainer has acknowledged every frame of the Send, done(ErrClosed) if the
+// Writer closes first (done(err wrapping ErrFrameLimits) if a new connection
+// cannot take a frame in the window). Send returns ctx.Err() or ErrClosed
+// while waiting for room, and then never calls done.
 func (w *Writer) Send(ctx context.Context, recs []pipeline.Record, done func(error)) error {
+	if w.cfgErr != nil {
+		return w.cfgErr
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -49,6 +55,9 @@ func (w *Writer) Send(ctx context.Context, recs []pipeline.Record, done func(err
 	if len(recs) == 0 {
 		done(nil)
 		return nil
+	}
+	if w.ackd {
+		return w.sendAcked(ctx, recs, done)
 	}
 	bp := framePool.Get().(*[]byte)
 	frame := appendLines((*bp)[:0], recs)

@@ -13,15 +13,16 @@ const (
 	ReasonPeerClosed   = "peer_closed"   // the drainer closed the connection
 	ReasonMaxAge       = "max_age"       // the connection reached MaxConnAge
 	ReasonRequested    = "requested"     // Reconnect was called
+	// ReasonAckTimeout: acked framing, no acknowledgement progress for
+	// AckTimeout while frames were unacknowledged.
+	ReasonAckTimeout = "ack_timeout"
+	// ReasonProtocolError: acked framing, the drainer sent a frame that
+	// breaks the protocol; the sink answered with CLOSE.
+	ReasonProtocolError = "protocol_error"
 )
 
-var reasons = []string{ReasonWriteError, ReasonWriteTimeout, ReasonPeerClosed, ReasonMaxAge, ReasonRequested}
-
-// isFailure reports whether reason means the connection is unusable (as
-// opposed to a planned replacement of a working one).
-func isFailure(reason string) bool {
-	return reason == ReasonWriteError || reason == ReasonWriteTimeout || reason == ReasonPeerClosed
-}
+var reasons = []string{ReasonWriteError, ReasonWriteTimeout, ReasonPeerClosed, ReasonMaxAge, ReasonRequested,
+	ReasonAckTimeout, ReasonProtocolError}
 
 type metrics struct {
 	reconnects   *prometheus.CounterVec
@@ -32,6 +33,14 @@ type metrics struct {
 	bytes        prometheus.Counter
 	dialFailures prometheus.Counter
 	writeSeconds prometheus.Histogram
+
+	// acked framing
+	windowFrames      prometheus.Gauge
+	windowBytes       prometheus.Gauge
+	ackedFrames       prometheus.Counter
+	resentFrames      prometheus.Counter
+	ackSeconds        prometheus.Histogram
+	handshakeFailures *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -70,6 +79,31 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Duration of one frame's Write call to the drainer's socket.",
 			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
 		}),
+		windowFrames: f.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_sink_window_frames",
+			Help: "Frames in the acked framing's window: sent or waiting to be sent, not yet acknowledged by the drainer.",
+		}),
+		windowBytes: f.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_sink_window_bytes",
+			Help: "Bytes of the frames in the acked framing's window.",
+		}),
+		ackedFrames: f.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_sink_acked_frames_total",
+			Help: "DATA frames acknowledged by the drainer (acked framing).",
+		}),
+		resentFrames: f.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_sink_resent_frames_total",
+			Help: "DATA frames written again on a new connection because the previous one ended before their acknowledgement.",
+		}),
+		ackSeconds: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sluice_sink_ack_seconds",
+			Help:    "Time from a DATA frame's last write to the drainer's acknowledgement of it.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 4, 10),
+		}),
+		handshakeFailures: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_sink_handshake_failures_total",
+			Help: "Failed acked-framing handshakes, by close code (the drainer's CLOSE code, the sink's own check, TIMEOUT or IO).",
+		}, []string{"code"}),
 	}
 	for _, r := range reasons {
 		m.reconnects.WithLabelValues(r) // export zeros

@@ -2,11 +2,17 @@ package sink
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-dev/sluice/wire"
 )
 
 // Options configures a Writer. The zero value of each field means its
@@ -34,7 +40,48 @@ type Options struct {
 	// Dial opens a connection to path. It is a test seam. nil: a
 	// net.Dialer dialling "unix".
 	Dial func(ctx context.Context, path string) (net.Conn, error)
+
+	// Framing is the socket protocol: FramingLines (newline-delimited
+	// records, delivered once written) or FramingAcked (docs/protocol.md:
+	// binary frames acknowledged by the drainer once durable). "": lines.
+	Framing string
+	// Instance is the producer identity sent in HELLO (acked framing), 1..255
+	// bytes of UTF-8; longer names are cut. "": "<hostname>-<pid>".
+	Instance string
+	// AckTimeout is how long the acked framing waits for acknowledgement
+	// progress while frames are unacknowledged before it replaces the
+	// connection (reason "ack_timeout") and re-sends them. 0: 10s.
+	AckTimeout time.Duration
+	// WindowFrames bounds the frames written and not yet acknowledged
+	// (acked framing); it is also the window requested in HELLO, and the
+	// effective window is the smaller of it and the drainer's WELCOME.
+	// Sends wait while the window is full. 0: 64.
+	WindowFrames int
+	// WindowBytes bounds the bytes of the frames in the window (acked
+	// framing); a single frame larger than this is let in when the window
+	// is empty. 0: 8 MiB.
+	WindowBytes int64
+	// Notify, when set, is called on connection events so that the caller
+	// can react (the CLI snapshots the flight recorder): event "reconnect"
+	// with the reconnect reason, "write_error" with the reason of the failed
+	// write, "ack_timeout" with "ack_timeout". It is called synchronously
+	// from the sink's goroutines, possibly concurrently, and must not block.
+	// nil: no calls.
+	Notify func(event, reason string)
 }
+
+// The framings of Options.Framing.
+const (
+	FramingLines = "lines" // newline-delimited records; delivered once written
+	FramingAcked = "acked" // length-prefixed frames acknowledged by the drainer
+)
+
+// Events passed to Options.Notify.
+const (
+	EventReconnect  = "reconnect"
+	EventWriteError = "write_error"
+	EventAckTimeout = "ack_timeout"
+)
 
 func (o *Options) setDefaults() {
 	if o.BackoffMin <= 0 {
@@ -58,10 +105,44 @@ func (o *Options) setDefaults() {
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}
+	if o.Framing == "" {
+		o.Framing = FramingLines
+	}
+	if o.Instance == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "sluice"
+		}
+		o.Instance = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	o.Instance = clipIdentity(o.Instance)
+	if o.AckTimeout <= 0 {
+		o.AckTimeout = 10 * time.Second
+	}
+	if o.WindowFrames <= 0 {
+		o.WindowFrames = 64
+	}
+	if o.WindowBytes <= 0 {
+		o.WindowBytes = 8 << 20
+	}
 	if o.Dial == nil {
 		var d net.Dialer
 		o.Dial = func(ctx context.Context, path string) (net.Conn, error) {
 			return d.DialContext(ctx, "unix", path)
 		}
 	}
+}
+
+// clipIdentity makes s a valid HELLO instance: valid UTF-8, at most
+// wire.MaxIdentityLen bytes, cut at a character boundary.
+func clipIdentity(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= wire.MaxIdentityLen {
+		return s
+	}
+	n := wire.MaxIdentityLen
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
