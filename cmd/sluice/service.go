@@ -32,6 +32,7 @@ type service struct {
 	snk   *sink.Writer
 	pipe  *pipeline.Pipeline
 	admin *obs.Admin
+	fr    *obs.FlightRecorder // nil unless flight.enabled
 }
 
 // newService builds every part; on error it releases what it built.
@@ -45,6 +46,22 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), obs.FaultCollector{})
 	if err := fault.ApplyAll(cfg.Faults); err != nil {
 		return nil, err
+	}
+	if cfg.Flight.Enabled {
+		s.fr, err = obs.StartFlightRecorder(obs.FlightOptions{
+			Window:      cfg.Flight.Window,
+			MaxBytes:    uint64(cfg.Flight.MaxBytes),
+			Dir:         cfg.Flight.Dir,
+			MinInterval: cfg.Flight.MinInterval,
+			MaxFiles:    cfg.Flight.MaxFiles,
+			Logger:      logger,
+			Registerer:  s.reg,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.fr.NotifySignal()
+		logger.Info("flight recorder on", "dir", cfg.Flight.Dir, "window", cfg.Flight.Window)
 	}
 	if cfg.Queue.URL == "" {
 		if s.emb, err = queue.StartEmbedded(cfg.Queue, logger); err != nil {
@@ -94,6 +111,8 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 			}
 			return nil
 		})
+		obs.MountFaultAPI(s.admin)
+		obs.MountFlightAPI(s.admin, s.fr)
 		s.admin.HandleFunc("POST /sink/reconnect", func(w http.ResponseWriter, _ *http.Request) {
 			s.snk.Reconnect("requested")
 			fmt.Fprintln(w, "reconnect requested")
@@ -110,6 +129,12 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 // server and the admin server.
 func (s *service) run(ctx context.Context) error {
 	s.snk.Start(ctx)
+	if s.fr != nil && s.cfg.Flight.StallAfter > 0 {
+		s.fr.WatchStall(ctx, s.cfg.Flight.StallAfter/10, s.cfg.Flight.StallAfter, func() (bool, uint64) {
+			recs, _ := s.pipe.Inflight()
+			return recs > 0, s.pipe.Progress()
+		})
+	}
 	s.log.Info("sluice running", "socket", s.cfg.Sink.Socket, "framing", s.cfg.Sink.Framing, "workers", s.cfg.Pipeline.Workers)
 	err := s.pipe.Run(ctx)
 	s.close()
@@ -133,4 +158,5 @@ func (s *service) close() {
 	if s.admin != nil {
 		_ = s.admin.Close()
 	}
+	_ = s.fr.Close() // nil-safe
 }
