@@ -25,5 +25,17 @@ var ErrInvalidOptions = errors.New("invalid drain options")
 var ErrLineTooLong = errors.New("line longer than the maximum")
 
 // ErrPeerNotAllowed is the reason a connection is closed when its peer's
-// user id is not in Options.PeerUIDs.
+// user id is not in Options.PeerUIDs (nor its group id in Options.PeerGIDs).
 var ErrPeerNotAllowed = errors.New("peer user id not allowed")
+
+// ErrOutputInUse is wrapped by Listen when another drainer with the acked
+// framing holds the output directory's dedup journal.
+var ErrOutputInUse = errors.New("another drainer is using the output directory")
+
+// ErrSlowPeer is the reason an acked connection is closed when a frame (or
+// the HELLO) does not arrive complete within Options.FrameTimeout.
+var ErrSlowPeer = errors.New("peer too slow: no complete frame in time")
+
+// ErrAckTimeout is the reason an acked connection is closed when an ACK
+// cannot be written within Options.AckWriteTimeout: the peer does not read.
+var ErrAckTimeout = errors.New("peer does not read its acknowledgements")

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-dev/sluice/wire"
 )
 
 // Framings the drainer speaks, for Options.Framing.
@@ -16,6 +18,10 @@ const (
 	// record; bytes after the last newline when a connection ends are
 	// discarded as a torn line.
 	FramingLines = "lines"
+	// FramingAcked is the acked protocol of docs/protocol.md (package wire):
+	// records are acknowledged once durable, and duplicates are dropped by
+	// record identity.
+	FramingAcked = "acked"
 )
 
 // Defaults for the zero values of Options.
@@ -24,6 +30,11 @@ const (
 	DefaultSocketMode   = os.FileMode(0o600)
 	DefaultMaxLine      = 1 << 20
 	DefaultDrainTimeout = 500 * time.Millisecond
+
+	DefaultFrameTimeout    = 30 * time.Second
+	DefaultAckWriteTimeout = 10 * time.Second
+	DefaultDedupSpans      = 1 << 20
+	DefaultJournalBytes    = 64 << 20
 )
 
 // maxSocketPath is the longest path a Unix socket address can hold on Linux
@@ -38,6 +49,13 @@ type Options struct {
 	Socket string
 	// Out is a directory for output files, created (0700) when missing, or
 	// "-" for Stdout. Required.
+	//
+	// With the acked framing and a directory, records are fsynced before
+	// they are acknowledged and the dedup state is kept durable in the
+	// directory's journal (JournalName), consistent with the output. With
+	// "-" (stdout), records are acknowledged once written to stdout, and the
+	// dedup state is kept in memory only: a restarted drainer writes again
+	// what a sender re-sends.
 	Out string
 	// Stdout receives the output when Out is "-". Nil: os.Stdout.
 	Stdout io.Writer
@@ -45,6 +63,10 @@ type Options struct {
 	// this size; files are cut only at line boundaries, so a single line
 	// longer than RotateBytes gets a file of its own. Zero: 64 MiB.
 	RotateBytes int64
+	// WriteIdentity (acked framing) prefixes each output line with the
+	// record's identity and a tab: "stream:seq:index\t" followed by the
+	// payload. False: each line is exactly the record's payload.
+	WriteIdentity bool
 	// SocketMode is the socket file's permission bits. Zero: 0600.
 	SocketMode os.FileMode
 	// MaxLine is the longest line (newline excluded) a connection may send;
@@ -53,12 +75,40 @@ type Options struct {
 	// PeerUIDs, when not empty, admits only peers whose process runs as one
 	// of these user ids (checked with SO_PEERCRED); any other connection is
 	// closed before it is read. Empty: every peer the socket's mode lets in.
+	// When PeerGIDs is set too, a peer is admitted if its uid is in PeerUIDs
+	// or its gid is in PeerGIDs. With the acked framing, a refused peer gets
+	// a CLOSE frame (UNAUTHORIZED) with the reason first.
 	PeerUIDs []uint32
+	// PeerGIDs, when not empty, admits peers whose process runs with one of
+	// these (primary) group ids; see PeerUIDs. Empty: no check by group.
+	PeerGIDs []uint32
 	// Framing is the protocol spoken on every connection. Empty: "lines".
 	Framing string
 	// DrainTimeout is how long shutdown keeps reading data already in flight
 	// on each open connection before closing it. Zero: 500ms.
 	DrainTimeout time.Duration
+	// FrameTimeout (acked framing) bounds the wait for a complete frame
+	// once its first byte has arrived, and for the HELLO once the connection
+	// is accepted: a slower peer is closed (reason slow_peer, CLOSE
+	// TIMEOUT). An idle connection between frames is never timed out.
+	// Zero: 30s.
+	FrameTimeout time.Duration
+	// AckWriteTimeout (acked framing) bounds the writing of one ACK; a
+	// peer that does not read its acks for that long is closed (reason
+	// ack_write_timeout). Zero: 10s.
+	AckWriteTimeout time.Duration
+	// DedupSpans (acked framing) bounds the dedup memory: per stream, the
+	// drainer keeps a low-water mark (every sequence up to it is committed)
+	// and at most DedupSpans ranges of committed sequences above it, 16
+	// bytes each (up to 32 with slice growth). Past the bound the lowest
+	// range is forgotten: a redelivery of one of its messages is written
+	// again (a duplicate), never dropped. Zero: 1 Mi ranges.
+	DedupSpans int
+	// JournalBytes (acked framing, directory output) is the size past which
+	// the dedup journal is compacted into a snapshot. Zero: 64 MiB.
+	JournalBytes int64
+	// ServerID is the identity sent in WELCOME. Empty: "drain@<host>/<pid>".
+	ServerID string
 	// Logger receives the drainer's logs. Nil: logs are discarded.
 	Logger *slog.Logger
 	// Registerer receives the drainer's metrics. Nil: a private registry.
@@ -106,9 +156,40 @@ func (opts Options) withDefaults() (Options, error) {
 	switch opts.Framing {
 	case "":
 		opts.Framing = FramingLines
-	case FramingLines:
+	case FramingLines, FramingAcked:
 	default:
-		return bad("unknown framing %q: the drainer speaks %q", opts.Framing, FramingLines)
+		return bad("unknown framing %q: the drainer speaks %q and %q", opts.Framing, FramingLines, FramingAcked)
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{{"frame timeout", &opts.FrameTimeout, DefaultFrameTimeout}, {"ack write timeout", &opts.AckWriteTimeout, DefaultAckWriteTimeout}} {
+		switch {
+		case *d.v == 0:
+			*d.v = d.def
+		case *d.v < 0:
+			return bad("%s is %v; it must be positive (or 0 for the default, %v)", d.name, *d.v, d.def)
+		}
+	}
+	switch {
+	case opts.DedupSpans == 0:
+		opts.DedupSpans = DefaultDedupSpans
+	case opts.DedupSpans < 0:
+		return bad("dedup spans is %d; it must be positive (or 0 for the default, %d)", opts.DedupSpans, DefaultDedupSpans)
+	}
+	switch {
+	case opts.JournalBytes == 0:
+		opts.JournalBytes = DefaultJournalBytes
+	case opts.JournalBytes < 0:
+		return bad("journal bytes is %d; it must be positive (or 0 for the default, 64 MiB)", opts.JournalBytes)
+	}
+	if opts.ServerID == "" {
+		host, _ := os.Hostname()
+		opts.ServerID = fmt.Sprintf("drain@%s/%d", host, os.Getpid())
+	}
+	if len(opts.ServerID) > wire.MaxIdentityLen {
+		opts.ServerID = opts.ServerID[:wire.MaxIdentityLen]
 	}
 	switch {
 	case opts.DrainTimeout == 0:

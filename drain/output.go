@@ -39,7 +39,9 @@ type output struct {
 	mu     sync.Mutex
 	w      *bufio.Writer // guarded by mu; nil until the first file is open
 	f      *os.File      // guarded by mu; the current file, nil for stdout or between files
-	size   int64         // guarded by mu; bytes written to f so far
+	size   int64         // guarded by mu; bytes written to f (or to the last file) so far
+	name   string        // guarded by mu; base name of f, or of the last file when f is nil
+	newDir bool          // guarded by mu; a file was created since the directory was last synced
 	lastTS time.Time     // guarded by mu; time part of the newest file name
 	seq    int           // guarded by mu; sequence of the newest file name
 	err    error         // guarded by mu; sticky: the first write failure
@@ -197,7 +199,7 @@ func (o *output) openLocked() error {
 			o.err = fmt.Errorf("drain: create output file: %w", err)
 			return o.err
 		}
-		o.f, o.size = f, 0
+		o.f, o.size, o.name, o.newDir = f, 0, filepath.Base(name), true
 		if o.w == nil {
 			o.w = bufio.NewWriterSize(f, writeBuf)
 		} else {
@@ -261,6 +263,38 @@ func (o *output) flushLocked() error {
 		o.err = fmt.Errorf("drain: write %s: %w", where, err)
 	}
 	return o.err
+}
+
+// sync makes everything written so far durable (flush, fsync of the current
+// file, and of the directory when a file was created since the last sync)
+// and returns the commit point it reached. For stdout it only flushes.
+func (o *output) sync() (commitPoint, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return commitPoint{}, o.err
+	}
+	if o.dir == "" {
+		return commitPoint{}, o.flushLocked()
+	}
+	if o.f != nil {
+		if err := o.w.Flush(); err != nil {
+			o.err = fmt.Errorf("drain: write %s: %w", o.f.Name(), err)
+			return commitPoint{}, o.err
+		}
+		if err := o.f.Sync(); err != nil {
+			o.err = fmt.Errorf("drain: fsync %s: %w", o.f.Name(), err)
+			return commitPoint{}, o.err
+		}
+	}
+	if o.newDir {
+		if err := syncDir(o.dir); err != nil {
+			o.err = err
+			return commitPoint{}, o.err
+		}
+		o.newDir = false
+	}
+	return commitPoint{file: o.name, length: o.size}, nil
 }
 
 // close flushes and closes the current file (stdout is flushed, not

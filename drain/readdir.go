@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // ReadDir calls fn with every line of the drainer's output files in dir
@@ -16,30 +15,54 @@ import (
 // A last line without a newline (a write cut short by a crash) is passed
 // too, so a caller can see it. ReadDir stops at the first error fn returns
 // and returns it wrapped with the file's name; errors.Is sees through.
+//
+// When dir holds a dedup journal (acked framing), ReadDir returns only what
+// it records as committed: records written after the last commit (and not
+// acknowledged, or cut short by a crash) are left out, as a restarted
+// drainer would remove them. The journal itself is never returned.
 func ReadDir(dir string, fn func(line []byte) error) error {
+	point, journaled, err := readCommitPoint(dir)
+	if err != nil {
+		return err
+	}
 	entries, err := os.ReadDir(dir) // sorted by name
 	if err != nil {
 		return fmt.Errorf("drain: read output directory: %w", err)
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if !e.Type().IsRegular() || !strings.HasPrefix(name, filePrefix) || !strings.HasSuffix(name, fileSuffix) {
+		if !isOutputName(e) {
 			continue
 		}
-		if err := readFile(filepath.Join(dir, name), fn); err != nil {
+		limit := int64(-1)
+		if journaled {
+			if name > point.file {
+				break // nothing committed in it or after it
+			}
+			if name == point.file {
+				limit = point.length
+			}
+		}
+		if err := readFile(filepath.Join(dir, name), limit, fn); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func readFile(path string, fn func(line []byte) error) error {
+// readFile reads the lines of the first limit bytes of path (all of it with
+// a negative limit).
+func readFile(path string, limit int64, fn func(line []byte) error) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("drain: read output: %w", err)
 	}
 	defer f.Close()
-	br := bufio.NewReaderSize(f, 256<<10)
+	var r io.Reader = f
+	if limit >= 0 {
+		r = io.LimitReader(f, limit)
+	}
+	br := bufio.NewReaderSize(r, 256<<10)
 	var long []byte // assembles a line longer than the reader's buffer
 	for {
 		chunk, err := br.ReadSlice('\n')

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-dev/sluice/fault"
+	"github.com/sluice-dev/sluice/wire"
 )
 
 // writeBefore is hit before each chunk of lines is written to the output; a
@@ -40,6 +41,10 @@ type Stats struct {
 	TornLines   uint64 // partial lines discarded at the end of a connection
 	ConnErrors  uint64 // connections closed because of an error
 	Rotations   uint64 // output files closed because they reached RotateBytes
+	Frames      uint64 // acked: DATA frames committed (durable, duplicates included)
+	Duplicates  uint64 // acked: records dropped as duplicates of committed messages
+	Acks        uint64 // acked: ACK frames written
+	Refused     uint64 // peers refused by Options.PeerUIDs / PeerGIDs
 }
 
 // Server is the reference drainer: it listens on a Unix socket, reads
@@ -50,7 +55,12 @@ type Server struct {
 	opts   Options
 	log    *slog.Logger
 	m      *metrics
-	handle func(*conn) // reads one connection until it ends; chosen by Options.Framing
+	handle func(*conn)  // reads one connection until it ends; chosen by Options.Framing
+	own    wire.Welcome // acked: the server's side of the handshake
+
+	// commitReqs hands acked frames to the committer. Connections send on
+	// it; shutdown closes it once every connection has ended.
+	commitReqs chan *pending
 
 	// ctx is cancelled when shutdown begins: it cuts injected delays short.
 	ctx    context.Context
@@ -64,10 +74,11 @@ type Server struct {
 	closeOnce sync.Once
 	closeErr  error // set inside closeOnce
 
-	wg sync.WaitGroup // connection handlers and the flusher
+	wg sync.WaitGroup // connection handlers and the flusher (the committer has its own done channel)
 
 	mu       sync.Mutex
 	out      *output            // guarded by mu; set by Listen, then immutable
+	cm       *committer         // guarded by mu; acked: set by Listen, then immutable
 	ln       net.Listener       // guarded by mu; set by Listen
 	sockInfo os.FileInfo        // guarded by mu; the socket file Listen created
 	conns    map[*conn]struct{} // guarded by mu; open connections
@@ -78,6 +89,7 @@ type Server struct {
 	nextID   uint64             // guarded by mu
 
 	records, bytes, nconns, torn, connErrs, rotations atomic.Uint64
+	frames, dups, acks, refused                       atomic.Uint64
 	open                                              atomic.Int64
 	errLogs                                           sync.Map // reason -> *limiter
 }
@@ -87,6 +99,35 @@ type conn struct {
 	nc  net.Conn
 	id  uint64
 	log *slog.Logger
+
+	dmu    sync.Mutex // serialises read-deadline changes with shutdown's
+	stopAt time.Time  // guarded by dmu; shutdown's read deadline, zero before
+}
+
+// setReadDeadline sets the read deadline to t (zero: none), but never later
+// than shutdown's.
+func (c *conn) setReadDeadline(t time.Time) {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	if !c.stopAt.IsZero() && (t.IsZero() || t.After(c.stopAt)) {
+		t = c.stopAt
+	}
+	c.nc.SetReadDeadline(t)
+}
+
+// stopBy sets shutdown's read deadline.
+func (c *conn) stopBy(t time.Time) {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.stopAt = t
+	c.nc.SetReadDeadline(t)
+}
+
+// stopping reports whether shutdown's read deadline has passed.
+func (c *conn) stopping() bool {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	return !c.stopAt.IsZero() && !time.Now().Before(c.stopAt)
 }
 
 // New checks opts and returns a Server that is not yet listening. Errors
@@ -110,6 +151,10 @@ func New(opts Options) (*Server, error) {
 	switch opts.Framing {
 	case FramingLines:
 		s.handle = s.handleLines
+	case FramingAcked:
+		s.handle = s.handleAcked
+		s.own = wire.Welcome{Server: opts.ServerID}
+		s.commitReqs = make(chan *pending, maxBatch)
 	}
 	return s, nil
 }
@@ -132,18 +177,43 @@ func (s *Server) Listen() error {
 	case listening:
 		return fmt.Errorf("drain: Listen called twice on %s", s.opts.Socket)
 	}
-	var out *output
+	var (
+		out *output
+		cm  *committer
+	)
+	if s.opts.Framing == FramingAcked {
+		cm = &committer{s: s, reqs: s.commitReqs, done: make(chan struct{}), d: newDedupState(s.opts.DedupSpans),
+			inBatch: map[msgKey]struct{}{}, inFrame: map[msgKey]struct{}{}}
+		if s.opts.Out != "-" {
+			if err := os.MkdirAll(s.opts.Out, dirMode); err != nil {
+				return fmt.Errorf("drain: create output directory: %w", err)
+			}
+			j, _, err := openJournal(s.opts.Out, cm.d, s.opts.JournalBytes, func(msg string, args ...any) { s.log.Info(msg, args...) })
+			if err != nil {
+				return err
+			}
+			cm.j = j
+			s.m.dedupSpans.Set(float64(cm.d.entries()))
+		}
+	}
+	abandon := func() {
+		if cm != nil && cm.j != nil {
+			cm.j.close()
+		}
+	}
 	if s.opts.Out == "-" {
 		out = newStdout(s.opts.Stdout)
 	} else {
 		var err error
 		if out, err = newDirOutput(s.opts.Out, s.opts.RotateBytes); err != nil {
+			abandon()
 			return err
 		}
 		out.onNewFile = s.onNewFile
 	}
 	ln, fi, err := listenSocket(s.opts.Socket, s.opts.SocketMode, func(msg string, args ...any) { s.log.Info(msg, args...) })
 	if err != nil {
+		abandon()
 		return err
 	}
 	s.mu.Lock()
@@ -151,12 +221,18 @@ func (s *Server) Listen() error {
 	if s.closing || s.ln != nil { // Close or another Listen ran meanwhile
 		ln.Close()
 		removeSocket(s.opts.Socket, fi)
+		abandon()
 		if s.closing {
 			return ErrClosed
 		}
 		return fmt.Errorf("drain: Listen called twice on %s", s.opts.Socket)
 	}
 	s.out, s.ln, s.sockInfo = out, ln, fi
+	if cm != nil {
+		cm.out = out
+		s.cm = cm
+		go cm.run() // owned by the Server: shutdown closes its channel and waits
+	}
 	return nil
 }
 
@@ -203,9 +279,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	ln := s.ln
 	s.accepted = make(chan struct{})
-	s.wg.Add(1)
+	lines := s.opts.Framing == FramingLines // acked output is flushed by each commit
+	if lines {
+		s.wg.Add(1)
+	}
 	s.mu.Unlock()
-	go s.flusher()
+	if lines {
+		go s.flusher()
+	}
 
 	watched := make(chan struct{})
 	go func() { // owned by Serve, which waits for it
@@ -345,16 +426,26 @@ func (s *Server) serveConn(c *conn) {
 		c.log.Debug("connection closed")
 	}()
 	if err := s.checkPeer(c); err != nil {
+		s.refused.Add(1)
+		s.m.refused.Inc()
 		s.connError(c, ReasonPeerUID, err)
+		if s.opts.Framing == FramingAcked {
+			ac := &ackedConn{conn: c, s: s}
+			ac.wmu.Lock()
+			ac.sendCloseLocked(wire.Close{Code: wire.CodeUnauthorized, Reason: err.Error()})
+			ac.wmu.Unlock()
+			c.linger()
+		}
 		return
 	}
 	c.log.Debug("connection accepted")
 	s.handle(c)
 }
 
-// checkPeer returns nil if c's peer may send, by Options.PeerUIDs.
+// checkPeer returns nil if c's peer may send, by Options.PeerUIDs and
+// PeerGIDs.
 func (s *Server) checkPeer(c *conn) error {
-	if len(s.opts.PeerUIDs) == 0 {
+	if len(s.opts.PeerUIDs) == 0 && len(s.opts.PeerGIDs) == 0 {
 		return nil
 	}
 	uc, ok := c.nc.(*net.UnixConn)
@@ -375,11 +466,11 @@ func (s *Server) checkPeer(c *conn) error {
 	if credErr != nil {
 		return fmt.Errorf("%w: reading SO_PEERCRED: %w", ErrPeerNotAllowed, credErr)
 	}
-	if slices.Contains(s.opts.PeerUIDs, cred.Uid) {
+	if slices.Contains(s.opts.PeerUIDs, cred.Uid) || slices.Contains(s.opts.PeerGIDs, cred.Gid) {
 		return nil
 	}
-	return fmt.Errorf("%w: uid %d (pid %d) is not among the allowed %v; add it to the drainer's peer uids or run the writer as an allowed user",
-		ErrPeerNotAllowed, cred.Uid, cred.Pid, s.opts.PeerUIDs)
+	return fmt.Errorf("%w: uid %d gid %d (pid %d) is not among the allowed uids %v or gids %v; add it to the drainer's allowed peers or run the writer as an allowed user",
+		ErrPeerNotAllowed, cred.Uid, cred.Gid, cred.Pid, s.opts.PeerUIDs, s.opts.PeerGIDs)
 }
 
 // flusher flushes the output at least every flushInterval, so lines are
@@ -457,7 +548,7 @@ func (s *Server) shutdown() error {
 		s.closing = true
 		close(s.done)
 		s.cancel()
-		ln, fi, out, accepted := s.ln, s.sockInfo, s.out, s.accepted
+		ln, fi, out, accepted, cm := s.ln, s.sockInfo, s.out, s.accepted, s.cm
 		s.mu.Unlock()
 		var errs []error
 		if ln != nil {
@@ -474,10 +565,14 @@ func (s *Server) shutdown() error {
 		s.sealed = true
 		deadline := time.Now().Add(s.opts.DrainTimeout)
 		for c := range s.conns {
-			c.nc.SetReadDeadline(deadline)
+			c.stopBy(deadline)
 		}
 		s.mu.Unlock()
 		s.wg.Wait()
+		if cm != nil { // every connection has ended: nothing more to commit
+			close(s.commitReqs)
+			<-cm.done
+		}
 		if out != nil {
 			errs = append(errs, out.close())
 		}
@@ -497,5 +592,9 @@ func (s *Server) Stats() Stats {
 		TornLines:   s.torn.Load(),
 		ConnErrors:  s.connErrs.Load(),
 		Rotations:   s.rotations.Load(),
+		Frames:      s.frames.Load(),
+		Duplicates:  s.dups.Load(),
+		Acks:        s.acks.Load(),
+		Refused:     s.refused.Load(),
 	}
 }

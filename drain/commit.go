@@ -1,0 +1,204 @@
+package drain
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sluice-dev/sluice/fault"
+)
+
+// commitAfterWrite is hit after a group commit's records were written and
+// fsynced, before the dedup journal records them: the window in which a
+// crash leaves records in the output that are not committed.
+var commitAfterWrite = fault.Register("drain.commit.after_write", "drainer (acked): after a group commit's output write and fsync, before the journal commit (delay: late acks; error: the drainer fails here as if it crashed)")
+
+// testHookAfterWrite, when set, runs at the same place as commitAfterWrite
+// (export_test.go).
+var testHookAfterWrite func()
+
+// maxBatch bounds the frames of one group commit.
+const maxBatch = 1024
+
+// pending is one DATA frame on its way from its connection to the committer
+// and back. The connection fills it and hands it over; the committer sets
+// err and passes it to the connection's acker.
+type pending struct {
+	c     *ackedConn
+	id    uint64   // frame id
+	keys  []msgKey // message of each record
+	lines []byte   // every record rendered as an output line
+	ends  []int    // ends[i] is where record i's line ends in lines
+	err   error    // set by the committer: nil when the frame is durable
+}
+
+// committer is the one goroutine that writes acked records: it takes the
+// frames waiting from every connection as one batch, drops the records of
+// messages already committed, writes the rest, fsyncs the output, records
+// the batch in the dedup journal and fsyncs that, and only then hands the
+// frames back for acknowledgement. Everything below is owned by it.
+type committer struct {
+	s       *Server
+	out     *output
+	j       *journal // nil for stdout: dedup in memory only
+	d       *dedupState
+	reqs    chan *pending // closed by shutdown once every connection ended
+	done    chan struct{} // closed when run returns
+	failed  error         // sticky: nothing is committed after a failure
+	keys    []msgKey      // scratch: the batch's new messages
+	inBatch map[msgKey]struct{}
+	inFrame map[msgKey]struct{}
+}
+
+func (cm *committer) run() {
+	defer close(cm.done)
+	batch := make([]*pending, 0, maxBatch)
+	for p := range cm.reqs {
+		batch = append(batch[:0], p)
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case q, ok := <-cm.reqs:
+				if !ok {
+					break more
+				}
+				batch = append(batch, q)
+			default:
+				break more
+			}
+		}
+		err := cm.commit(batch)
+		for _, p := range batch {
+			p.err = err
+			p.c.acks <- p // never blocks: the window bounds a connection's frames
+		}
+	}
+	if cm.j != nil {
+		cm.j.close()
+	}
+}
+
+// commit makes batch durable; on error nothing of it is acknowledged.
+func (cm *committer) commit(batch []*pending) error {
+	if cm.failed != nil {
+		return cm.failed
+	}
+	s := cm.s
+	if err := writeBefore.Hit(s.ctx); errors.Is(err, fault.ErrInjected) || errors.Is(err, fault.ErrInjectedClose) {
+		return fmt.Errorf("drain: dropped a group commit of %d frames: %w", len(batch), err)
+	}
+	clear(cm.inBatch)
+	cm.keys = cm.keys[:0]
+	var records, dups, nbytes int
+	for _, p := range batch {
+		clear(cm.inFrame)
+		start, prevEnd := -1, 0 // start of the current run of kept lines
+		var last msgKey
+		lastKeep, haveLast := false, false
+		for i, k := range p.keys {
+			keep := lastKeep
+			if !haveLast || k != last {
+				_, fresh := cm.inFrame[k]
+				switch {
+				case fresh:
+					keep = true
+				case cm.d.has(k):
+					keep = false
+				default:
+					_, dup := cm.inBatch[k]
+					keep = !dup
+					if keep {
+						cm.inFrame[k] = struct{}{}
+						cm.keys = append(cm.keys, k)
+					}
+				}
+				last, lastKeep, haveLast = k, keep, true
+			}
+			if keep {
+				records++
+				if start < 0 {
+					start = prevEnd
+				}
+			} else {
+				dups++
+				if start >= 0 {
+					if err := cm.write(p.lines[start:prevEnd]); err != nil {
+						return err
+					}
+					nbytes += prevEnd - start
+					start = -1
+				}
+			}
+			prevEnd = p.ends[i]
+		}
+		if start >= 0 {
+			if err := cm.write(p.lines[start:prevEnd]); err != nil {
+				return err
+			}
+			nbytes += prevEnd - start
+		}
+		for k := range cm.inFrame {
+			cm.inBatch[k] = struct{}{}
+		}
+	}
+	if records > 0 {
+		t0 := time.Now()
+		point, err := cm.out.sync()
+		if err != nil {
+			return cm.fail(err)
+		}
+		if testHookAfterWrite != nil {
+			testHookAfterWrite()
+		}
+		if err := commitAfterWrite.Hit(s.ctx); errors.Is(err, fault.ErrInjected) || errors.Is(err, fault.ErrInjectedClose) {
+			return cm.fail(fmt.Errorf("drain: injected failure between the output write and the journal commit (drain.commit.after_write): %w", err))
+		}
+		// Grouped by stream (stably: each stream's order is kept, which
+		// the dedup bound's evictions depend on), as the journal stores
+		// them; applied to the state in the same order on replay.
+		slices.SortStableFunc(cm.keys, func(a, b msgKey) int { return strings.Compare(a.stream, b.stream) })
+		if cm.j != nil {
+			if err := cm.j.commit(point, cm.keys, cm.d); err != nil {
+				return cm.fail(err)
+			}
+		}
+		s.m.fsync.Observe(time.Since(t0).Seconds())
+		evicted := 0
+		for _, k := range cm.keys {
+			evicted += cm.d.add(k)
+		}
+		if evicted > 0 {
+			s.m.evicted.Add(float64(evicted))
+		}
+		s.m.dedupSpans.Set(float64(cm.d.entries()))
+	}
+	s.m.commitSize.Observe(float64(len(batch)))
+	s.m.frames.Add(float64(len(batch)))
+	s.frames.Add(uint64(len(batch)))
+	s.records.Add(uint64(records))
+	s.bytes.Add(uint64(nbytes))
+	s.m.records.Add(float64(records))
+	s.m.bytes.Add(float64(nbytes))
+	if dups > 0 {
+		s.dups.Add(uint64(dups))
+		s.m.duplicates.Add(float64(dups))
+	}
+	return nil
+}
+
+func (cm *committer) write(p []byte) error {
+	if err := cm.out.write(p); err != nil {
+		return cm.fail(err)
+	}
+	return nil
+}
+
+// fail makes err sticky and fails the Server: the output or the journal can
+// no longer be trusted to match the acknowledgements.
+func (cm *committer) fail(err error) error {
+	cm.failed = err
+	cm.s.fail(err)
+	return err
+}
