@@ -1,0 +1,440 @@
+package sink_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/sink"
+	"github.com/sluice-dev/sluice/wire"
+)
+
+// TestWriter_AckedBasic: frames reach the drainer in DATA frames with ids
+// 1, 2, 3; done is called only once the drainer acks, once per Send, in
+// order.
+func TestWriter_AckedBasic(t *testing.T) {
+	path := socketPath(t)
+	p := startAckPeer(t, path, &ackPeer{hold: true})
+	w, reg := ackedWriter(t, path, sink.Options{Instance: "test-1", WindowFrames: 16})
+	var dl doneLog
+	for i := range 3 {
+		if err := w.Send(bg, msg(uint64(i+1), 2), dl.fn(fmt.Sprint(i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, func() error {
+		if got := p.framesOn(0); len(got) != 3 {
+			return fmt.Errorf("peer got frames %v", got)
+		}
+		return nil
+	})
+	if got := p.framesOn(0); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Errorf("frame ids %v, want [1 2 3]", got)
+	}
+	if n := dl.n.Load(); n != 0 {
+		t.Fatalf("done called %d times before any ack: %v", n, dl.list())
+	}
+	if got := counter(t, reg, "sluice_sink_window_frames"); got != 3 {
+		t.Errorf("window_frames = %v, want 3", got)
+	}
+	p.ackAll()
+	waitFor(t, 10*time.Second, func() error {
+		if n := dl.n.Load(); n != 3 {
+			return fmt.Errorf("%d dones", n)
+		}
+		return nil
+	})
+	if got := dl.list(); !slices.Equal(got, []string{"1:<nil>", "2:<nil>", "3:<nil>"}) {
+		t.Errorf("done calls %v", got)
+	}
+	if got := counter(t, reg, "sluice_sink_acked_frames_total"); got != 3 {
+		t.Errorf("acked_frames_total = %v, want 3", got)
+	}
+	if got := counter(t, reg, "sluice_sink_window_frames"); got != 0 {
+		t.Errorf("window_frames = %v, want 0", got)
+	}
+	p.mu.Lock()
+	h := p.hellos[0]
+	p.mu.Unlock()
+	if h.Instance != "test-1" || h.Window != 16 || h.MinVersion != wire.Version || h.MaxVersion != wire.Version {
+		t.Errorf("HELLO = %+v", h)
+	}
+	for k, v := range map[string]int{"1.0": 1, "1.1": 1, "2.0": 1, "3.1": 1} {
+		p.mu.Lock()
+		got := p.payloads[k]
+		p.mu.Unlock()
+		if got != v {
+			t.Errorf("payload %s arrived %d times", k, got)
+		}
+	}
+}
+
+// TestWriter_AckedTimeout: a drainer that never acks gets no done; after
+// AckTimeout the sink reconnects (ack_timeout) and re-sends the window in
+// order with the same ids; acks on the new connection settle them.
+func TestWriter_AckedTimeout(t *testing.T) {
+	path := socketPath(t)
+	p := startAckPeer(t, path, &ackPeer{hold: true})
+	var ns notes
+	w, reg := ackedWriter(t, path, sink.Options{AckTimeout: 300 * time.Millisecond, Notify: ns.fn})
+	var dl doneLog
+	for i := range 3 {
+		if err := w.Send(bg, msg(uint64(i+1), 1), dl.fn(fmt.Sprint(i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 20*time.Second, func() error {
+		if got := p.framesOn(1); len(got) != 3 {
+			return fmt.Errorf("second connection got %v", got)
+		}
+		return nil
+	})
+	if got, want := p.framesOn(1), p.framesOn(0); !slices.Equal(got, want) || !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Errorf("re-sent frame ids %v, first connection %v; want [1 2 3] on both", got, want)
+	}
+	if n := dl.n.Load(); n != 0 {
+		t.Fatalf("done called without an ack: %v", dl.list())
+	}
+	if got := reconnects(t, reg, sink.ReasonAckTimeout); got < 1 {
+		t.Errorf("reconnects{ack_timeout} = %v", got)
+	}
+	if !ns.has("ack_timeout/ack_timeout") || !ns.has("reconnect/ack_timeout") {
+		t.Errorf("Notify calls %v", ns.got)
+	}
+	p.mu.Lock()
+	closes := slices.Clone(p.closes)
+	p.mu.Unlock()
+	if len(closes) == 0 || closes[0].Code != wire.CodeTimeout {
+		t.Errorf("CLOSE frames from the sink %+v, want TIMEOUT first", closes)
+	}
+	p.ackAll()
+	waitFor(t, 10*time.Second, func() error {
+		if n := dl.n.Load(); n != 3 {
+			return fmt.Errorf("%d dones", n)
+		}
+		return nil
+	})
+	if got := dl.list(); !slices.Equal(got, []string{"1:<nil>", "2:<nil>", "3:<nil>"}) {
+		t.Errorf("done calls %v", got)
+	}
+	if got := counter(t, reg, "sluice_sink_resent_frames_total"); got < 3 {
+		t.Errorf("resent_frames_total = %v, want >= 3", got)
+	}
+}
+
+// TestWriter_AckedReconnectUnderLoad: 8 writers send while the drainer drops
+// the connection (mid-ACK) several times. Every Send's done is called once,
+// with nil; every record arrives; frame ids on each connection strictly
+// increase (so re-sent frames precede new ones); frames were re-sent.
+func TestWriter_AckedReconnectUnderLoad(t *testing.T) {
+	const writers, perWriter, kills = 8, 150, 6
+	path := socketPath(t)
+	p := startAckPeer(t, path, &ackPeer{killEvery: 97, kills: kills})
+	w, reg := ackedWriter(t, path, sink.Options{WindowFrames: 16})
+	var (
+		mu    sync.Mutex
+		dones = map[uint64]int{}
+		bad   []string
+		wg    sync.WaitGroup
+	)
+	ctx, cancel := context.WithTimeout(bg, 60*time.Second) // stall guard
+	defer cancel()
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWriter {
+				seq := uint64(g*perWriter + i + 1)
+				err := w.Send(ctx, msg(seq, 2), func(err error) {
+					mu.Lock()
+					defer mu.Unlock()
+					dones[seq]++
+					if err != nil {
+						bad = append(bad, fmt.Sprintf("%d: %v", seq, err))
+					}
+				})
+				if err != nil {
+					mu.Lock()
+					bad = append(bad, fmt.Sprintf("Send %d: %v", seq, err))
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, 30*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(dones) != writers*perWriter {
+			return fmt.Errorf("%d of %d Sends done", len(dones), writers*perWriter)
+		}
+		return nil
+	})
+	mu.Lock()
+	for seq, n := range dones {
+		if n != 1 {
+			t.Errorf("done of %d called %d times", seq, n)
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("failures: %v", bad)
+	}
+	mu.Unlock()
+	if v := p.violations(); len(v) > 0 {
+		t.Errorf("protocol violations seen by the drainer: %v", v)
+	}
+	p.mu.Lock()
+	for seq := 1; seq <= writers*perWriter; seq++ {
+		for i := range 2 {
+			if p.payloads[fmt.Sprintf("%d.%d", seq, i)] == 0 {
+				t.Errorf("record %d.%d never arrived", seq, i)
+			}
+		}
+	}
+	for n, ids := range p.frames {
+		if !slices.IsSorted(ids) || len(slices.Compact(slices.Clone(ids))) != len(ids) {
+			t.Errorf("connection %d: frame ids not strictly increasing: %v", n, ids)
+		}
+	}
+	killed := p.killed
+	p.mu.Unlock()
+	if killed != kills {
+		t.Errorf("drainer dropped %d connections, want %d", killed, kills)
+	}
+	if got := counter(t, reg, "sluice_sink_acked_frames_total"); got != writers*perWriter {
+		t.Errorf("acked_frames_total = %v, want %d", got, writers*perWriter)
+	}
+	if got := counter(t, reg, "sluice_sink_resent_frames_total"); got < kills {
+		t.Errorf("resent_frames_total = %v, want >= %d", got, kills)
+	}
+	// The drop is seen by the ack reader (peer_closed) or by a write that
+	// came first (write_error).
+	if got := reconnects(t, reg, sink.ReasonPeerClosed) + reconnects(t, reg, sink.ReasonWriteError); got < kills {
+		t.Errorf("reconnects{peer_closed or write_error} = %v, want >= %d", got, kills)
+	}
+	if got := w.Stats().WindowFrames; got != 0 {
+		t.Errorf("window holds %d frames after every done", got)
+	}
+}
+
+// TestWriter_AckedWindowFull: a full window (frames, or bytes) blocks Send
+// until acks make room; the drainer never has more than the window.
+func TestWriter_AckedWindowFull(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts sink.Options
+		fit  int
+	}{
+		{"frames", sink.Options{WindowFrames: 4}, 4},
+		// a frame of msg(seq, 1) is 10+14+3+18+4 = 49 bytes (payload "N.0" or "NN.0").
+		{"bytes", sink.Options{WindowBytes: 2*49 + 10}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := socketPath(t)
+			p := startAckPeer(t, path, &ackPeer{hold: true})
+			w, reg := ackedWriter(t, path, tc.opts)
+			var dl doneLog
+			for i := range tc.fit {
+				if err := w.Send(bg, msg(uint64(i+1), 1), dl.fn(fmt.Sprint(i+1))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			blocked := sendAsync(bg, w, msg(uint64(tc.fit+1), 1))
+			waitFor(t, 10*time.Second, func() error {
+				if n := p.totalFrames(); n != tc.fit {
+					return fmt.Errorf("peer got %d frames", n)
+				}
+				return nil
+			})
+			select {
+			case r := <-blocked:
+				t.Fatalf("Send returned %v with the window full", r.err)
+			default:
+			}
+			if got := counter(t, reg, "sluice_sink_window_frames"); got != float64(tc.fit) {
+				t.Errorf("window_frames = %v, want %d", got, tc.fit)
+			}
+			p.ackAll()
+			if r := await(t, blocked); r.err != nil {
+				t.Fatal(r.err)
+			}
+			waitFor(t, 10*time.Second, func() error {
+				if n := p.totalFrames(); n != tc.fit+1 {
+					return fmt.Errorf("peer got %d frames", n)
+				}
+				return nil
+			})
+			p.ackAll()
+			waitFor(t, 10*time.Second, func() error {
+				if n := dl.n.Load(); n != int64(tc.fit) {
+					return fmt.Errorf("%d dones", n)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// TestWriter_AckedHandshakeRefused: a CLOSE in answer to HELLO is counted
+// by code, logged naming both versions, and retried with backoff.
+func TestWriter_AckedHandshakeRefused(t *testing.T) {
+	path := socketPath(t)
+	p := startAckPeer(t, path, &ackPeer{refuse: 2, refuseCode: wire.CodeUnsupportedVersion})
+	var lb logBuf
+	w, reg := ackedWriter(t, path, sink.Options{Logger: lb.logger()})
+	var dl doneLog
+	if err := w.Send(bg, msg(1, 1), dl.fn("1")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		if n := dl.n.Load(); n != 1 {
+			return fmt.Errorf("%d dones", n)
+		}
+		return nil
+	})
+	if got := counter(t, reg, "sluice_sink_handshake_failures_total", "code", "UNSUPPORTED_VERSION"); got != 2 {
+		t.Errorf("handshake_failures{UNSUPPORTED_VERSION} = %v, want 2", got)
+	}
+	if got := p.d.accepted.Load(); got != 3 {
+		t.Errorf("drainer accepted %d connections, want 3", got)
+	}
+	if s := lb.String(); !strings.Contains(s, "versions 1..1") || !strings.Contains(s, "versions 7..7") {
+		t.Errorf("log does not name both versions:\n%s", s)
+	}
+	if got := dl.list(); !slices.Equal(got, []string{"1:<nil>"}) {
+		t.Errorf("done calls %v", got)
+	}
+}
+
+// TestWriter_AckedProtocolError: garbage from the drainer makes the sink
+// answer with CLOSE (the code of the violation) and reconnect with reason
+// protocol_error; the frame is re-sent and acked on the next connection.
+func TestWriter_AckedProtocolError(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		garbage []byte
+		code    wire.CloseCode
+	}{
+		{"bad_crc", []byte{0, 0, 0, 8, 1, 2, 3, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0, 1}, wire.CodeBadChecksum},
+		{"data_from_server", mustData(t), wire.CodeUnexpectedFrame},
+		{"ack_beyond_sent", wire.AppendAck(nil, wire.Ack{UpTo: 1000}), wire.CodeBadAck},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := socketPath(t)
+			p := startAckPeer(t, path, &ackPeer{garbage: 1, garbageMsg: tc.garbage})
+			w, reg := ackedWriter(t, path, sink.Options{})
+			var dl doneLog
+			if err := w.Send(bg, msg(1, 1), dl.fn("1")); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 10*time.Second, func() error {
+				if n := dl.n.Load(); n != 1 {
+					return fmt.Errorf("%d dones", n)
+				}
+				return nil
+			})
+			if got := reconnects(t, reg, sink.ReasonProtocolError); got != 1 {
+				t.Errorf("reconnects{protocol_error} = %v, want 1", got)
+			}
+			waitFor(t, 10*time.Second, func() error {
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				if len(p.closes) == 0 {
+					return errors.New("no CLOSE from the sink")
+				}
+				if p.closes[0].Code != tc.code {
+					return fmt.Errorf("CLOSE %v (%q), want %v", p.closes[0].Code, p.closes[0].Reason, tc.code)
+				}
+				return nil
+			})
+			if got := dl.list(); !slices.Equal(got, []string{"1:<nil>"}) {
+				t.Errorf("done calls %v", got)
+			}
+		})
+	}
+}
+
+func mustData(t *testing.T) []byte {
+	b, err := wire.AppendData(nil, 1, []wire.Record{{ID: wire.RecordID{Stream: "X", Seq: 1}}}, wire.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestWriter_AckedClose: Close calls done(ErrClosed) for every frame still in
+// the window, exactly once, and a Send waiting for room returns ErrClosed.
+func TestWriter_AckedClose(t *testing.T) {
+	path := socketPath(t)
+	p := startAckPeer(t, path, &ackPeer{hold: true})
+	w, _ := ackedWriter(t, path, sink.Options{WindowFrames: 3})
+	var dl doneLog
+	for i := range 3 {
+		if err := w.Send(bg, msg(uint64(i+1), 1), dl.fn(fmt.Sprint(i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blocked := sendAsync(bg, w, msg(4, 1))
+	waitFor(t, 10*time.Second, func() error {
+		if n := p.totalFrames(); n != 3 {
+			return fmt.Errorf("peer got %d frames", n)
+		}
+		return nil
+	})
+	w.Close()
+	if r := await(t, blocked); !errors.Is(r.err, sink.ErrClosed) || r.dones != 0 {
+		t.Errorf("blocked Send: %v with %d dones, want ErrClosed and none", r.err, r.dones)
+	}
+	want := []string{"1:" + sink.ErrClosed.Error(), "2:" + sink.ErrClosed.Error(), "3:" + sink.ErrClosed.Error()}
+	if got := dl.list(); !slices.Equal(got, want) {
+		t.Errorf("done calls %v, want %v", got, want)
+	}
+	if err := w.Send(bg, msg(5, 1), func(error) { t.Error("done after Close") }); !errors.Is(err, sink.ErrClosed) {
+		t.Errorf("Send after Close: %v", err)
+	}
+}
+
+// TestWriter_AckedSplit: a Send larger than the drainer's max_records goes
+// out as several frames at message boundaries, with one done after all are
+// acked; a message that alone exceeds the limit is refused.
+func TestWriter_AckedSplit(t *testing.T) {
+	path := socketPath(t)
+	p := startAckPeer(t, path, &ackPeer{hold: true, own: wire.Welcome{MaxRecords: 5}})
+	w, _ := ackedWriter(t, path, sink.Options{})
+	waitConnected(t, w)
+	var rs []pipeline.Record
+	for seq := range 5 {
+		rs = append(rs, msg(uint64(seq+1), 2)...)
+	}
+	var dl doneLog
+	if err := w.Send(bg, rs, dl.fn("all")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		if n := p.totalFrames(); n != 3 {
+			return fmt.Errorf("peer got %d frames, want 3 (2+2+1 messages of 2 records)", n)
+		}
+		return nil
+	})
+	p.ackAll()
+	waitFor(t, 10*time.Second, func() error {
+		if n := dl.n.Load(); n != 1 {
+			return fmt.Errorf("%d dones", n)
+		}
+		return nil
+	})
+	if got := dl.list(); !slices.Equal(got, []string{"all:<nil>"}) {
+		t.Errorf("done calls %v", got)
+	}
+	err := w.Send(bg, msg(9, 6), func(error) { t.Error("done for a refused Send") })
+	if !errors.Is(err, sink.ErrMessageTooLarge) {
+		t.Errorf("Send of a 6-record message with max_records 5: %v, want ErrMessageTooLarge", err)
+	}
+}
