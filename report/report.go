@@ -41,9 +41,12 @@ type Run struct {
 	RunID   string    // shown under the title
 	Started time.Time // wall-clock start; zero = not shown
 	Summary []Field
-	Samples []Sample // in time order; an interval of Seconds wide each
-	// Interval is the width of one sample; 0 = one second. Rates are
-	// Published/Interval and Drained/Interval.
+	// Samples are in time order, each covering the time since the previous
+	// one (the first: since the start); rates are counts divided by that
+	// width.
+	Samples []Sample
+	// Interval is the width assumed for a sample that does not advance in
+	// time; 0 = one second.
 	Interval time.Duration
 	Events   []Event
 	// Metrics says whether the events could be read at all (the sink's
@@ -62,10 +65,18 @@ func (r Run) Charts() (throughput, latency Chart) {
 	if iv <= 0 {
 		iv = time.Second
 	}
-	per := iv.Seconds()
 	var pub, drn, p50, p99 []Point
+	var prev time.Duration
 	for _, s := range r.Samples {
 		x := s.At.Seconds()
+		// The rate is over the sample's actual width: the last one of a
+		// run is usually shorter.
+		width := s.At - prev
+		if width <= 0 {
+			width = iv
+		}
+		prev = s.At
+		per := width.Seconds()
 		pub = append(pub, Point{x, float64(s.Published) / per})
 		drn = append(drn, Point{x, float64(s.Drained) / per})
 		if s.Latency > 0 {

@@ -39,7 +39,7 @@ func synthetic() report.Run {
 	return report.Run{
 		RunID:   "r0123456789ab",
 		Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
-		Summary: []report.Field{{"published", "150000"}, {"received", "150000"}, {"lost", "0"}},
+		Summary: []report.Field{{Name: "published", Value: "150000"}, {Name: "received", Value: "150000"}, {Name: "lost", Value: "0"}},
 		Samples: samples,
 		Events: []report.Event{
 			{At: 9500 * time.Millisecond, Label: "reconnect: eof"},
@@ -209,7 +209,7 @@ func TestWrite_SelfContained(t *testing.T) {
 func TestWrite_Escapes(t *testing.T) {
 	r := synthetic()
 	r.RunID = `<script>alert(1)</script>`
-	r.Summary = append(r.Summary, report.Field{"last error", `"quoted" & <b>`})
+	r.Summary = append(r.Summary, report.Field{Name: "last error", Value: `"quoted" & <b>`})
 	r.Events[0].Label = `reconnect: <img onerror=x>`
 	out := render(t, r)
 	for _, bad := range []string{"<script>alert", "<b>", "<img"} {
@@ -291,4 +291,29 @@ func TestRender_Chromium(t *testing.T) {
 			t.Errorf("no FAIL reason in:\n%s", out)
 		}
 	})
+}
+
+func TestRun_ChartsRates(t *testing.T) {
+	r := report.Run{Verified: true, Samples: []report.Sample{
+		{At: time.Second, Published: 1000, Drained: 900},
+		{At: 2 * time.Second, Published: 2000, Drained: 2100, Latency: 1, P50: 1500 * time.Microsecond, P99: 4 * time.Millisecond},
+		{At: 2250 * time.Millisecond, Published: 500, Drained: 250}, // a short last sample
+	}}
+	tc, lc := r.Charts()
+	want := map[string][]report.Point{
+		"published": {{1, 1000}, {2, 2000}, {2.25, 2000}},
+		"drained":   {{1, 900}, {2, 2100}, {2.25, 1000}},
+	}
+	for _, s := range tc.Series {
+		if !slices.Equal(s.Points, want[s.Name]) {
+			t.Errorf("%s = %v, want %v", s.Name, s.Points, want[s.Name])
+		}
+	}
+	p99 := lc.Series[1].Points
+	if lc.Series[1].Name != "p99" || !math.IsNaN(p99[0].Y) || p99[1] != (report.Point{X: 2, Y: 4}) || !math.IsNaN(p99[2].Y) {
+		t.Errorf("p99 = %v, want a point at 2s only", p99)
+	}
+	if len(tc.Markers) != 0 {
+		t.Error("markers without events")
+	}
 }
