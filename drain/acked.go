@@ -109,6 +109,7 @@ func (s *Server) handleAcked(c *conn) {
 		p := s.render(ac, f.Data)
 		ac.inflight.Add(1)
 		s.commitReqs <- p // the committer outlives every connection
+		s.received.Add(1)
 	}
 }
 

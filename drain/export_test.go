@@ -7,3 +7,12 @@ func SetAfterBindHook(f func(path string)) (restore func()) {
 	testHookAfterBind = f
 	return func() { testHookAfterBind = old }
 }
+
+// SetAfterWriteHook makes f run in the committer after a group commit's
+// output write and fsync and before its journal commit, until restore is
+// called.
+func SetAfterWriteHook(f func()) (restore func()) {
+	old := testHookAfterWrite
+	testHookAfterWrite = f
+	return func() { testHookAfterWrite = old }
+}

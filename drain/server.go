@@ -44,6 +44,7 @@ type Stats struct {
 	Frames      uint64 // acked: DATA frames committed (durable, duplicates included)
 	Duplicates  uint64 // acked: records dropped as duplicates of committed messages
 	Acks        uint64 // acked: ACK frames written
+	Received    uint64 // acked: DATA frames received and handed to the committer
 	Refused     uint64 // peers refused by Options.PeerUIDs / PeerGIDs
 }
 
@@ -89,7 +90,7 @@ type Server struct {
 	nextID   uint64             // guarded by mu
 
 	records, bytes, nconns, torn, connErrs, rotations atomic.Uint64
-	frames, dups, acks, refused                       atomic.Uint64
+	frames, dups, acks, refused, received             atomic.Uint64
 	open                                              atomic.Int64
 	errLogs                                           sync.Map // reason -> *limiter
 }
@@ -595,6 +596,7 @@ func (s *Server) Stats() Stats {
 		Frames:      s.frames.Load(),
 		Duplicates:  s.dups.Load(),
 		Acks:        s.acks.Load(),
+		Received:    s.received.Load(),
 		Refused:     s.refused.Load(),
 	}
 }
