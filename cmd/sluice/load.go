@@ -717,8 +717,9 @@ func idList(n int64, ids []string) string {
 type reconnectScraper struct {
 	url    string
 	client *http.Client
-	base   map[string]float64 // by reason, at the first successful read; nil until then
+	read   bool               // the endpoint was read at least once
 	last   map[string]float64 // by reason, at the last successful read
+	count  int64              // reconnects seen since the first read
 }
 
 // reconnectsMetric is the sink's counter, labelled by reason.
@@ -752,8 +753,8 @@ func (s *reconnectScraper) scrape(ctx context.Context) string {
 	}
 	prev := s.last
 	s.last = cur
-	if s.base == nil {
-		s.base = cur
+	if !s.read {
+		s.read = true
 		return ""
 	}
 	var parts []string
@@ -762,6 +763,7 @@ func (s *reconnectScraper) scrape(ctx context.Context) string {
 		if d < 0 { // sluice restarted: its counters did too
 			d = cur[reason]
 		}
+		s.count += int64(d)
 		switch {
 		case d >= 2:
 			parts = append(parts, fmt.Sprintf("%s ×%.0f", reason, d))
@@ -776,23 +778,11 @@ func (s *reconnectScraper) scrape(ctx context.Context) string {
 }
 
 // ok reports whether the endpoint was read at least once.
-func (s *reconnectScraper) ok() bool { return s.base != nil }
+func (s *reconnectScraper) ok() bool { return s.read }
 
-// total returns the reconnects counted during the run.
-func (s *reconnectScraper) total() (int64, bool) {
-	if s.base == nil {
-		return 0, false
-	}
-	var n float64
-	for reason, v := range s.last {
-		d := v - s.base[reason]
-		if d < 0 {
-			d = v
-		}
-		n += d
-	}
-	return int64(n), true
-}
+// total returns the reconnects counted during the run, and whether the
+// endpoint was ever read.
+func (s *reconnectScraper) total() (int64, bool) { return s.count, s.read }
 
 // parseReconnects reads the Prometheus text format and returns
 // sluice_sink_reconnects_total by reason label. A body without the metric
