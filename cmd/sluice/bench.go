@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-dev/sluice/perf"
+)
+
+func newBenchCmd(g *globals) *cobra.Command {
+	var (
+		o       perf.Options
+		asJSON  bool
+		saveDir string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure sluice on this machine against the raw limits of its parts",
+		Long: `bench measures, in one run on this machine, the raw limits sluice is built
+on and sluice itself end to end, and prints a table with the median and the
+range (min - max) over --reps repetitions:
+
+  - a Unix stream socket between two processes (this binary re-executed as a
+    reader), 64 KiB writes of 200-byte records: records/s and MB/s;
+  - the embedded JetStream server as sluice configures it: async publish
+    rate (4096 pending) and consume rate with sluice's ack policy
+    (Fetch(500) and one Ack per message), one record per message;
+  - sluice run and sluice drain as child processes, lines and acked framing,
+    1 and 100 records per message, validate-only: the stream is preloaded
+    first, then the time runs from the drainer's start until its files hold
+    every record;
+  - the RSS of the sluice run process: peak (VmHWM) and steady (median VmRSS
+    while draining);
+
+and the ratios of each sluice figure to the raw limits of the same
+repetition, and where it stands against sluice's targets. A framing sluice
+cannot start with is reported as n/a.
+
+--records N sizes the runs: N records for the 100 rec/msg cases, N/5
+messages for the 1 rec/msg cases and raw JetStream, 10N for the socket.
+The defaults take about 2 minutes on 2 cores.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			exe, err := selfExe()
+			if err != nil {
+				return fmt.Errorf("bench: find own executable: %w", err)
+			}
+			o.Exe = exe
+			o.Progress = g.stderr
+			if o.CPUProfileDir != "" {
+				if err := os.MkdirAll(o.CPUProfileDir, 0o755); err != nil {
+					return err
+				}
+				if o.CPUProfileDir, err = filepath.Abs(o.CPUProfileDir); err != nil {
+					return err
+				}
+			}
+			ctx, stop := signalContext(slog.New(slog.NewTextHandler(g.stderr, nil)))
+			defer stop()
+			rep, err := perf.Run(ctx, o)
+			if err != nil {
+				return err
+			}
+			rep.Command = "sluice " + strings.Join(os.Args[1:], " ")
+			var txt, js bytes.Buffer
+			if err := rep.WriteTable(&txt); err != nil {
+				return err
+			}
+			if err := rep.WriteJSON(&js); err != nil {
+				return err
+			}
+			if asJSON {
+				_, err = g.stdout.Write(js.Bytes())
+			} else {
+				_, err = g.stdout.Write(txt.Bytes())
+			}
+			if err != nil {
+				return err
+			}
+			if saveDir != "" {
+				base := filepath.Join(saveDir, fmt.Sprintf("%s-%s-%dcpu",
+					rep.Date.Format("2006-01-02T150405Z"), rep.Machine.Host, rep.Machine.NProc))
+				if err := os.MkdirAll(saveDir, 0o755); err != nil {
+					return err
+				}
+				if err := os.WriteFile(base+".txt", txt.Bytes(), 0o644); err != nil {
+					return err
+				}
+				if err := os.WriteFile(base+".json", js.Bytes(), 0o644); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stderr, "saved %s.txt and .json\n", base)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Records, "records", perf.DefaultRecords, "records for the 100 rec/msg runs (N/5 messages for 1 rec/msg and raw JetStream, 10N for the socket)")
+	f.IntVar(&o.Reps, "reps", 3, "repetitions of every measurement")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON instead of a table")
+	f.StringVar(&saveDir, "save", "", "also write the table and the JSON to files named by date and machine in this directory (e.g. perf/results)")
+	f.StringVar(&o.Dir, "dir", "", "directory for the runs' temporary files (default: the system's; keep it short for socket paths)")
+	f.StringVar(&o.CPUProfileDir, "cpuprofile", "", "write a CPU profile of every sluice run child to this directory")
+	return cmd
+}
+
+// newBenchReaderCmd is the reader process of bench's raw socket measurement.
+func newBenchReaderCmd(g *globals) *cobra.Command {
+	var socket string
+	cmd := &cobra.Command{
+		Use:    "bench-reader --socket PATH",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return perf.ServeSocketReader(socket, g.stdout)
+		},
+	}
+	cmd.Flags().StringVar(&socket, "socket", "", "Unix socket to listen on")
+	_ = cmd.MarkFlagRequired("socket")
+	return cmd
+}
+
+// newBenchRunCmd is sluice run with a CPU profile, for bench --cpuprofile.
+func newBenchRunCmd(g *globals) *cobra.Command {
+	cmd := newRunCmd(g)
+	cmd.Use, cmd.Hidden = "bench-run --cpuprofile FILE [run flags]", true
+	var profile string
+	cmd.Flags().StringVar(&profile, "cpuprofile", "", "write a CPU profile here")
+	run := cmd.RunE
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		f, err := os.Create(profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+		return run(c, args)
+	}
+	return cmd
+}

@@ -1,0 +1,198 @@
+package perf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Options configures Run.
+type Options struct {
+	// Exe is the sluice binary to re-execute (run, drain, bench-reader).
+	Exe string
+	// Records sizes the runs: the 100-records-per-message cases move
+	// Records records; the 1-record-per-message cases and the raw JetStream
+	// measurement Records/5 messages; the raw socket 10×Records records.
+	// Zero: DefaultRecords.
+	Records int
+	// Reps is how many times each measurement is repeated. Zero: 3.
+	Reps int
+	// RecordSize is the size of each record in bytes. Zero: 200.
+	RecordSize int
+	// Dir holds the runs' temporary files. Empty: os.TempDir(). Keep it
+	// short: Unix socket paths are limited to 107 bytes.
+	Dir string
+	// CPUProfileDir, when set, runs each sluice run under the hidden
+	// bench-run command with a CPU profile written to this directory, named
+	// by case and repetition.
+	CPUProfileDir string
+	// Progress receives one line per measurement as it completes. Nil: none.
+	Progress io.Writer
+	// Now stamps the report. Nil: time.Now.
+	Now func() time.Time
+}
+
+// DefaultRecords is Options.Records' default: about 30 s per repetition on
+// a 2-core machine.
+const DefaultRecords = 1_000_000
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Records == 0 {
+		o.Records = DefaultRecords
+	}
+	if o.Reps == 0 {
+		o.Reps = 3
+	}
+	if o.RecordSize == 0 {
+		o.RecordSize = 200
+	}
+	if o.Dir == "" {
+		o.Dir = os.TempDir()
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	switch {
+	case o.Exe == "":
+		return o, fmt.Errorf("%w: no sluice binary", ErrBadOptions)
+	case o.Records < 500:
+		return o, fmt.Errorf("%w: --records %d: at least 500", ErrBadOptions, o.Records)
+	case o.Reps < 1:
+		return o, fmt.Errorf("%w: --reps %d: at least 1", ErrBadOptions, o.Reps)
+	case o.RecordSize < 170 || o.RecordSize > 64<<10:
+		// load.AppendRecord's fixed fields take ~160 bytes.
+		return o, fmt.Errorf("%w: record size %d: 170 to 65536", ErrBadOptions, o.RecordSize)
+	}
+	return o, nil
+}
+
+// Row keys, stable for JSON readers.
+const (
+	KeySocketRecords  = "raw_socket_records"
+	KeySocketMB       = "raw_socket_mb"
+	KeyJSPublish      = "raw_js_publish"
+	KeyJSConsume      = "raw_js_consume"
+	KeyLines1         = "sluice_lines_1"
+	KeyLines100       = "sluice_lines_100"
+	KeyAcked1         = "sluice_acked_1"
+	KeyAcked100       = "sluice_acked_100"
+	KeyRatioLines1    = "ratio_lines_1_vs_consume"
+	KeyRatioLines100S = "ratio_lines_100_vs_socket"
+	KeyRatioLines100C = "ratio_lines_100_vs_consume100"
+	KeyRatioAcked1    = "ratio_acked_1_vs_consume"
+	KeyRatioAcked100S = "ratio_acked_100_vs_socket"
+	KeyRatioAcked100C = "ratio_acked_100_vs_consume100"
+)
+
+// e2eCase is one end-to-end configuration.
+type e2eCase struct {
+	key, name, framing string
+	perMsg             int
+}
+
+var e2eCases = []e2eCase{
+	{KeyLines1, "sluice lines, 1 rec/msg", "lines", 1},
+	{KeyLines100, "sluice lines, 100 rec/msg", "lines", 100},
+	{KeyAcked1, "sluice acked, 1 rec/msg", "acked", 1},
+	{KeyAcked100, "sluice acked, 100 rec/msg", "acked", 100},
+}
+
+// Run runs every measurement o.Reps times and returns the report. A
+// framing that is not available is reported as n/a; any other failure ends
+// the run with an error.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	r := newReport(o)
+	dir, err := os.MkdirTemp(o.Dir, "sluice-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	small := max(o.Records/5, 100)
+	na := map[string]string{} // framing → why it is not available
+
+	for rep := 1; rep <= o.Reps; rep++ {
+		r.startRep()
+		fmt.Fprintf(o.Progress, "rep %d/%d\n", rep, o.Reps)
+		sr, err := RawSocket(ctx, o.Exe, dir, int64(o.Records)*10, o.RecordSize)
+		if err != nil {
+			return nil, err
+		}
+		r.add(KeySocketRecords, sr.RecordsPerSec())
+		r.add(KeySocketMB, sr.MBPerSec())
+		fmt.Fprintf(o.Progress, "  raw socket       %12.0f records/s %8.1f MB/s\n", sr.RecordsPerSec(), sr.MBPerSec())
+
+		jsDir, err := os.MkdirTemp(dir, "js-")
+		if err != nil {
+			return nil, err
+		}
+		jr, err := RawJetStream(ctx, jsDir, small, o.RecordSize)
+		_ = os.RemoveAll(jsDir)
+		if err != nil {
+			return nil, err
+		}
+		r.add(KeyJSPublish, jr.PublishPerSec())
+		r.add(KeyJSConsume, jr.ConsumePerSec())
+		fmt.Fprintf(o.Progress, "  raw JetStream    %12.0f msgs/s published, %.0f msgs/s consumed\n", jr.PublishPerSec(), jr.ConsumePerSec())
+
+		for _, c := range e2eCases {
+			if why, ok := na[c.framing]; ok {
+				r.setNA(c.key, why)
+				continue
+			}
+			n := o.Records
+			if c.perMsg == 1 {
+				n = small
+			}
+			eo := E2EOptions{Exe: o.Exe, Dir: dir, Framing: c.framing, Records: n, PerMessage: c.perMsg, RecordSize: o.RecordSize}
+			if o.CPUProfileDir != "" {
+				eo.CPUProfile = filepath.Join(o.CPUProfileDir, fmt.Sprintf("%s-rep%d.pprof", c.key, rep))
+			}
+			er, err := EndToEnd(ctx, eo)
+			if errors.Is(err, ErrNotAvailable) {
+				na[c.framing] = fmt.Sprintf("n/a (%s framing not available)", c.framing)
+				fmt.Fprintf(o.Progress, "  %-26s %s: %v\n", c.name, na[c.framing], err)
+				r.setNA(c.key, na[c.framing])
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", c.name, err)
+			}
+			r.add(c.key, er.RecordsPerSec())
+			r.addRSS(c.key, er)
+			fmt.Fprintf(o.Progress, "  %-26s %9.0f records/s  RSS peak %.1f MiB steady %.1f MiB\n",
+				c.name, er.RecordsPerSec(), mib(er.PeakRSS), mib(er.SteadyRSS))
+		}
+
+		// Ratios within this repetition.
+		cons, sock := r.last(KeyJSConsume), r.last(KeySocketRecords)
+		r.addRatio(KeyRatioLines1, r.last(KeyLines1), cons)
+		r.addRatio(KeyRatioLines100S, r.last(KeyLines100), sock)
+		r.addRatio(KeyRatioLines100C, r.last(KeyLines100), cons*100)
+		r.addRatio(KeyRatioAcked1, r.last(KeyAcked1), cons)
+		r.addRatio(KeyRatioAcked100S, r.last(KeyAcked100), sock)
+		r.addRatio(KeyRatioAcked100C, r.last(KeyAcked100), cons*100)
+	}
+	r.finish()
+	return r, nil
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func ratio(a, b float64) float64 {
+	if math.IsNaN(a) || math.IsNaN(b) || b == 0 {
+		return math.NaN()
+	}
+	return a / b
+}

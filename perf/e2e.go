@@ -1,0 +1,337 @@
+package perf
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// E2EOptions configures one end-to-end measurement.
+type E2EOptions struct {
+	Exe        string        // the sluice binary
+	Dir        string        // parent of the run's temporary directory
+	Framing    string        // "lines" or "acked", passed to run and drain
+	Records    int           // records to move
+	PerMessage int           // records per queue message
+	RecordSize int           // bytes per record, newline excluded
+	Timeout    time.Duration // limit for the whole measurement
+	// CPUProfile, when set, runs the service as the hidden
+	// "sluice bench-run --cpuprofile FILE" and writes its CPU profile there.
+	CPUProfile string
+}
+
+// E2EResult is one end-to-end measurement.
+type E2EResult struct {
+	Records   int
+	Elapsed   time.Duration // drainer start until every record is in its files
+	PeakRSS   int64         // sluice's VmHWM at the end, bytes (preload included)
+	SteadyRSS int64         // median of sluice's VmRSS sampled while draining, bytes
+}
+
+// RecordsPerSec is the end-to-end record rate.
+func (r E2EResult) RecordsPerSec() float64 { return float64(r.Records) / r.Elapsed.Seconds() }
+
+// rssEvery is how often the sluice process's VmRSS is sampled.
+const rssEvery = 25 * time.Millisecond
+
+// EndToEnd measures sluice end to end: it starts sluice run as a child (its
+// embedded JetStream server on a free 127.0.0.1 port, admin off), preloads
+// the stream over TCP with o.Records records, o.PerMessage per message,
+// while no drainer is up (sluice fetches up to its in-flight bound and
+// waits), then starts sluice drain as a child writing to files and times
+// from that start until the files hold every record. The sink's reconnect
+// backoff is shortened (10-50ms) so a waiting sluice finds the drainer at
+// once. With the framing refused by either child at start, it returns an
+// error wrapping ErrNotAvailable.
+func EndToEnd(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	dir, err := os.MkdirTemp(o.Dir, "e2e-")
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if err == nil || errors.Is(err, ErrNotAvailable) {
+			_ = os.RemoveAll(dir)
+		} else {
+			err = fmt.Errorf("%w (files kept in %s)", err, dir)
+		}
+	}()
+	sock := filepath.Join(dir, "s.sock")
+	out := filepath.Join(dir, "out")
+	env := append(os.Environ(), "SLUICE_FAULTS=", "SLUICE_SINK_BACKOFF_MIN=10ms", "SLUICE_SINK_BACKOFF_MAX=50ms")
+
+	args := []string{"run"}
+	if o.CPUProfile != "" {
+		args = []string{"bench-run", "--cpuprofile", o.CPUProfile}
+	}
+	args = append(args, "--socket", sock, "--framing", o.Framing, "--data-dir", filepath.Join(dir, "data"),
+		"--listen", "127.0.0.1:0", "--admin", "off", "--log-format", "json")
+	svc, err := startChild(o.Exe, args, env, filepath.Join(dir, "run.log"))
+	if err != nil {
+		return res, err
+	}
+	defer svc.stop()
+	var url string
+	select {
+	case url = <-svc.url:
+	case <-svc.done:
+		return res, svc.startFailure("sluice run", o.Framing)
+	case <-ctx.Done():
+		return res, fmt.Errorf("perf: sluice run not ready: %w", ctx.Err())
+	}
+	select {
+	case <-svc.running:
+	case <-svc.done:
+		return res, svc.startFailure("sluice run", o.Framing)
+	case <-ctx.Done():
+		return res, fmt.Errorf("perf: sluice run not ready: %w", ctx.Err())
+	}
+
+	nc, err := nats.Connect(url, nats.Name("sluice-bench-publisher"))
+	if err != nil {
+		return res, fmt.Errorf("perf: connect publisher to %s: %w", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(pubPending))
+	if err != nil {
+		return res, err
+	}
+	p := &payloads{records: o.Records, perMsg: o.PerMessage, size: o.RecordSize}
+	want := p.OutputBytes()
+	if _, err := publish(ctx, js, p); err != nil {
+		return res, err
+	}
+	nc.Close()
+
+	dargs := []string{"drain", "--socket", sock, "--out", out, "--log-format", "json"}
+	if o.Framing != "lines" {
+		dargs = append(dargs, "--framing", o.Framing)
+	}
+	var rss []float64
+	start := time.Now()
+	drainer, err := startChild(o.Exe, dargs, env, filepath.Join(dir, "drain.log"))
+	if err != nil {
+		return res, err
+	}
+	defer drainer.stop()
+	tick := time.NewTicker(rssEvery)
+	defer tick.Stop()
+	for {
+		size, err := outputSize(out)
+		if err != nil {
+			return res, err
+		}
+		if size >= want {
+			res.Elapsed = time.Since(start)
+			break
+		}
+		select {
+		case <-drainer.done:
+			if time.Since(start) < 5*time.Second && size == 0 {
+				return res, drainer.startFailure("sluice drain", o.Framing)
+			}
+			return res, fmt.Errorf("%w: sluice drain exited with %d of %d bytes written; see %s", ErrIncomplete, size, want, drainer.log)
+		case <-svc.done:
+			return res, fmt.Errorf("%w: sluice run exited with %d of %d bytes drained; see %s", ErrIncomplete, size, want, svc.log)
+		case <-ctx.Done():
+			return res, fmt.Errorf("%w: %d of %d bytes drained: %v", ErrIncomplete, size, want, ctx.Err())
+		case <-tick.C:
+			if st, err := ReadStatus(svc.cmd.Process.Pid); err == nil {
+				rss = append(rss, float64(st.VmRSS))
+			}
+		}
+	}
+	st, err := ReadStatus(svc.cmd.Process.Pid)
+	if err != nil {
+		return res, fmt.Errorf("perf: sluice run's memory: %w", err)
+	}
+	rss = append(rss, float64(st.VmRSS))
+	res.Records = o.Records
+	res.PeakRSS = st.VmHWM
+	res.SteadyRSS = int64(Summarize(rss).Median)
+
+	if err := svc.stop(); err != nil {
+		return res, fmt.Errorf("perf: sluice run did not exit cleanly: %w; see %s", err, svc.log)
+	}
+	if err := drainer.stop(); err != nil {
+		return res, fmt.Errorf("perf: sluice drain did not exit cleanly: %w; see %s", err, drainer.log)
+	}
+	lines, err := countLines(out)
+	if err != nil {
+		return res, err
+	}
+	if lines != int64(o.Records) {
+		return res, fmt.Errorf("%w: the drainer wrote %d lines; want %d", ErrIncomplete, lines, o.Records)
+	}
+	return res, nil
+}
+
+// outputSize is the total size of the drainer's *.jsonl files in dir.
+func outputSize(dir string) (int64, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".jsonl") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n, nil
+}
+
+// countLines counts the newlines in the drainer's *.jsonl files in dir.
+func countLines(dir string) (int64, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	buf := make([]byte, 1<<20)
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return 0, err
+		}
+		for {
+			k, err := f.Read(buf)
+			n += int64(bytes.Count(buf[:k], []byte{'\n'}))
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				f.Close()
+				return 0, err
+			}
+		}
+		f.Close()
+	}
+	return n, nil
+}
+
+// child is a sluice child process whose stderr (JSON logs) goes to a file
+// and is watched for the service's start lines.
+type child struct {
+	cmd     *exec.Cmd
+	log     string
+	url     chan string   // the embedded server's client URL, once
+	running chan struct{} // closed on "sluice running"
+	done    chan struct{} // closed when the process has exited
+	err     error         // Wait's result; read after done
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+func startChild(exe string, args, env []string, logPath string) (*child, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = env
+	cmd.Stdout = logf
+	pr, err := cmd.StderrPipe()
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("perf: start %s %s: %w", exe, args[0], err)
+	}
+	c := &child{cmd: cmd, log: logPath, url: make(chan string, 1), running: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		var once sync.Once
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			_, _ = logf.Write(append(line, '\n'))
+			var rec struct {
+				Msg string `json:"msg"`
+				URL string `json:"url"`
+			}
+			if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &rec) != nil {
+				continue
+			}
+			switch rec.Msg {
+			case "embedded queue started":
+				select {
+				case c.url <- rec.URL:
+				default:
+				}
+			case "sluice running":
+				once.Do(func() { close(c.running) })
+			}
+		}
+		_, _ = io.Copy(logf, pr)
+		c.err = cmd.Wait()
+		logf.Close()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// stop sends SIGTERM and waits up to 20s, then kills. It returns the
+// process's exit error (nil for status 0); it is idempotent.
+func (c *child) stop() error {
+	c.stopOnce.Do(func() {
+		select {
+		case <-c.done:
+		default:
+			_ = c.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-c.done:
+			case <-time.After(20 * time.Second):
+				_ = c.cmd.Process.Kill()
+				<-c.done
+				c.stopErr = errors.New("did not stop within 20s of SIGTERM; killed")
+				return
+			}
+		}
+		c.stopErr = c.err
+	})
+	return c.stopErr
+}
+
+// startFailure explains a child that exited at start. When its log
+// mentions the framing, the framing is taken as not available.
+func (c *child) startFailure(what, framing string) error {
+	b, _ := os.ReadFile(c.log)
+	// The CLI's own error is its last line, "sluice: ..."; else the last log line.
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	tail := lines[len(lines)-1]
+	if len(tail) > 300 {
+		tail = tail[:300] + "..."
+	}
+	if framing != "lines" && (strings.Contains(tail, "framing") || strings.Contains(tail, framing)) {
+		return fmt.Errorf("%w: %s --framing %s exited at start: %s", ErrNotAvailable, what, framing, tail)
+	}
+	return fmt.Errorf("%w: %s exited at start (%v): %s", ErrIncomplete, what, c.err, tail)
+}

@@ -1,0 +1,247 @@
+package perf
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is the result of Run: one row per measurement with its values
+// from every repetition and their summary, and the targets.
+type Report struct {
+	Date       time.Time `json:"date"`
+	Machine    Machine   `json:"machine"`
+	Command    string    `json:"command,omitempty"` // set by the caller, for the record
+	Records    int       `json:"records"`           // 100 rec/msg cases
+	Messages   int       `json:"messages"`          // 1 rec/msg cases and raw JetStream
+	SocketRecs int       `json:"socket_records"`
+	RecordSize int       `json:"record_size"`
+	Reps       int       `json:"reps"`
+	Rows       []*Row    `json:"rows"`
+	Targets    []Target  `json:"targets"`
+
+	byKey map[string]*Row
+	cur   map[string]float64 // this repetition's values, for ratios
+}
+
+// Row is one measurement.
+type Row struct {
+	Key     string    `json:"key"`
+	Name    string    `json:"name"`
+	Unit    string    `json:"unit"`
+	Values  []float64 `json:"values"`            // one per repetition that produced it
+	Summary *Summary  `json:"summary,omitempty"` // nil with no values
+	NA      string    `json:"na,omitempty"`      // why there are no values
+}
+
+// Target is one of the goals sluice is measured against.
+type Target struct {
+	Name   string   `json:"name"`
+	Goal   string   `json:"goal"`
+	Value  *float64 `json:"value,omitempty"` // nil: not measured
+	Unit   string   `json:"unit"`
+	Status string   `json:"status"` // "met", "missed" or "n/a"
+}
+
+// Units of the rows.
+const (
+	UnitRecords = "records/s"
+	UnitMsgs    = "msgs/s"
+	UnitMB      = "MB/s"
+	UnitMiB     = "MiB"
+	UnitRatio   = "x"
+)
+
+func newReport(o Options) *Report {
+	r := &Report{
+		Date: o.Now().UTC().Truncate(time.Second), Machine: ThisMachine(),
+		Records: o.Records, Messages: max(o.Records/5, 100), SocketRecs: o.Records * 10,
+		RecordSize: o.RecordSize, Reps: o.Reps, byKey: map[string]*Row{},
+	}
+	row := func(key, name, unit string) {
+		rw := &Row{Key: key, Name: name, Unit: unit, Values: []float64{}}
+		r.Rows = append(r.Rows, rw)
+		r.byKey[key] = rw
+	}
+	row(KeySocketRecords, "raw unix socket, 64 KiB writes (process to process)", UnitRecords)
+	row(KeySocketMB, "raw unix socket, 64 KiB writes (process to process)", UnitMB)
+	row(KeyJSPublish, "raw JetStream publish, async, 4096 pending, 1 rec/msg", UnitMsgs)
+	row(KeyJSConsume, "raw JetStream consume, Fetch(500) + Ack each, 1 rec/msg", UnitMsgs)
+	for _, c := range e2eCases {
+		row(c.key, c.name, UnitRecords)
+	}
+	for _, c := range e2eCases {
+		row(c.key+"_rss_peak", c.name+": RSS peak (VmHWM)", UnitMiB)
+		row(c.key+"_rss_steady", c.name+": RSS steady (median VmRSS)", UnitMiB)
+	}
+	row(KeyRatioLines1, "lines 1 rec/msg / raw consume", UnitRatio)
+	row(KeyRatioLines100S, "lines 100 rec/msg / raw socket", UnitRatio)
+	row(KeyRatioLines100C, "lines 100 rec/msg / (raw consume x 100)", UnitRatio)
+	row(KeyRatioAcked1, "acked 1 rec/msg / raw consume", UnitRatio)
+	row(KeyRatioAcked100S, "acked 100 rec/msg / raw socket", UnitRatio)
+	row(KeyRatioAcked100C, "acked 100 rec/msg / (raw consume x 100)", UnitRatio)
+	return r
+}
+
+// startRep begins a repetition: ratios use only its values.
+func (r *Report) startRep() { r.cur = map[string]float64{} }
+
+func (r *Report) add(key string, v float64) {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return
+	}
+	rw := r.byKey[key]
+	rw.Values = append(rw.Values, v)
+	r.cur[key] = v
+}
+
+func (r *Report) setNA(key, why string) {
+	r.byKey[key].NA = why
+	r.byKey[key+"_rss_peak"].NA = why
+	r.byKey[key+"_rss_steady"].NA = why
+}
+
+func (r *Report) addRSS(key string, e E2EResult) {
+	r.add(key+"_rss_peak", mib(e.PeakRSS))
+	r.add(key+"_rss_steady", mib(e.SteadyRSS))
+}
+
+// last is key's value in this repetition, NaN when it has none.
+func (r *Report) last(key string) float64 {
+	if v, ok := r.cur[key]; ok {
+		return v
+	}
+	return math.NaN()
+}
+
+func (r *Report) addRatio(key string, a, b float64) { r.add(key, ratio(a, b)) }
+
+// Row returns the row with key, or nil.
+func (r *Report) Row(key string) *Row { return r.byKey[key] }
+
+// finish summarizes every row and evaluates the targets.
+func (r *Report) finish() {
+	for _, rw := range r.Rows {
+		if len(rw.Values) > 0 {
+			s := Summarize(rw.Values)
+			rw.Summary = &s
+		} else if rw.NA == "" {
+			rw.NA = "n/a"
+		}
+	}
+	med := func(key string) *float64 {
+		if s := r.byKey[key].Summary; s != nil {
+			v := s.Median
+			return &v
+		}
+		return nil
+	}
+	check := func(name, goal, unit string, v *float64, ok func(float64) bool) Target {
+		t := Target{Name: name, Goal: goal, Value: v, Unit: unit, Status: "n/a"}
+		if v != nil {
+			t.Status = "missed"
+			if ok(*v) {
+				t.Status = "met"
+			}
+		}
+		return t
+	}
+	var peak *float64
+	for _, c := range e2eCases {
+		if s := r.byKey[c.key+"_rss_peak"].Summary; s != nil && (peak == nil || s.Max > *peak) {
+			v := s.Max
+			peak = &v
+		}
+	}
+	r.Targets = []Target{
+		check("1 rec/msg end to end (lines) vs raw JetStream consume, same run", ">= 0.9", UnitRatio,
+			med(KeyRatioLines1), func(v float64) bool { return v >= 0.9 }),
+		check(fmt.Sprintf("100 rec/msg end to end, lines, validate-only (%d CPUs)", r.Machine.NProc), ">= 1,000,000", UnitRecords,
+			med(KeyLines100), func(v float64) bool { return v >= 1e6 }),
+		check("peak RSS of sluice run, default limits (max over all cases and reps)", "<= 64", UnitMiB,
+			peak, func(v float64) bool { return v <= 64 }),
+	}
+}
+
+// FormatValue prints v the way the table does for unit.
+func FormatValue(v float64, unit string) string {
+	switch unit {
+	case UnitRecords, UnitMsgs:
+		return group(int64(math.Round(v)))
+	case UnitRatio:
+		return strconv.FormatFloat(v, 'f', 3, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+}
+
+// group writes n with commas between thousands: 1234567 → "1,234,567".
+func group(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// WriteTable writes the report as aligned text.
+func (r *Report) WriteTable(w io.Writer) error {
+	m := r.Machine
+	fmt.Fprintf(w, "sluice bench  %s\n", r.Date.Format(time.RFC3339))
+	if r.Command != "" {
+		fmt.Fprintf(w, "command: %s\n", r.Command)
+	}
+	fmt.Fprintf(w, "machine: %s, nproc %d, %q, %s %s/%s\n", m.Host, m.NProc, m.CPUModel, m.GoVersion, m.OS, m.Arch)
+	fmt.Fprintf(w, "sizes:   %d-byte records; %s records (100 rec/msg), %s messages (1 rec/msg, raw JetStream), %s records (raw socket); %d reps\n\n",
+		r.RecordSize, group(int64(r.Records)), group(int64(r.Messages)), group(int64(r.SocketRecs)), r.Reps)
+	// Names left-aligned, numbers right-aligned.
+	nameW := len("measurement")
+	for _, rw := range r.Rows {
+		nameW = max(nameW, len(rw.Name))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-*s\tmedian\tmin - max\tspread\tunit\t\n", nameW, "measurement")
+	for _, rw := range r.Rows {
+		if rw.Summary == nil {
+			fmt.Fprintf(tw, "%-*s\t%s\t\t\t%s\t\n", nameW, rw.Name, rw.NA, rw.Unit)
+			continue
+		}
+		s := rw.Summary
+		fmt.Fprintf(tw, "%-*s\t%s\t%s - %s\t%.0f%%\t%s\t\n", nameW, rw.Name,
+			FormatValue(s.Median, rw.Unit), FormatValue(s.Min, rw.Unit), FormatValue(s.Max, rw.Unit), 100*s.Spread(), rw.Unit)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\ntargets")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, t := range r.Targets {
+		v := "n/a"
+		if t.Value != nil {
+			v = FormatValue(*t.Value, t.Unit) + " " + t.Unit
+		}
+		fmt.Fprintf(tw, "  %s\t%s %s\t%s\t%s\n", t.Name, t.Goal, t.Unit, v, strings.ToUpper(t.Status))
+	}
+	return tw.Flush()
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
