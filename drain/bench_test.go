@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/drain"
+	"github.com/sluice-dev/sluice/wire"
 )
 
 // benchLines returns n 200-byte lines (newline included).
@@ -69,6 +70,72 @@ func BenchmarkServer_Lines(b *testing.B) {
 			for _, c := range cs {
 				c.Close()
 			}
+			r.stop()
+		})
+	}
+}
+
+// BenchmarkServer_Acked measures acked records/s of 200 bytes into files
+// with fsync (group commit), frames of about 64 KiB (327 records, one
+// message each), each connection keeping up to its window in flight. One op
+// is one record.
+func BenchmarkServer_Acked(b *testing.B) {
+	for _, conns := range []int{1, 4} {
+		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
+			r := start(b, drain.Options{Framing: drain.FramingAcked, Out: filepath.Join(b.TempDir(), "out")})
+			const perFrame = 64 << 10 / 200
+			frames := (b.N + perFrame - 1) / perFrame
+			cs := make([]*ackedClient, conns)
+			for i := range cs {
+				cs[i] = dialAcked(b, r.Addr(), fmt.Sprintf("bench-%d", i))
+			}
+			pad := strings.Repeat("x", 200-40)
+			b.SetBytes(200)
+			b.ResetTimer()
+			errc := make(chan error, conns)
+			for i, c := range cs {
+				go func() {
+					stream := fmt.Sprintf("B%d", i)
+					recs := make([]wire.Record, perFrame)
+					var sent, id uint64
+					for k := i; k < frames; k += conns {
+						for j := range recs {
+							seq := uint64(k*perFrame + j + 1)
+							recs[j] = wire.Record{ID: wire.RecordID{Stream: stream, Seq: seq}, Data: fmt.Appendf(recs[j].Data[:0], `{"n":%d,"pad":"%s"}`, seq, pad)}
+						}
+						for !c.st.CanSend() {
+							if _, err := c.readAck(time.Minute); err != nil {
+								errc <- err
+								return
+							}
+						}
+						id++
+						if err := c.send(id, recs); err != nil {
+							errc <- err
+							return
+						}
+						sent = id
+					}
+					for c.st.Unacked() > 0 {
+						if _, err := c.readAck(time.Minute); err != nil {
+							errc <- err
+							return
+						}
+					}
+					_ = sent
+					errc <- nil
+				}()
+			}
+			for range conns {
+				if err := <-errc; err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			recs := r.Stats().Records
+			b.ReportMetric(float64(recs)/b.Elapsed().Seconds(), "records/s")
+			commits, fr := histCount(b, r.reg, "sluice_drain_commit_frames")
+			b.ReportMetric(fr/float64(max(commits, 1)), "frames/commit")
 			r.stop()
 		})
 	}
