@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/obs"
@@ -87,7 +88,6 @@ func offPoints(b *testing.B) []*fault.Point {
 // ns/op for the overhead ratio.
 func BenchmarkFaultPoints_Off(b *testing.B) {
 	pts := offPoints(b)
-	b.ReportMetric(float64(len(pts)), "points")
 	ctx := context.Background()
 	for b.Loop() {
 		for _, p := range pts {
@@ -96,6 +96,7 @@ func BenchmarkFaultPoints_Off(b *testing.B) {
 			}
 		}
 	}
+	b.ReportMetric(float64(len(pts)), "points")
 }
 
 // BenchmarkWriter_Send is the per-frame cost the fault points are measured
@@ -161,4 +162,55 @@ func BenchmarkFlightRecorder_SendParallel(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkFlightRecorder_Ratio sends frames through one Writer in blocks
+// of 2000, switching the flight recorder on and off between blocks (the
+// switch itself is not timed), and reports the recorder's cost as the ratio
+// of per-frame time on to off. Alternating blocks in one run keeps a busy,
+// shared machine's drift out of the ratio, which separate runs do not.
+func BenchmarkFlightRecorder_Ratio(b *testing.B) {
+	w := newWriter(b)
+	rs := frame()
+	done := func(error) {}
+	ctx := context.Background()
+	dir := b.TempDir()
+	const block = 2000
+	var spent [2]time.Duration // off, on
+	var frames [2]int
+	b.SetBytes(100 * 201)
+	b.ResetTimer()
+	for i, on := 0, 0; i < b.N; on ^= 1 {
+		var f *obs.FlightRecorder
+		if on == 1 {
+			b.StopTimer()
+			var err error
+			if f, err = obs.StartFlightRecorder(obs.FlightOptions{Dir: dir, Logger: discard}); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		start := time.Now()
+		n := min(block, b.N-i)
+		for range n {
+			if err := w.Send(ctx, rs, done); err != nil {
+				b.Fatal(err)
+			}
+		}
+		spent[on] += time.Since(start)
+		frames[on] += n
+		i += n
+		if f != nil {
+			b.StopTimer()
+			f.Close()
+			b.StartTimer()
+		}
+	}
+	if frames[0] > 0 && frames[1] > 0 {
+		off := float64(spent[0]) / float64(frames[0])
+		onNs := float64(spent[1]) / float64(frames[1])
+		b.ReportMetric(off, "ns/frame-off")
+		b.ReportMetric(onNs, "ns/frame-on")
+		b.ReportMetric(onNs/off, "on/off")
+	}
 }
