@@ -175,14 +175,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				c.name, er.RecordsPerSec(), mib(er.PeakRSS), mib(er.SteadyRSS))
 		}
 
-		// Ratios within this repetition.
-		cons, sock := r.last(KeyJSConsume), r.last(KeySocketRecords)
-		r.addRatio(KeyRatioLines1, r.last(KeyLines1), cons)
-		r.addRatio(KeyRatioLines100S, r.last(KeyLines100), sock)
-		r.addRatio(KeyRatioLines100C, r.last(KeyLines100), cons*100)
-		r.addRatio(KeyRatioAcked1, r.last(KeyAcked1), cons)
-		r.addRatio(KeyRatioAcked100S, r.last(KeyAcked100), sock)
-		r.addRatio(KeyRatioAcked100C, r.last(KeyAcked100), cons*100)
+		r.addRatios()
 	}
 	r.finish()
 	return r, nil

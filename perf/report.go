@@ -104,6 +104,12 @@ func (r *Report) setNA(key, why string) {
 	r.byKey[key].NA = why
 	r.byKey[key+"_rss_peak"].NA = why
 	r.byKey[key+"_rss_steady"].NA = why
+	prefix := "ratio_" + strings.TrimPrefix(key, "sluice_") + "_"
+	for _, rw := range r.Rows {
+		if strings.HasPrefix(rw.Key, prefix) {
+			rw.NA = why
+		}
+	}
 }
 
 func (r *Report) addRSS(key string, e E2EResult) {
@@ -119,7 +125,16 @@ func (r *Report) last(key string) float64 {
 	return math.NaN()
 }
 
-func (r *Report) addRatio(key string, a, b float64) { r.add(key, ratio(a, b)) }
+// addRatios adds this repetition's ratios of sluice to the raw limits.
+func (r *Report) addRatios() {
+	cons, sock := r.last(KeyJSConsume), r.last(KeySocketRecords)
+	r.add(KeyRatioLines1, ratio(r.last(KeyLines1), cons))
+	r.add(KeyRatioLines100S, ratio(r.last(KeyLines100), sock))
+	r.add(KeyRatioLines100C, ratio(r.last(KeyLines100), cons*100))
+	r.add(KeyRatioAcked1, ratio(r.last(KeyAcked1), cons))
+	r.add(KeyRatioAcked100S, ratio(r.last(KeyAcked100), sock))
+	r.add(KeyRatioAcked100C, ratio(r.last(KeyAcked100), cons*100))
+}
 
 // Row returns the row with key, or nil.
 func (r *Report) Row(key string) *Row { return r.byKey[key] }
