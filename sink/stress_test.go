@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -269,11 +270,12 @@ func (g *stressLog) read(sc *stressConn, opts stressOpts) {
 // stressListener accepts connections on a Unix socket, reads each with
 // stressLog.read, and drops connections on request.
 type stressListener struct {
-	ln  *net.UnixListener
-	log *stressLog
-	mu  sync.Mutex
-	all []*stressConn // guarded by mu
-	wg  sync.WaitGroup
+	ln   *net.UnixListener
+	log  *stressLog
+	opts stressOpts
+	mu   sync.Mutex
+	all  []*stressConn // guarded by mu
+	wg   sync.WaitGroup
 }
 
 func startStressListener(t testing.TB, path string, g *stressLog, opts stressOpts) *stressListener {
@@ -283,6 +285,7 @@ func startStressListener(t testing.TB, path string, g *stressLog, opts stressOpt
 		t.Fatal(err)
 	}
 	s := &stressListener{ln: ln, log: g}
+	s.opts = opts
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -291,19 +294,59 @@ func startStressListener(t testing.TB, path string, g *stressLog, opts stressOpt
 			if err != nil {
 				return
 			}
-			s.mu.Lock()
-			sc := &stressConn{c: c, idx: len(s.all)}
-			s.all = append(s.all, sc)
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				g.read(sc, opts)
-			}()
+			s.serve(c)
 		}
 	}()
 	return s
+}
+
+// serve reads c in a goroutine of its own.
+func (s *stressListener) serve(c *net.UnixConn) {
+	s.mu.Lock()
+	sc := &stressConn{c: c, idx: len(s.all)}
+	s.all = append(s.all, sc)
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer c.Close()
+		s.log.read(sc, s.opts)
+	}()
+}
+
+// acceptBacklog accepts, without blocking, every connection still waiting in
+// the listen backlog. A Unix socket connect completes, and the sink may
+// write to the connection, before the listener accepts it: closing the
+// listener with such a connection pending would throw away frames the sink
+// rightly reported delivered.
+func (s *stressListener) acceptBacklog(t testing.TB) {
+	t.Helper()
+	rc, err := s.ln.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fds []int
+	err = rc.Control(func(lfd uintptr) {
+		for { // the listener is non-blocking: EAGAIN once the backlog is empty
+			fd, _, err := syscall.Accept4(int(lfd), syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK)
+			if err != nil {
+				return
+			}
+			fds = append(fds, fd)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		f := os.NewFile(uintptr(fd), "backlog")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.serve(c.(*net.UnixConn))
+	}
 }
 
 // drop shuts down the read side of the newest connection, as a drainer that
@@ -331,11 +374,13 @@ func (s *stressListener) conns() int {
 	return len(s.all)
 }
 
-// finish stops accepting and waits for every connection to reach EOF, which
-// it does once the sink closed it. A sink that leaks a connection would hang
+// finish accepts what is left in the backlog (call it after the sink was
+// closed, so nothing new arrives), stops accepting, and waits for every
+// connection to reach EOF, which it does once the sink closed it. A sink that leaks a connection would hang
 // here; the stall guard turns that into a failure message.
 func (s *stressListener) finish(t testing.TB) {
 	t.Helper()
+	s.acceptBacklog(t)
 	s.ln.Close()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
