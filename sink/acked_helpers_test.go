@@ -40,6 +40,8 @@ type ackPeer struct {
 	// connections), up to kills times, write half an ACK and drop the
 	// connection without acking that frame.
 	killEvery, kills int
+	// quiet: record frame counts only (for benchmarks).
+	quiet bool
 
 	d *drainer
 
@@ -133,9 +135,11 @@ func (p *ackPeer) handle(n int, c net.Conn) {
 			return
 		}
 		p.mu.Lock()
-		p.frames[n] = append(p.frames[n], f.Data.FrameID)
-		for _, r := range f.Data.Records {
-			p.payloads[string(r.Data)]++
+		if !p.quiet {
+			p.frames[n] = append(p.frames[n], f.Data.FrameID)
+			for _, r := range f.Data.Records {
+				p.payloads[string(r.Data)]++
+			}
 		}
 		p.total++
 		kill := p.killEvery > 0 && p.total%p.killEvery == 0 && p.killed < p.kills

@@ -3,9 +3,12 @@ package sink_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sink"
@@ -85,4 +88,36 @@ func BenchmarkRawSocket(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkWriter_SendAcked is BenchmarkWriter_Send in the acked framing,
+// against a test drainer that acknowledges every frame as soon as it has
+// read it (no fsync): the cost of the framing, the window and the acks.
+// Each op is one Send; the benchmark waits for the last ack.
+func BenchmarkWriter_SendAcked(b *testing.B) {
+	path := socketPath(b)
+	startAckPeer(b, path, &ackPeer{quiet: true})
+	w, _ := ackedWriter(b, path, sink.Options{})
+	rs := benchFrame()
+	for i := range rs {
+		rs[i].ID = pipeline.RecordID{Stream: "INGEST", Seq: 1, Index: uint32(i)}
+	}
+	var acked atomic.Int64
+	done := func(error) { acked.Add(1) }
+	ctx := context.Background()
+	b.SetBytes(100 * 201)
+	b.ReportAllocs()
+	n := int64(0)
+	for b.Loop() {
+		if err := w.Send(ctx, rs, done); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	waitFor(b, 30*time.Second, func() error {
+		if got := acked.Load(); got != n {
+			return fmt.Errorf("%d of %d acked", got, n)
+		}
+		return nil
+	})
 }
