@@ -202,7 +202,8 @@ func decoyBytes(t testing.TB, dir string) []byte {
 // naiveMaxRounds bounds TestStress_NaiveSinkIsCaught. Measured on 2 cores
 // with these options, 40 rounds per run: 39/40 and 40/40 rounds caught
 // under -race, 40/40 without (missing frames in 37-40 of them, EBADF in
-// 36-39); without decoy files and without the delay, 23/40. Twenty rounds
+// 36-39); without decoy files and without the delay, 23/40. With the VM at
+// load average 6, 10 test runs were caught in round 1 (8) or 2 (2). Twenty rounds
 // leave a margin of many orders of magnitude; a caught run stops at the
 // first round.
 const naiveMaxRounds = 20
