@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sink"
 	"github.com/sluice-dev/sluice/wire"
@@ -436,5 +437,40 @@ func TestWriter_AckedSplit(t *testing.T) {
 	err := w.Send(bg, msg(9, 6), func(error) { t.Error("done for a refused Send") })
 	if !errors.Is(err, sink.ErrMessageTooLarge) {
 		t.Errorf("Send of a 6-record message with max_records 5: %v, want ErrMessageTooLarge", err)
+	}
+}
+
+// TestWriter_AckedFaultPoint: close at sink.ack.before drops the connection
+// before the ACK settles anything; the frame is re-sent and acked on the
+// next connection, and done is called once.
+func TestWriter_AckedFaultPoint(t *testing.T) {
+	pt, ok := fault.Lookup("sink.ack.before")
+	if !ok {
+		t.Fatal("fault point sink.ack.before is not registered")
+	}
+	path := socketPath(t)
+	p := startAckPeer(t, path, &ackPeer{})
+	w, reg := ackedWriter(t, path, sink.Options{})
+	waitConnected(t, w)
+	pt.Set(&fault.Action{Kind: fault.Close, Count: 1})
+	t.Cleanup(func() { pt.Set(nil) })
+	var dl doneLog
+	if err := w.Send(bg, msg(1, 1), dl.fn("1")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		if n := dl.n.Load(); n != 1 {
+			return fmt.Errorf("%d dones", n)
+		}
+		return nil
+	})
+	if got := reconnects(t, reg, sink.ReasonPeerClosed); got != 1 {
+		t.Errorf("reconnects{peer_closed} = %v, want 1", got)
+	}
+	if a, b := p.framesOn(0), p.framesOn(1); !slices.Equal(a, []uint64{1}) || !slices.Equal(b, []uint64{1}) {
+		t.Errorf("frame 1 on the connections: %v then %v, want it on both", a, b)
+	}
+	if got := dl.list(); !slices.Equal(got, []string{"1:<nil>"}) {
+		t.Errorf("done calls %v", got)
 	}
 }
