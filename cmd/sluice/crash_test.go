@@ -238,4 +238,3 @@ loop:
 func TestCrash_KillDrainer(t *testing.T) { runCrashTest(t, false, true) }
 func TestCrash_KillSluice(t *testing.T)  { runCrashTest(t, true, false) }
 func TestCrash_KillBoth(t *testing.T)    { runCrashTest(t, true, true) }
-

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -22,7 +24,19 @@ it receives to size-rotated files in --out, or to stdout with --out -.
 The socket is created with owner-only permissions (0600). A stale socket file
 is removed only when nothing listens on it; if another drainer is listening,
 drain refuses to start. SIGTERM or SIGINT stops accepting, reads what is in
-flight, and closes the files cleanly.`,
+flight, and closes the files cleanly.
+
+The framing must match sluice run's (sink.framing). With --framing acked the
+drainer fsyncs records (group commit) before it acknowledges them, drops
+duplicates by record identity, and keeps its dedup state durable in the
+output directory's journal (sluice-dedup.journal), consistent with the
+output, across reconnects and restarts of either side. With --out - (stdout)
+records are acknowledged once written to stdout and the dedup state is kept
+in memory only: a drainer restart forgets it.
+
+--allow-uid / --allow-gid restrict the peers that may connect (checked with
+SO_PEERCRED); a refused peer is logged, counted and, in acked framing, sent a
+close frame with the reason.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.loadConfig(cmd.Flags(), drainFlagKeys)
@@ -34,13 +48,25 @@ flight, and closes the files cleanly.`,
 				return err
 			}
 			reg := prometheus.NewRegistry()
+			uids, err := parseIDs(cfg.Drain.AllowUIDs)
+			if err != nil {
+				return usageError{fmt.Errorf("drain.allow_uids: %w", err)}
+			}
+			gids, err := parseIDs(cfg.Drain.AllowGIDs)
+			if err != nil {
+				return usageError{fmt.Errorf("drain.allow_gids: %w", err)}
+			}
 			srv, err := drain.New(drain.Options{
-				Socket:      cfg.Drain.Socket,
-				Out:         cfg.Drain.Out,
-				RotateBytes: int64(cfg.Drain.RotateBytes),
-				SocketMode:  os.FileMode(cfg.Drain.SocketMode),
-				Logger:      logger,
-				Registerer:  reg,
+				Socket:        cfg.Drain.Socket,
+				Out:           cfg.Drain.Out,
+				Framing:       cfg.Sink.Framing,
+				RotateBytes:   int64(cfg.Drain.RotateBytes),
+				SocketMode:    os.FileMode(cfg.Drain.SocketMode),
+				PeerUIDs:      uids,
+				PeerGIDs:      gids,
+				WriteIdentity: cfg.Drain.WriteIdentity,
+				Logger:        logger,
+				Registerer:    reg,
 			})
 			if err != nil {
 				return err
@@ -67,13 +93,34 @@ flight, and closes the files cleanly.`,
 	f.String("out", "", "output directory, or - for stdout (drain.out; default ./sluice-out)")
 	f.String("rotate-bytes", "", "start a new output file past this size (drain.rotate_bytes; default 64MiB)")
 	f.String("socket-mode", "", "socket file permissions, octal (drain.socket_mode; default 0600)")
+	f.String("framing", "", "socket framing: lines or acked; must match sluice run (sink.framing; default lines)")
+	f.StringSlice("allow-uid", nil, "only peers with these user ids may connect (drain.allow_uids; repeatable)")
+	f.StringSlice("allow-gid", nil, "only peers with these group ids may connect (drain.allow_gids; repeatable)")
+	f.Bool("write-identity", false, "acked: prefix each output line with stream:seq:index and a tab (drain.write_identity)")
 	f.StringVar(&metricsAddr, "metrics", "off", "address for the drainer's /metrics, e.g. 127.0.0.1:9465, or off")
 	return cmd
 }
 
 var drainFlagKeys = flagKeys{
-	"socket":       "drain.socket",
-	"out":          "drain.out",
-	"rotate-bytes": "drain.rotate_bytes",
-	"socket-mode":  "drain.socket_mode",
+	"socket":         "drain.socket",
+	"out":            "drain.out",
+	"rotate-bytes":   "drain.rotate_bytes",
+	"socket-mode":    "drain.socket_mode",
+	"framing":        "sink.framing",
+	"allow-uid":      "drain.allow_uids",
+	"allow-gid":      "drain.allow_gids",
+	"write-identity": "drain.write_identity",
+}
+
+// parseIDs converts numeric user or group ids.
+func parseIDs(ss []string) ([]uint32, error) {
+	out := make([]uint32, 0, len(ss))
+	for _, s := range ss {
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a numeric id", s)
+		}
+		out = append(out, uint32(n))
+	}
+	return out, nil
 }

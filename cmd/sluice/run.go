@@ -52,7 +52,8 @@ Flags override the config file and SLUICE_* environment variables.
 
 Fault points (set with --faults, SLUICE_FAULTS or the config's faults list):
 ` + faultPointList() + `
-Actions: delay(D), delay(MIN,MAX), error(P), close(P), off; append *N to fire at most N times.`
+Actions: delay(D), delay(MIN,MAX), error(P), close(P), off; append *N to fire at most N
+times, @N/s (or @N/1m, ...) to fire at most N times per period.`
 	return cmd
 }
 

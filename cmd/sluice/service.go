@@ -75,15 +75,18 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 	if s.src, err = queue.Open(ctx, s.nc, cfg.Queue, queue.Options{Logger: logger, Registerer: s.reg}); err != nil {
 		return nil, err
 	}
-	if cfg.Sink.Framing != "lines" {
-		return nil, fmt.Errorf("sink.framing %q is not implemented yet; use \"lines\"", cfg.Sink.Framing)
-	}
 	s.snk = sink.New(sink.Options{
 		Path:         cfg.Sink.Socket,
 		BackoffMin:   cfg.Sink.BackoffMin,
 		BackoffMax:   cfg.Sink.BackoffMax,
 		WriteTimeout: cfg.Sink.WriteTimeout,
 		MaxConnAge:   cfg.Sink.MaxConnAge,
+		Framing:      cfg.Sink.Framing,
+		Instance:     cfg.Sink.Instance,
+		AckTimeout:   cfg.Sink.AckTimeout,
+		WindowFrames: cfg.Sink.WindowFrames,
+		WindowBytes:  int64(cfg.Sink.WindowBytes),
+		Notify:       s.notify,
 		Logger:       logger,
 		Registerer:   s.reg,
 	})
@@ -122,6 +125,19 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 		}
 	}
 	return s, nil
+}
+
+// notify receives the sink's anomalies (reconnects, write errors, ack
+// timeouts) and asks the flight recorder, if on, for a dump. It never
+// blocks.
+func (s *service) notify(event, reason string) {
+	if s.fr == nil {
+		return
+	}
+	if reason != "" {
+		event += "-" + reason
+	}
+	s.fr.Trigger(event)
 }
 
 // run runs until ctx ends, then shuts down in flow order: stop fetching and
