@@ -1,6 +1,7 @@
 package process_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -69,4 +70,21 @@ func BenchmarkValidator(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzValidator checks that the fast validator agrees with encoding/json on
+// every input: a record it accepts must be one valid JSON value, and one it
+// rejects must be invalid.
+func FuzzValidator(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, `[1,2,3]`, `"str"`, `{"a":1`, `{"a":1}{"b":2}`, `not json`,
+		`{"a":tru}`, ` {"a" : [1, 2.5e-3, null, true, false, "x\u00e9\n"]} `, `"\ud800"`, "\"\xff\"", `1e`, `-0`, `01`,
+		`{"a":"b",}`, `[1,]`, `{"a" "b"}`, "\"a\tb\"", `{"\u0000":1}`, `1.`, `.5`, `[[[[[]]]]]`, ``, ` `} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := process.Validator{}.Process(b)
+		if got, want := err == nil, json.Valid(b); got != want {
+			t.Fatalf("Validator accepts %q = %v, encoding/json.Valid = %v", b, got, want)
+		}
+	})
 }
