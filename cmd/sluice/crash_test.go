@@ -84,17 +84,6 @@ func (p *proc) stop() {
 	}
 }
 
-func (p *proc) exited() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // crashRig is a NATS JetStream server in the test process (so it outlives
 // every sluice), a sluice child and a drainer child, both in acked framing.
 type crashRig struct {
