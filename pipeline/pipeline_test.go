@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -38,6 +39,7 @@ type fakeSource struct {
 	fetched int
 	acked   map[uint64]int
 	naked   map[uint64]int
+	maxes   []int // the max of every Fetch call
 	// fetchHook, if set, runs before each fetch returns.
 }
 
@@ -51,6 +53,7 @@ func newFakeSource(msgs ...string) *fakeSource {
 
 func (s *fakeSource) Fetch(ctx context.Context, max int, wait time.Duration) ([]pipeline.Message, error) {
 	s.mu.Lock()
+	s.maxes = append(s.maxes, max)
 	n := min(max, len(s.queue))
 	out := s.queue[:n:n]
 	s.queue = s.queue[n:]
@@ -306,6 +309,7 @@ func TestPipeline_BadRecordsGoToDeadLetter(t *testing.T) {
 	if strings.Join(got, ",") != `{"ok":1},{"ok":2},{"ok":3}` && len(got) != 3 {
 		t.Fatalf("delivered %v, want the three valid records", got)
 	}
+	sort.Strings(dlq.got) // workers finish in any order
 	if len(dlq.got) != 2 || !strings.HasPrefix(dlq.got[0], "1/1 {broken: invalid JSON") || !strings.HasPrefix(dlq.got[1], "2/0 not json: invalid JSON") {
 		t.Fatalf("dead letters = %q", dlq.got)
 	}
@@ -390,5 +394,43 @@ func TestPipeline_ShutdownWaitsForHeldFrames(t *testing.T) {
 	}
 	if _, acked, _ := src.counts(); acked != 1 {
 		t.Fatalf("acked %d, want 1", acked)
+	}
+}
+
+func TestPipeline_FetchSizedToBudget(t *testing.T) {
+	// 100 records a message: a full batch would be 70 times the bound.
+	var msgs []string
+	for m := range 200 {
+		var b strings.Builder
+		for i := range 100 {
+			fmt.Fprintf(&b, "{\"m\":%d,\"i\":%d}\n", m, i)
+		}
+		msgs = append(msgs, b.String())
+	}
+	src := newFakeSource(msgs...)
+	snk := &gateSink{block: make(chan struct{})}
+	o := opts(nil)
+	o.BatchSize = 500
+	o.MaxInflightRecords = 1000
+	p := pipeline.New(src, &fakeDLQ{}, process.Validator{}, snk, o)
+	stop := start(t, p)
+	waitFor(t, "the pipeline to fill", func() bool { r, _ := p.Inflight(); return r >= 600 })
+	if r, _ := p.Inflight(); r > 1000+500 {
+		t.Fatalf("%d records in flight with a bound of 1000: fetches were not sized to the room left", r)
+	}
+	close(snk.block)
+	waitFor(t, "everything acked", func() bool { _, a, _ := src.counts(); return a == 200 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if src.maxes[0] != 1 {
+		t.Fatalf("first fetch asked for %d messages; want 1 (nothing known about their size yet)", src.maxes[0])
+	}
+	for i, m := range src.maxes[1:] {
+		if m > 5 {
+			t.Fatalf("fetch %d asked for %d messages of 100 records with a bound of 1000 records; want at most 5 (half the room)", i+1, m)
+		}
 	}
 }

@@ -87,6 +87,10 @@ type Pipeline struct {
 	idle      chan struct{}       // guarded by pendingMu; closed when pending becomes empty, nil otherwise
 
 	progress atomic.Uint64 // settled chunks; read by Progress for stall detection
+
+	// Moving averages of a message's records and bytes; owned by the fetch
+	// loop (fetchSize, observe).
+	perMsgRecs, perMsgBytes float64
 }
 
 // New returns a pipeline. dlq may be nil only if proc never fails.
@@ -183,7 +187,7 @@ func (p *Pipeline) fetchLoop(ctx context.Context, work chan<- *chunk) error {
 		if err := p.bud.waitRoom(ctx); err != nil {
 			return err
 		}
-		msgs, err := p.src.Fetch(ctx, p.opts.BatchSize, p.opts.FetchWait)
+		msgs, err := p.src.Fetch(ctx, p.fetchSize(), p.opts.FetchWait)
 		if ctx.Err() != nil {
 			// Fetched but not processed: hand them straight back.
 			if len(msgs) > 0 {
@@ -206,6 +210,7 @@ func (p *Pipeline) fetchLoop(ctx context.Context, work chan<- *chunk) error {
 			p.log.Info("fetch from queue recovered", "failed_attempts", failures)
 			failures = 0
 		}
+		p.observe(msgs)
 		for _, c := range p.split(msgs) {
 			p.bud.add(c.recs, c.bytes)
 			p.m.inflightRecs.Add(float64(c.recs))
@@ -219,6 +224,51 @@ func (p *Pipeline) fetchLoop(ctx context.Context, work chan<- *chunk) error {
 			}
 		}
 	}
+}
+
+// fetchSize sizes the next fetch to half the room left in the in-flight
+// budget, using the records and bytes per message seen so far, so that a
+// fetch of large messages (many records each) does not overshoot the bound
+// by a whole batch and at least two fetches overlap. The very first fetch
+// takes one message. Always at least 1, at most BatchSize. Called only from the fetch loop.
+func (p *Pipeline) fetchSize() int {
+	if p.perMsgRecs == 0 {
+		return 1 // nothing known about the messages yet: look at one first
+	}
+	recs, bytes := p.bud.load()
+	n := p.opts.BatchSize
+	if p.perMsgRecs > 0 {
+		if k := int(float64(p.opts.MaxInflightRecords-recs) / 2 / p.perMsgRecs); k < n {
+			n = k
+		}
+	}
+	if p.perMsgBytes > 0 {
+		if k := int(float64(p.opts.MaxInflightBytes-bytes) / 2 / p.perMsgBytes); k < n {
+			n = k
+		}
+	}
+	return max(n, 1)
+}
+
+// observe updates the moving averages of records and bytes per message.
+func (p *Pipeline) observe(msgs []Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	var recs, bytes int
+	for _, m := range msgs {
+		d := m.Data()
+		recs += countRecords(d)
+		bytes += len(d)
+	}
+	r, b := float64(recs)/float64(len(msgs)), float64(bytes)/float64(len(msgs))
+	if p.perMsgRecs == 0 {
+		p.perMsgRecs, p.perMsgBytes = r, b
+		return
+	}
+	const w = 0.25 // weight of the newest batch
+	p.perMsgRecs = (1-w)*p.perMsgRecs + w*r
+	p.perMsgBytes = (1-w)*p.perMsgBytes + w*b
 }
 
 // split groups msgs into chunks of about ChunkRecords records, whole messages
