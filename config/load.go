@@ -31,6 +31,27 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
+// LoadWith is Load with overrides: after the file and the environment,
+// override (command-line flags, applied with Set) runs, and then every parse
+// and validation problem is reported at once, as Load does. An error from
+// override is returned as it is.
+func LoadWith(path string, override func(*Config) error) (*Config, error) {
+	c, errs, err := read(path)
+	if err != nil {
+		return nil, err
+	}
+	if override != nil {
+		if err := override(c); err != nil {
+			return nil, err
+		}
+	}
+	errs = append(errs, c.problems()...)
+	if len(errs) > 0 {
+		return nil, joinSorted(errs)
+	}
+	return c, nil
+}
+
 // Read is Load without the final Validate, for callers that apply more
 // overrides (command-line flags, with Set) and then call Validate
 // themselves. It still rejects what cannot be parsed: YAML syntax, unknown

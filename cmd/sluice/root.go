@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -96,49 +97,33 @@ type flagKeys map[string]string
 // loadConfig reads the config file and environment, then applies the flags
 // that were set on the command line (defaults < file < env < flags).
 func (g *globals) loadConfig(fs *pflag.FlagSet, keys flagKeys) (*config.Config, error) {
-	cfg, err := config.Read(g.configPath)
-	if err != nil {
-		return nil, err
-	}
-	var ferr error
-	fs.Visit(func(f *pflag.Flag) {
-		key, ok := keys[f.Name]
-		if !ok || ferr != nil {
-			return
-		}
-		val := f.Value.String()
-		if sv, ok := f.Value.(pflag.SliceValue); ok {
-			val = joinComma(sv.GetSlice())
-		}
-		if err := cfg.Set(key, val); err != nil {
-			ferr = usageError{fmt.Errorf("--%s: %w", f.Name, err)}
-		}
-	})
-	if ferr != nil {
-		return nil, ferr
-	}
-	for key, val := range map[string]string{"log.format": g.logFormat, "log.level": g.logLevel} {
-		if val != "" {
+	return config.LoadWith(g.configPath, func(cfg *config.Config) error {
+		var ferr error
+		fs.Visit(func(f *pflag.Flag) {
+			key, ok := keys[f.Name]
+			if !ok || ferr != nil {
+				return
+			}
+			val := f.Value.String()
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				val = strings.Join(sv.GetSlice(), ",")
+			}
 			if err := cfg.Set(key, val); err != nil {
-				return nil, usageError{err}
+				ferr = usageError{fmt.Errorf("--%s: %w", f.Name, err)}
+			}
+		})
+		if ferr != nil {
+			return ferr
+		}
+		for key, val := range map[string]string{"log.format": g.logFormat, "log.level": g.logLevel} {
+			if val != "" {
+				if err := cfg.Set(key, val); err != nil {
+					return usageError{err}
+				}
 			}
 		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
-}
-
-func joinComma(ss []string) string {
-	out := ""
-	for i, s := range ss {
-		if i > 0 {
-			out += ","
-		}
-		out += s
-	}
-	return out
+		return nil
+	})
 }
 
 func (g *globals) logger(cfg *config.Config) (*slog.Logger, error) {
