@@ -80,7 +80,14 @@ func startService(t *testing.T, cfg *config.Config) (*service, func() error) {
 // startDrain runs an in-process reference drainer writing to out.
 func startDrain(t *testing.T, socket, out string) (*drain.Server, func()) {
 	t.Helper()
-	srv, err := drain.New(drain.Options{Socket: socket, Out: out, Logger: quietLogger()})
+	return startDrainOpts(t, drain.Options{Socket: socket, Out: out})
+}
+
+// startDrainOpts runs an in-process reference drainer with opts.
+func startDrainOpts(t *testing.T, opts drain.Options) (*drain.Server, func()) {
+	t.Helper()
+	opts.Logger = quietLogger()
+	srv, err := drain.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,5 +435,51 @@ func TestService_ShutdownWithoutDrainerAcksNothing(t *testing.T) {
 	waitFor(t, 30*time.Second, "every message acked", consumerSettled(t, js2, &cfg2))
 	if err := stop2(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestService_AckedNoQueueAckBeforeDrainerAck: with a drainer that commits
+// records but never acknowledges them, the queue sees no ack at all; once the
+// drainer acknowledges, everything is acked and drained exactly once.
+func TestService_AckedNoQueueAckBeforeDrainerAck(t *testing.T) {
+	cfg, dir := testConfig(t)
+	cfg.Sink.Framing = "acked"
+	cfg.Sink.AckTimeout = 500 * time.Millisecond
+	out := filepath.Join(dir, "out")
+	p, ok := fault.Lookup("drain.ack.before")
+	if !ok {
+		t.Fatal("fault point drain.ack.before not registered")
+	}
+	p.Set(&fault.Action{Kind: fault.Error}) // never acknowledge: drop the connection instead
+	defer p.Set(nil)
+	srv, _ := startDrainOpts(t, drain.Options{Socket: cfg.Sink.Socket, Out: out, Framing: "acked"})
+	svc, stop := startService(t, cfg)
+	js := publisher(t, svc)
+	const total = 2000
+	publish(t, js, 0, total, 10)
+
+	waitFor(t, 30*time.Second, "the drainer to commit records it will not acknowledge", func() error {
+		if st := srv.Stats(); st.Frames < 3 || p.Hits() < 3 {
+			return fmt.Errorf("%d frames committed, %d acks withheld", st.Frames, p.Hits())
+		}
+		return nil
+	})
+	if n := metricSum(t, svc, "sluice_queue_acks_total"); n != 0 {
+		t.Fatalf("the queue saw %v acks although the drainer acknowledged nothing", n)
+	}
+	if n := metricSum(t, svc, "sluice_pipeline_messages_acked_total"); n != 0 {
+		t.Fatalf("the pipeline acked %v messages although the drainer acknowledged nothing", n)
+	}
+
+	p.Set(nil) // the drainer acknowledges again
+	waitFor(t, 60*time.Second, "all records drained", distinct(t, total, out))
+	waitFor(t, 30*time.Second, "every message acked", consumerSettled(t, js, cfg))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for n, c := range outputCounts(t, out) {
+		if c != 1 {
+			t.Fatalf("record %d drained %d times; acked framing must drop duplicates", n, c)
+		}
 	}
 }
