@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"sync"
 	"time"
@@ -126,4 +127,17 @@ func (a *Admin) Close() error {
 	err := a.srv.Shutdown(ctx)
 	a.wg.Wait()
 	return err
+}
+
+// MountPprof serves the Go runtime profiles (net/http/pprof) under
+// /debug/pprof/ on the admin server, e.g.
+// go tool pprof http://127.0.0.1:9464/debug/pprof/heap. The admin server
+// listens on loopback unless configured otherwise; profiles reveal code
+// paths and timing, so keep it there.
+func MountPprof(a *Admin) {
+	a.HandleFunc("GET /debug/pprof/", pprof.Index)
+	a.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	a.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	a.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	a.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }

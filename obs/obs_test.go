@@ -118,3 +118,14 @@ func TestFaultCollector(t *testing.T) {
 		t.Fatalf(`sluice_fault_activations_total{point="obs.test.point"} = %v, want %v`, got, want)
 	}
 }
+
+func TestMountPprof(t *testing.T) {
+	a := obs.NewAdmin(prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	obs.MountPprof(a)
+	if code, body := get(t, a, "/debug/pprof/heap?debug=1"); code != 200 || !strings.Contains(body, "heap profile") {
+		t.Fatalf("/debug/pprof/heap = %d %.80q", code, body)
+	}
+	if code, body := get(t, a, "/debug/pprof/"); code != 200 || !strings.Contains(body, "goroutine") {
+		t.Fatalf("/debug/pprof/ = %d %.80q", code, body)
+	}
+}

@@ -115,6 +115,7 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 			return nil
 		})
 		obs.MountFaultAPI(s.admin)
+		obs.MountPprof(s.admin)
 		obs.MountFlightAPI(s.admin, s.fr)
 		s.admin.HandleFunc("POST /sink/reconnect", func(w http.ResponseWriter, _ *http.Request) {
 			s.snk.Reconnect("requested")
