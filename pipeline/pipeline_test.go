@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
+	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/process"
 )
@@ -432,5 +433,27 @@ func TestPipeline_FetchSizedToBudget(t *testing.T) {
 		if m > 5 {
 			t.Fatalf("fetch %d asked for %d messages of 100 records with a bound of 1000 records; want at most 5 (half the room)", i+1, m)
 		}
+	}
+}
+
+func TestPipeline_ProcessFaultRedelivers(t *testing.T) {
+	pt, ok := fault.Lookup("pipeline.process")
+	if !ok {
+		t.Fatal("pipeline.process not registered")
+	}
+	pt.Set(&fault.Action{Kind: fault.Error, Count: 2}) // fail the first two chunks
+	defer pt.Set(nil)
+	src, snk := newFakeSource(`{"a":1}`, `{"a":2}`, `{"a":3}`), &gateSink{}
+	p := pipeline.New(src, &fakeDLQ{}, process.Validator{}, snk, opts(nil))
+	stop := start(t, p)
+	waitFor(t, "every message acked after redelivery", func() bool { _, a, _ := src.counts(); return a == 3 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, naked := src.counts(); naked == 0 {
+		t.Fatal("no message was handed back although the fault point failed two chunks")
+	}
+	if len(snk.delivered()) != 3 {
+		t.Fatalf("delivered %d records, want 3", len(snk.delivered()))
 	}
 }

@@ -17,7 +17,7 @@ import (
 )
 
 var processPoint = fault.Register("pipeline.process",
-	"in a worker, before it processes a chunk of messages")
+	"in a worker, before it processes a chunk of messages (delay: slow processing; error/close: the chunk fails and its messages are redelivered)")
 
 // Options configures a Pipeline. The zero value of each field means its
 // default.
@@ -306,7 +306,13 @@ var newline = []byte{'\n'}
 // handle processes one chunk on a worker and hands its frame to the sink.
 func (p *Pipeline) handle(ctx context.Context, c *chunk) {
 	c.start = time.Now()
-	if err := processPoint.Hit(ctx); err != nil && ctx.Err() != nil {
+	if err := processPoint.Hit(ctx); err != nil {
+		// An injected error (or close) fails the whole chunk, like a worker
+		// that crashed mid-chunk: its messages are handed back for
+		// redelivery. A cancelled delay abandons it the same way.
+		if ctx.Err() == nil {
+			p.log.Debug("fault point failed a chunk; messages left for redelivery", "point", processPoint.Name(), "messages", len(c.msgs), "err", err)
+		}
 		p.settle(c, false)
 		return
 	}
