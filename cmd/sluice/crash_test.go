@@ -30,6 +30,7 @@ type proc struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
+	exit int // exit code of the last run, -1 when killed by a signal
 }
 
 func newProc(t *testing.T, dir, name string, env []string, args ...string) *proc {
@@ -49,7 +50,14 @@ func (p *proc) start() {
 		p.t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		p.mu.Lock()
+		p.exit = cmd.ProcessState.ExitCode()
+		p.mu.Unlock()
+		close(done)
+	}()
 	p.mu.Lock()
 	p.cmd, p.done = cmd, done
 	p.mu.Unlock()
@@ -67,8 +75,20 @@ func (p *proc) kill() {
 	<-done
 }
 
-// stop sends SIGTERM and waits up to 20s (then SIGKILL).
+// stop sends SIGTERM, waits up to 20s (then SIGKILL), and fails the test
+// unless the process exited with status 0: graceful shutdown.
 func (p *proc) stop() {
+	p.t.Helper()
+	p.terminate()
+	p.mu.Lock()
+	code := p.exit
+	p.mu.Unlock()
+	if code != 0 {
+		p.t.Errorf("%s exited with status %d after SIGTERM, want 0 (log: %s)", p.name, code, p.log)
+	}
+}
+
+func (p *proc) terminate() {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
 	p.mu.Unlock()

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	xtrace "golang.org/x/exp/trace"
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-dev/sluice/config"
@@ -482,4 +485,69 @@ func TestService_AckedNoQueueAckBeforeDrainerAck(t *testing.T) {
 			t.Fatalf("record %d drained %d times; acked framing must drop duplicates", n, c)
 		}
 	}
+}
+
+// TestService_FlightDumpOnForcedReconnect: with the flight recorder on, a
+// reconnect forced through the admin API writes a trace dump that parses as
+// a Go execution trace (what go tool trace opens).
+func TestService_FlightDumpOnForcedReconnect(t *testing.T) {
+	cfg, dir := testConfig(t)
+	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Flight.Enabled = true
+	cfg.Flight.Dir = filepath.Join(dir, "traces")
+	cfg.Flight.StallAfter = 0
+	startDrain(t, cfg.Sink.Socket, filepath.Join(dir, "out"))
+	svc, stop := startService(t, cfg)
+	js := publisher(t, svc)
+	publish(t, js, 0, 500, 5)
+	waitFor(t, 10*time.Second, "the sink to connect", func() error {
+		if !svc.snk.Connected() {
+			return fmt.Errorf("not connected")
+		}
+		return nil
+	})
+	resp, err := http.Post("http://"+svc.admin.Addr()+"/sink/reconnect", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST /sink/reconnect: %s", resp.Status)
+	}
+	var dump string
+	waitFor(t, 20*time.Second, "a flight-recorder dump named for the reconnect", func() error {
+		m, _ := filepath.Glob(filepath.Join(cfg.Flight.Dir, "sluice-trace-*reconnect*requested*.trace"))
+		if len(m) == 0 {
+			return fmt.Errorf("no dump in %s", cfg.Flight.Dir)
+		}
+		dump = m[0]
+		return nil
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := xtrace.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s is not an execution trace: %v", dump, err)
+	}
+	var events int
+	for {
+		_, err := r.ReadEvent()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: event %d: %v", dump, events, err)
+		}
+		events++
+	}
+	if events < 100 {
+		t.Fatalf("%s holds only %d events", dump, events)
+	}
+	t.Logf("%s: %d events", filepath.Base(dump), events)
 }
