@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testkit"
 	"io"
 	"net"
 	"os"
@@ -307,7 +308,7 @@ func TestAcked_GroupCommit(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, 30*time.Second, func() error {
+	testkit.WaitFor(t, 30*time.Second, func() error {
 		if got := r.Stats().Received; got != conns*perConn {
 			return fmt.Errorf("%d frames received", got)
 		}
@@ -400,7 +401,7 @@ func TestAcked_PeerThatNeverReadsAcks(t *testing.T) {
 	// own count, and when the acker is merely slow (a loaded machine) it
 	// waits for it to catch up rather than assuming it is stuck.
 	for ; id < maxFrames && !timedOut(); id++ {
-		waitFor(t, 30*time.Second, func() error {
+		testkit.WaitFor(t, 30*time.Second, func() error {
 			if st := r.Stats(); st.Received-st.Acks > 16 && !timedOut() {
 				return fmt.Errorf("%d frames unacknowledged", st.Received-st.Acks)
 			}
@@ -412,7 +413,7 @@ func TestAcked_PeerThatNeverReadsAcks(t *testing.T) {
 		if err := deaf.sendUnchecked(id+1, msg("D", id+1, 1)); err != nil {
 			break // the drainer dropped the connection
 		}
-		waitFor(t, 30*time.Second, func() error {
+		testkit.WaitFor(t, 30*time.Second, func() error {
 			if st := r.Stats(); st.Frames < id+1 && !timedOut() {
 				return fmt.Errorf("%d frames committed", st.Frames)
 			}
@@ -422,7 +423,7 @@ func TestAcked_PeerThatNeverReadsAcks(t *testing.T) {
 	if id == maxFrames {
 		t.Fatalf("the ACKs of %d frames never filled the socket buffer", id)
 	}
-	waitFor(t, 30*time.Second, func() error {
+	testkit.WaitFor(t, 30*time.Second, func() error {
 		if got := counter(t, r.reg, "sluice_drain_conn_errors_total", drain.ReasonAckTimeout); got != 1 {
 			return fmt.Errorf("ack write timeouts %v", got)
 		}
@@ -567,7 +568,7 @@ func TestAcked_ShutdownAcksInFlight(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 30*time.Second, func() error {
+	testkit.WaitFor(t, 30*time.Second, func() error {
 		if r.Stats().Received != 10 {
 			return errors.New("frames not received yet")
 		}
@@ -590,7 +591,7 @@ func TestAcked_ShutdownAcksInFlight(t *testing.T) {
 func TestAcked_SecondDrainerOnSameOutput(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
 	startAcked(t, drain.Options{Out: dir})
-	srv, err := drain.New(drain.Options{Framing: drain.FramingAcked, Socket: filepath.Join(shortDir(t), "d.sock"), Out: dir})
+	srv, err := drain.New(drain.Options{Framing: drain.FramingAcked, Socket: filepath.Join(testkit.ShortDir(t), "d.sock"), Out: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package drain_test
 import (
 	"bytes"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testkit"
 	"net"
 	"path/filepath"
 	"strings"
@@ -59,7 +60,7 @@ func BenchmarkServer_Lines(b *testing.B) {
 				}
 			}
 			want := uint64(blocks * perBlock)
-			waitFor(b, 5*time.Minute, func() error {
+			testkit.WaitFor(b, 5*time.Minute, func() error {
 				if got := r.Stats().Records; got != want {
 					return fmt.Errorf("%d of %d lines drained", got, want)
 				}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testkit"
 	"io"
 	"net"
 	"strings"
@@ -60,7 +61,7 @@ func FuzzAcked(f *testing.F) {
 		}
 		c.(*net.UnixConn).CloseWrite()
 		<-done
-		waitFor(t, 30*time.Second, func() error {
+		testkit.WaitFor(t, 30*time.Second, func() error {
 			if st := r.Stats(); st.Connections != before.Connections+1 || st.Open != 0 {
 				return fmt.Errorf("connection not finished: %+v", st)
 			}

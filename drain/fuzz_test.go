@@ -3,6 +3,7 @@ package drain_test
 import (
 	"bytes"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testkit"
 	"net"
 	"testing"
 	"time"
@@ -60,7 +61,7 @@ func FuzzLines(f *testing.F) {
 			p = p[n:]
 		}
 		c.Close()
-		waitFor(t, 10*time.Second, func() error {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if st := r.Stats(); st.Connections != before.Connections+1 || st.Open != 0 {
 				return fmt.Errorf("connection not finished: %+v", st)
 			}

@@ -3,14 +3,13 @@ package drain_test
 import (
 	"bytes"
 	"context"
+	"github.com/sluice-dev/sluice/internal/testkit"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
@@ -21,35 +20,6 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var quiet = slog.New(slog.DiscardHandler)
-
-// shortDir returns a fresh directory with a short path: Unix socket paths
-// must be shorter than 108 bytes and t.TempDir() can be longer.
-func shortDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "dr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-// waitFor polls cond until it returns nil, failing the test with its last
-// error after timeout (a stall guard, not a timed assertion).
-func waitFor(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting after %v: %v", timeout, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 // running is a Server being served in the background.
 type running struct {
@@ -77,7 +47,7 @@ func (r *running) stop() error {
 func start(t testing.TB, opts drain.Options) *running {
 	t.Helper()
 	if opts.Socket == "" {
-		opts.Socket = filepath.Join(shortDir(t), "d.sock")
+		opts.Socket = filepath.Join(testkit.ShortDir(t), "d.sock")
 	}
 	if opts.Out == "" {
 		opts.Out = filepath.Join(t.TempDir(), "out")

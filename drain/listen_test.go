@@ -2,6 +2,7 @@ package drain_test
 
 import (
 	"errors"
+	"github.com/sluice-dev/sluice/internal/testkit"
 	"io"
 	"net"
 	"os"
@@ -29,7 +30,7 @@ func newServer(t *testing.T, opts drain.Options) *drain.Server {
 }
 
 func TestListen_StaleSocketRemoved(t *testing.T) {
-	path := filepath.Join(shortDir(t), "d.sock")
+	path := filepath.Join(testkit.ShortDir(t), "d.sock")
 	// A listener that dies without removing its socket file.
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
@@ -44,7 +45,7 @@ func TestListen_StaleSocketRemoved(t *testing.T) {
 	c := dial(t, path)
 	io.WriteString(c, "{}\n")
 	c.Close()
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if r.Stats().Records != 1 {
 			return errors.New("record not drained over the replaced socket")
 		}
@@ -73,7 +74,7 @@ func TestListen_LiveDrainerInUse(t *testing.T) {
 	c := dial(t, first.Addr())
 	io.WriteString(c, "{}\n")
 	c.Close()
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if first.Stats().Records != 1 {
 			return errors.New("the first drainer stopped working")
 		}
@@ -91,7 +92,7 @@ func TestListen_RefusesNonSocket(t *testing.T) {
 		{"symlink", func(p string) error { return os.Symlink("elsewhere", p) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(shortDir(t), "d.sock")
+			path := filepath.Join(testkit.ShortDir(t), "d.sock")
 			if err := tc.make(path); err != nil {
 				t.Fatal(err)
 			}
@@ -135,7 +136,7 @@ func TestListen_SocketMode(t *testing.T) {
 				}
 			})
 			defer restore()
-			path := filepath.Join(shortDir(t), "d.sock")
+			path := filepath.Join(testkit.ShortDir(t), "d.sock")
 			srv := newServer(t, drain.Options{Socket: path, SocketMode: tc.mode})
 			if err := srv.Listen(); err != nil {
 				t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testkit"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -62,7 +63,7 @@ func TestServer_ConcurrentWriters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 30*time.Second, func() error {
+	testkit.WaitFor(t, 30*time.Second, func() error {
 		if st := r.Stats(); st.Records != writers*perWriter || st.Open != 0 {
 			return fmt.Errorf("%d records drained and %d connections open; want %d and 0", st.Records, st.Open, writers*perWriter)
 		}
@@ -109,7 +110,7 @@ func TestServer_TornLineDiscarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if st := r.Stats(); st.TornLines != 1 || st.Open != 0 {
 			return fmt.Errorf("torn lines %d, open %d; want 1 and 0", st.TornLines, st.Open)
 		}
@@ -149,7 +150,7 @@ func TestServer_OversizedLineClosesOnlyThatConnection(t *testing.T) {
 	if _, err := io.WriteString(good, "{\"c\":\"good\",\"n\":1}\n"); err != nil {
 		t.Fatalf("the other connection stopped working: %v", err)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if st := r.Stats(); st.Records != 3 {
 			return fmt.Errorf("%d records, want 3", st.Records)
 		}
@@ -182,7 +183,7 @@ func TestServer_LongLinesGrowTheBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if st := r.Stats(); st.Records != 3 || st.Open != 0 {
 			return fmt.Errorf("%d records, %d open; want 3, 0", st.Records, st.Open)
 		}
@@ -208,7 +209,7 @@ func TestServer_Rotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if st := r.Stats(); st.Records != lines || st.Open != 0 {
 			return fmt.Errorf("%d records, %d open", st.Records, st.Open)
 		}
@@ -265,7 +266,7 @@ func TestServer_FileNamesKeepOrderAcrossRestarts(t *testing.T) {
 	c := dial(t, r.Addr())
 	io.WriteString(c, "{\"run\":2}\n")
 	c.Close()
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if r.Stats().Records != 1 {
 			return errors.New("record not drained yet")
 		}
@@ -285,7 +286,7 @@ func TestServer_ShutdownDeliversDataInFlight(t *testing.T) {
 	for n := range lines {
 		fmt.Fprintf(&b, "{\"n\":%d}\n", n)
 	}
-	waitFor(t, 10*time.Second, func() error { // accepted, so Close must drain it
+	testkit.WaitFor(t, 10*time.Second, func() error { // accepted, so Close must drain it
 		if r.Stats().Open != 1 {
 			return errors.New("connection not accepted yet")
 		}
@@ -323,7 +324,7 @@ func TestServer_ServeReturnsOnContextCancel(t *testing.T) {
 	r := start(t, drain.Options{})
 	c := dial(t, r.Addr())
 	io.WriteString(c, "{}\n")
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if r.Stats().Records != 1 {
 			return errors.New("not drained yet")
 		}
@@ -354,7 +355,7 @@ func TestServer_Stdout(t *testing.T) {
 	c := dial(t, r.Addr())
 	io.WriteString(c, "{\"x\":1}\n{\"x\":2}\n")
 	// No Close: a quiet connection's lines must reach stdout anyway.
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if got := out.String(); got != "{\"x\":1}\n{\"x\":2}\n" {
 			return fmt.Errorf("stdout %q", got)
 		}
@@ -372,7 +373,7 @@ func TestServer_FlushesIdleConnection(t *testing.T) {
 	r := start(t, drain.Options{})
 	c := dial(t, r.Addr())
 	io.WriteString(c, "{\"idle\":true}\n")
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if _, err := os.Stat(r.out); err != nil {
 			return err
 		}
@@ -411,7 +412,7 @@ func TestServer_InjectedErrorClosesConnection(t *testing.T) {
 	c2 := dial(t, r.Addr())
 	io.WriteString(c2, "{\"kept\":1}\n")
 	c2.Close()
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if st := r.Stats(); st.Records != 1 || st.Open != 0 {
 			return fmt.Errorf("%+v", st)
 		}
@@ -502,7 +503,7 @@ func TestServer_PeerUIDs(t *testing.T) {
 		c := dial(t, r.Addr())
 		io.WriteString(c, "{}\n")
 		c.Close()
-		waitFor(t, 10*time.Second, func() error {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if st := r.Stats(); st.Records != 1 || st.Open != 0 {
 				return fmt.Errorf("%+v", st)
 			}

@@ -3,6 +3,7 @@ package load_test
 import (
 	"context"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testkit"
 	"testing"
 	"time"
 
@@ -14,22 +15,6 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// waitFor polls fn until it returns nil or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waitFor: %v", err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // startJS starts an embedded JetStream server on 127.0.0.1 with a stream
@@ -96,7 +81,7 @@ func consumeAll(t testing.TB, js jetstream.JetStream, stream, subject string) []
 		t.Fatal(err)
 	}
 	var out [][]byte
-	waitFor(t, 30*time.Second, func() error {
+	testkit.WaitFor(t, 30*time.Second, func() error {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(200*time.Millisecond))
 		if err != nil {
 			return err

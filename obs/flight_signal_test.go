@@ -4,6 +4,7 @@ package obs_test
 
 import (
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testkit"
 	"os"
 	"strings"
 	"syscall"
@@ -25,7 +26,7 @@ func TestFlightRecorder_NotifySignal(t *testing.T) {
 		if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, stallGuard, func() error {
+		testkit.WaitFor(t, stallGuard, func() error {
 			if n := e.metric(t, "sluice_flight_dumps_total", "reason", obs.ReasonSignal); n < float64(i) {
 				return fmt.Errorf("%v signal dumps, want %d", n, i)
 			}

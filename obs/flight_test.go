@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testkit"
 	"io"
 	"log/slog"
 	"os"
@@ -97,7 +98,7 @@ func (e *recorderEnv) dumps(t *testing.T) []string {
 // has been handled.
 func (e *recorderEnv) waitHandled(t *testing.T, n float64) {
 	t.Helper()
-	waitFor(t, stallGuard, func() error {
+	testkit.WaitFor(t, stallGuard, func() error {
 		var all float64
 		fams, _ := e.reg.Gather()
 		for _, fam := range fams {
@@ -350,7 +351,7 @@ func TestFlightRecorder_Stall(t *testing.T) {
 		idleCalls.Add(1)
 		return false, 7
 	})
-	waitFor(t, stallGuard, func() error {
+	testkit.WaitFor(t, stallGuard, func() error {
 		if c, i := calls.Load(), idleCalls.Load(); c < 50 || i < 50 {
 			return fmt.Errorf("progress called %d and %d times, want 50", c, i)
 		}
@@ -369,7 +370,7 @@ func TestFlightRecorder_Stall(t *testing.T) {
 	})
 	e.waitHandled(t, 1)
 	start := stalledCalls.Load()
-	waitFor(t, stallGuard, func() error {
+	testkit.WaitFor(t, stallGuard, func() error {
 		if stalledCalls.Load() < start+50 {
 			return errors.New("stalled watcher not ticking")
 		}
@@ -502,7 +503,7 @@ func TestFlightRecorder_CloseWaitsForWatchers(t *testing.T) {
 		closed <- returned.Load()
 	}()
 	// Close has begun once DumpNow refuses.
-	waitFor(t, stallGuard, func() error {
+	testkit.WaitFor(t, stallGuard, func() error {
 		if _, err := e.f.DumpNow("probe"); !errors.Is(err, obs.ErrFlightClosed) {
 			return fmt.Errorf("DumpNow = %v, want ErrFlightClosed", err)
 		}

@@ -3,7 +3,7 @@ package perf_test
 import (
 	"context"
 	"errors"
-	"os"
+	"github.com/sluice-dev/sluice/internal/testkit"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -28,17 +28,6 @@ func buildSluice(t *testing.T) string {
 	return exe
 }
 
-// shortDir is a temporary directory with a path short enough for sockets.
-func shortDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "pt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
 // TestRun_Smoke runs the whole harness once with tiny sizes: every row is
 // produced with a positive value, except the acked framing, which may be
 // reported as not available.
@@ -47,7 +36,7 @@ func TestRun_Smoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var progress strings.Builder
-	r, err := perf.Run(ctx, perf.Options{Exe: exe, Records: 2000, Reps: 1, Dir: shortDir(t), Progress: &progress})
+	r, err := perf.Run(ctx, perf.Options{Exe: exe, Records: 2000, Reps: 1, Dir: testkit.ShortDir(t), Progress: &progress})
 	if err != nil {
 		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
 	}
@@ -76,7 +65,7 @@ func TestEndToEnd_FramingNotAvailable(t *testing.T) {
 	exe := buildSluice(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := perf.EndToEnd(ctx, perf.E2EOptions{Exe: exe, Dir: shortDir(t), Framing: "carrier-pigeon", Records: 10, PerMessage: 1, RecordSize: 200})
+	_, err := perf.EndToEnd(ctx, perf.E2EOptions{Exe: exe, Dir: testkit.ShortDir(t), Framing: "carrier-pigeon", Records: 10, PerMessage: 1, RecordSize: 200})
 	if !errors.Is(err, perf.ErrNotAvailable) {
 		t.Fatalf("EndToEnd with an unknown framing: %v; want ErrNotAvailable", err)
 	}
@@ -86,7 +75,7 @@ func TestRawSocket_ReaderMissing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	// /bin/true exits at once without listening: an error, not a hang.
-	if _, err := perf.RawSocket(ctx, "/bin/true", shortDir(t), 1000, 200); err == nil {
+	if _, err := perf.RawSocket(ctx, "/bin/true", testkit.ShortDir(t), 1000, 200); err == nil {
 		t.Fatal("RawSocket with a reader that never listens: nil error")
 	}
 }

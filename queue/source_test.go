@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testkit"
 	"strings"
 	"sync"
 	"testing"
@@ -71,7 +72,7 @@ func TestSource_FetchAck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, stallGuard, func() error {
+	testkit.WaitFor(t, stallGuard, func() error {
 		ci, err := cons.Info(context.Background())
 		if err != nil {
 			return err
@@ -374,7 +375,7 @@ func TestSource_SharedConsumer(t *testing.T) {
 		for i := 0; i < 6; i++ {
 			publish(t, js, 30+i*n/6, n/6)
 		}
-		waitFor(t, stallGuard, func() error {
+		testkit.WaitFor(t, stallGuard, func() error {
 			mu.Lock()
 			defer mu.Unlock()
 			if len(seen) < n {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testkit"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,7 +120,7 @@ type crashRig struct {
 
 func newCrashRig(t *testing.T) *crashRig {
 	t.Helper()
-	dir := shortDir(t)
+	dir := testkit.ShortDir(t)
 	qcfg := config.Default().Queue
 	qcfg.DataDir = filepath.Join(dir, "nats")
 	qcfg.Listen = "127.0.0.1:0"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testkit"
 	"io"
 	"log/slog"
 	"net/http"
@@ -24,21 +25,9 @@ import (
 	"github.com/sluice-dev/sluice/fault"
 )
 
-// shortDir returns a temporary directory with a path short enough for a
-// Unix socket (t.TempDir() paths can pass the 108-byte limit).
-func shortDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "sl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
 func testConfig(t *testing.T) (*config.Config, string) {
 	t.Helper()
-	dir := shortDir(t)
+	dir := testkit.ShortDir(t)
 	cfg := config.Default()
 	cfg.Queue.DataDir = filepath.Join(dir, "data")
 	cfg.Queue.Listen = "127.0.0.1:0"
