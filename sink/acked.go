@@ -466,9 +466,7 @@ func (w *Writer) readFailed(ctx context.Context, l *lease, err error) {
 	if pe, ok := errors.AsType[*wire.ProtocolError](err); ok {
 		w.log.Error("the drainer broke the acked protocol; closing the connection", keyGen, l.gen,
 			keyCode, pe.Code.String(), keyErr, err, keyHint, "check the drainer's version and implementation against docs/protocol.md")
-		w.sendClose(l, wire.CloseFor(err))
-		w.fail(ctx, l, ReasonProtocolError, fmt.Errorf("read from %q: %w", w.opts.Path, err))
-		shutdown(l.conn)
+		w.failWithClose(ctx, l, wire.CloseFor(err), ReasonProtocolError, fmt.Errorf("read from %q: %w", w.opts.Path, err))
 		return
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -479,9 +477,8 @@ func (w *Writer) readFailed(ctx context.Context, l *lease, err error) {
 		w.log.Warn("no acknowledgement from the drainer in time; re-sending the window on a new connection",
 			keyGen, l.gen, "unacked_frames", n, "ack_timeout", w.opts.AckTimeout,
 			keyHint, "the drainer is stalled or slow to make records durable (disk?); raise sink ack timeout if this is expected")
-		w.sendClose(l, wire.Close{Code: wire.CodeTimeout, Reason: fmt.Sprintf("no ACK for %v", w.opts.AckTimeout)})
-		w.fail(ctx, l, ReasonAckTimeout, fmt.Errorf("no ACK from %q for %v: %w", w.opts.Path, w.opts.AckTimeout, err))
-		shutdown(l.conn)
+		w.failWithClose(ctx, l, wire.Close{Code: wire.CodeTimeout, Reason: fmt.Sprintf("no ACK for %v", w.opts.AckTimeout)},
+			ReasonAckTimeout, fmt.Errorf("no ACK from %q for %v: %w", w.opts.Path, w.opts.AckTimeout, err))
 		return
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -490,23 +487,25 @@ func (w *Writer) readFailed(ctx context.Context, l *lease, err error) {
 	w.fail(ctx, l, ReasonPeerClosed, fmt.Errorf("read from %q: %w", w.opts.Path, err))
 }
 
-// sendClose writes a CLOSE frame on l, best effort: only if no frame is being
-// written (else the CLOSE would wait behind a possibly stuck write) and l's
-// connection is still open.
-func (w *Writer) sendClose(l *lease, c wire.Close) {
-	if !w.ref(l) {
+// failWithClose retires l with reason, then sends c on it and shuts it
+// down. Failing first means that the drainer's reaction to the CLOSE (it
+// drops the connection) cannot be seen first by a writer, which would
+// report the reconnect as a write error. The CLOSE waits for a write in
+// progress (bounded by WriteTimeout, or cut short by Close); no new write
+// starts on a broken lease. Nothing is sent if the connection is already
+// closed.
+func (w *Writer) failWithClose(ctx context.Context, l *lease, c wire.Close, reason string, err error) {
+	held := w.ref(l)
+	w.fail(ctx, l, reason, err)
+	if !held {
 		return
 	}
 	defer w.release(l)
-	if !l.wmu.TryLock() {
-		return
-	}
-	defer l.wmu.Unlock()
-	if l.broken.Load() {
-		return
-	}
+	l.wmu.Lock()
 	_ = l.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = l.conn.Write(wire.AppendClose(nil, c))
+	l.wmu.Unlock()
+	shutdown(l.conn)
 }
 
 // ref takes a reference to l if its connection is still open.

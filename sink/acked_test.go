@@ -108,12 +108,14 @@ func TestWriter_AckedTimeout(t *testing.T) {
 	if !ns.has("ack_timeout/ack_timeout") || !ns.has("reconnect/ack_timeout") {
 		t.Errorf("Notify calls %v", ns.got)
 	}
-	p.mu.Lock()
-	closes := slices.Clone(p.closes)
-	p.mu.Unlock()
-	if len(closes) == 0 || closes[0].Code != wire.CodeTimeout {
-		t.Errorf("CLOSE frames from the sink %+v, want TIMEOUT first", closes)
-	}
+	waitFor(t, 10*time.Second, func() error {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if len(p.closes) == 0 || p.closes[0].Code != wire.CodeTimeout {
+			return fmt.Errorf("CLOSE frames from the sink %+v, want TIMEOUT first", p.closes)
+		}
+		return nil
+	})
 	p.ackAll()
 	waitFor(t, 10*time.Second, func() error {
 		if n := dl.n.Load(); n != 3 {
