@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/sluice-dev/sluice/internal/testkit"
 	"io"
 	"net"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/testkit"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -385,7 +386,7 @@ func TestAcked_BadInputClosesOnlyThatConnection(t *testing.T) {
 // A peer that sends but never reads its ACKs is closed once an ACK write
 // stalls for AckWriteTimeout; another connection keeps working.
 func TestAcked_PeerThatNeverReadsAcks(t *testing.T) {
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	r := startAcked(t, drain.Options{Out: "-", Stdout: &out, AckWriteTimeout: 200 * time.Millisecond})
 	good := dialAcked(t, r.Addr(), "good")
 	deaf := dialAcked(t, r.Addr(), "deaf")
@@ -547,7 +548,7 @@ func TestAcked_JournalCompaction(t *testing.T) {
 
 // Stdout output acknowledges and deduplicates in memory.
 func TestAcked_Stdout(t *testing.T) {
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	r := startAcked(t, drain.Options{Out: "-", Stdout: &out})
 	a := dialAcked(t, r.Addr(), "t-1")
 	a.sendAcked(1, msg("S", 1, 2))

@@ -3,12 +3,13 @@ package drain_test
 import (
 	"bytes"
 	"fmt"
-	"github.com/sluice-dev/sluice/internal/testkit"
 	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/testkit"
 
 	"github.com/sluice-dev/sluice/drain"
 	"github.com/sluice-dev/sluice/wire"

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/sluice-dev/sluice/internal/testkit"
 	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/testkit"
 
 	"github.com/sluice-dev/sluice/drain"
 	"github.com/sluice-dev/sluice/wire"
@@ -34,7 +35,7 @@ func FuzzAcked(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		// A drainer per input: its dedup memory starts empty, as the
 		// model's does.
-		var out syncBuffer
+		var out testkit.SyncBuffer
 		r := start(t, drain.Options{Framing: drain.FramingAcked, Out: "-", Stdout: &out, FrameTimeout: 200 * time.Millisecond})
 		want, windowHit := modelAcked(data)
 		before := r.Stats()

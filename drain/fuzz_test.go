@@ -3,10 +3,11 @@ package drain_test
 import (
 	"bytes"
 	"fmt"
-	"github.com/sluice-dev/sluice/internal/testkit"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/testkit"
 
 	"github.com/sluice-dev/sluice/drain"
 )
@@ -25,7 +26,7 @@ func FuzzLines(f *testing.F) {
 	f.Add(append([]byte("ok\n"), bytes.Repeat([]byte("y"), maxLine+1)...), uint8(200))
 	f.Add(bytes.Repeat([]byte("z"), maxLine), uint8(5))
 
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	r := start(f, drain.Options{Out: "-", Stdout: &out, MaxLine: maxLine})
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		before := r.Stats()

@@ -1,15 +1,15 @@
 package drain_test
 
 import (
-	"bytes"
 	"context"
-	"github.com/sluice-dev/sluice/internal/testkit"
 	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/sluice-dev/sluice/internal/testkit"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
@@ -123,24 +123,6 @@ func counter(t testing.TB, reg *prometheus.Registry, name string, lv ...string) 
 	}
 	t.Fatalf("metric %s%v not found", name, lv)
 	return 0
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use (the drainer's stdout).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // failWriter fails every write.

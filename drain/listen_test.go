@@ -2,7 +2,6 @@ package drain_test
 
 import (
 	"errors"
-	"github.com/sluice-dev/sluice/internal/testkit"
 	"io"
 	"net"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/testkit"
 
 	"github.com/sluice-dev/sluice/drain"
 )

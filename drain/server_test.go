@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/sluice-dev/sluice/internal/testkit"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/testkit"
 
 	"github.com/sluice-dev/sluice/drain"
 	"github.com/sluice-dev/sluice/fault"
@@ -350,7 +351,7 @@ func TestServer_ServeReturnsOnContextCancel(t *testing.T) {
 }
 
 func TestServer_Stdout(t *testing.T) {
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	r := start(t, drain.Options{Out: "-", Stdout: &out})
 	c := dial(t, r.Addr())
 	io.WriteString(c, "{\"x\":1}\n{\"x\":2}\n")

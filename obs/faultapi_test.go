@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/testkit"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-dev/sluice/fault"
@@ -42,7 +44,7 @@ func TestFaultAPI(t *testing.T) {
 	a1.Set(nil)
 	a2.Set(nil)
 
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	a := obs.NewAdmin(prometheus.NewRegistry(), slog.New(slog.NewTextHandler(logs, nil)))
 	obs.MountFaultAPI(a)
 

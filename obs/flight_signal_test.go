@@ -4,12 +4,13 @@ package obs_test
 
 import (
 	"fmt"
-	"github.com/sluice-dev/sluice/internal/testkit"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/testkit"
 
 	"github.com/sluice-dev/sluice/obs"
 )

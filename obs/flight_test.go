@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sluice-dev/sluice/internal/testkit"
 	"io"
 	"log/slog"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/testkit"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -31,7 +32,7 @@ const stallGuard = 30 * time.Second // generous: only catches a hang
 type recorderEnv struct {
 	f   *obs.FlightRecorder
 	reg *prometheus.Registry
-	log *syncBuffer
+	log *testkit.SyncBuffer
 	dir string
 }
 
@@ -39,7 +40,7 @@ type recorderEnv struct {
 // opts.Dir, Logger and Registerer are filled in. It is closed at cleanup.
 func startRecorder(t *testing.T, opts obs.FlightOptions) *recorderEnv {
 	t.Helper()
-	e := &recorderEnv{reg: prometheus.NewRegistry(), log: &syncBuffer{}, dir: filepath.Join(t.TempDir(), "dumps")}
+	e := &recorderEnv{reg: prometheus.NewRegistry(), log: &testkit.SyncBuffer{}, dir: filepath.Join(t.TempDir(), "dumps")}
 	opts.Dir, opts.Registerer = e.dir, e.reg
 	opts.Logger = slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f, err := obs.StartFlightRecorder(opts)

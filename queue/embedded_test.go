@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluice-dev/sluice/internal/testkit"
+
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/sluice-dev/sluice/config"
@@ -65,7 +67,7 @@ func TestStartEmbedded_PortInUse(t *testing.T) {
 }
 
 func TestStartEmbedded_ListensOnlyWhereConfigured(t *testing.T) {
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	cfg := testConfig(t)
 	emb, err := queue.StartEmbedded(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
@@ -127,7 +129,7 @@ func TestConnect_External(t *testing.T) {
 		_ = src.Close()
 	})
 	t.Run("wrong password is reported without it", func(t *testing.T) {
-		var logs syncBuffer
+		var logs testkit.SyncBuffer
 		cfg := config.Queue{URL: "nats://ingest:wrong-pw@127.0.0.1:" + itoa(port)}
 		_, err := queue.Connect(context.Background(), cfg, nil, slog.New(slog.NewTextHandler(&logs, nil)))
 		if err == nil {

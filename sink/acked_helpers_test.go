@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/testkit"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-dev/sluice/pipeline"
@@ -292,7 +294,7 @@ func (l *logBuf) logger() *slog.Logger {
 
 func waitConnected(t testing.TB, w *sink.Writer) {
 	t.Helper()
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if !w.Connected() {
 			return errors.New("not connected")
 		}

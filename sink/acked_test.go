@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/testkit"
+
 	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sink"
@@ -29,7 +31,7 @@ func TestWriter_AckedBasic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if got := p.framesOn(0); len(got) != 3 {
 			return fmt.Errorf("peer got frames %v", got)
 		}
@@ -45,7 +47,7 @@ func TestWriter_AckedBasic(t *testing.T) {
 		t.Errorf("window_frames = %v, want 3", got)
 	}
 	p.ackAll()
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if n := dl.n.Load(); n != 3 {
 			return fmt.Errorf("%d dones", n)
 		}
@@ -90,7 +92,7 @@ func TestWriter_AckedTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 20*time.Second, func() error {
+	testkit.WaitFor(t, 20*time.Second, func() error {
 		if got := p.framesOn(1); len(got) != 3 {
 			return fmt.Errorf("second connection got %v", got)
 		}
@@ -108,7 +110,7 @@ func TestWriter_AckedTimeout(t *testing.T) {
 	if !ns.has("ack_timeout/ack_timeout") || !ns.has("reconnect/ack_timeout") {
 		t.Errorf("Notify calls %v", ns.got)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if len(p.closes) == 0 || p.closes[0].Code != wire.CodeTimeout {
@@ -117,7 +119,7 @@ func TestWriter_AckedTimeout(t *testing.T) {
 		return nil
 	})
 	p.ackAll()
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if n := dl.n.Load(); n != 3 {
 			return fmt.Errorf("%d dones", n)
 		}
@@ -172,7 +174,7 @@ func TestWriter_AckedReconnectUnderLoad(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitFor(t, 30*time.Second, func() error {
+	testkit.WaitFor(t, 30*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(dones) != writers*perWriter {
@@ -250,7 +252,7 @@ func TestWriter_AckedWindowFull(t *testing.T) {
 				}
 			}
 			blocked := sendAsync(bg, w, msg(uint64(tc.fit+1), 1))
-			waitFor(t, 10*time.Second, func() error {
+			testkit.WaitFor(t, 10*time.Second, func() error {
 				if n := p.totalFrames(); n != tc.fit {
 					return fmt.Errorf("peer got %d frames", n)
 				}
@@ -268,14 +270,14 @@ func TestWriter_AckedWindowFull(t *testing.T) {
 			if r := await(t, blocked); r.err != nil {
 				t.Fatal(r.err)
 			}
-			waitFor(t, 10*time.Second, func() error {
+			testkit.WaitFor(t, 10*time.Second, func() error {
 				if n := p.totalFrames(); n != tc.fit+1 {
 					return fmt.Errorf("peer got %d frames", n)
 				}
 				return nil
 			})
 			p.ackAll()
-			waitFor(t, 10*time.Second, func() error {
+			testkit.WaitFor(t, 10*time.Second, func() error {
 				if n := dl.n.Load(); n != int64(tc.fit) {
 					return fmt.Errorf("%d dones", n)
 				}
@@ -296,7 +298,7 @@ func TestWriter_AckedHandshakeRefused(t *testing.T) {
 	if err := w.Send(bg, msg(1, 1), dl.fn("1")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if n := dl.n.Load(); n != 1 {
 			return fmt.Errorf("%d dones", n)
 		}
@@ -337,7 +339,7 @@ func TestWriter_AckedProtocolError(t *testing.T) {
 			if err := w.Send(bg, msg(1, 1), dl.fn("1")); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, func() error {
+			testkit.WaitFor(t, 10*time.Second, func() error {
 				if n := dl.n.Load(); n != 1 {
 					return fmt.Errorf("%d dones", n)
 				}
@@ -346,7 +348,7 @@ func TestWriter_AckedProtocolError(t *testing.T) {
 			if got := reconnects(t, reg, sink.ReasonProtocolError); got != 1 {
 				t.Errorf("reconnects{protocol_error} = %v, want 1", got)
 			}
-			waitFor(t, 10*time.Second, func() error {
+			testkit.WaitFor(t, 10*time.Second, func() error {
 				p.mu.Lock()
 				defer p.mu.Unlock()
 				if len(p.closes) == 0 {
@@ -385,7 +387,7 @@ func TestWriter_AckedClose(t *testing.T) {
 		}
 	}
 	blocked := sendAsync(bg, w, msg(4, 1))
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if n := p.totalFrames(); n != 3 {
 			return fmt.Errorf("peer got %d frames", n)
 		}
@@ -420,14 +422,14 @@ func TestWriter_AckedSplit(t *testing.T) {
 	if err := w.Send(bg, rs, dl.fn("all")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if n := p.totalFrames(); n != 3 {
 			return fmt.Errorf("peer got %d frames, want 3 (2+2+1 messages of 2 records)", n)
 		}
 		return nil
 	})
 	p.ackAll()
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if n := dl.n.Load(); n != 1 {
 			return fmt.Errorf("%d dones", n)
 		}
@@ -460,7 +462,7 @@ func TestWriter_AckedFaultPoint(t *testing.T) {
 	if err := w.Send(bg, msg(1, 1), dl.fn("1")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if n := dl.n.Load(); n != 1 {
 			return fmt.Errorf("%d dones", n)
 		}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/testkit"
+
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sink"
 )
@@ -114,7 +116,7 @@ func BenchmarkWriter_SendAcked(b *testing.B) {
 		}
 		n++
 	}
-	waitFor(b, 30*time.Second, func() error {
+	testkit.WaitFor(b, 30*time.Second, func() error {
 		if got := acked.Load(); got != n {
 			return fmt.Errorf("%d of %d acked", got, n)
 		}

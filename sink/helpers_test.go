@@ -6,12 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/testkit"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
@@ -26,29 +27,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // paths must be shorter than 108 bytes and t.TempDir() can be longer.
 func socketPath(t testing.TB) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return filepath.Join(dir, "s.sock")
-}
-
-// waitFor polls cond until it returns nil, failing the test with its last
-// error after timeout (a stall guard, not a timed assertion).
-func waitFor(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting after %v: %v", timeout, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	return filepath.Join(testkit.ShortDir(t), "s.sock")
 }
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))

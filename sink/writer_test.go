@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/testkit"
+
 	"go.uber.org/goleak"
 
 	"github.com/sluice-dev/sluice/fault"
@@ -53,7 +55,7 @@ func TestWriter_Send(t *testing.T) {
 		t.Fatalf("empty Send: err %v, done called %v; want nil, true", err, called)
 	}
 
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if got := log.count(); got < len(want) {
 			return fmt.Errorf("drainer has %d lines, want %d", got, len(want))
 		}
@@ -271,7 +273,7 @@ func stress(t *testing.T, faulty bool) {
 	// Every completed dial is one connection at the drainer; all but the
 	// first are reconnects (requested, or after an injected write error),
 	// each counted once.
-	waitFor(t, 20*time.Second, func() error {
+	testkit.WaitFor(t, 20*time.Second, func() error {
 		got := reconnects(t, reg, sink.ReasonRequested) + reconnects(t, reg, sink.ReasonWriteError)
 		if accepted := d.accepted.Load(); int64(got) != accepted-1 {
 			return fmt.Errorf("reconnects{requested}+{write_error} = %v, drainer accepted %d connections", got, accepted)
@@ -340,7 +342,7 @@ func TestWriter_DrainerRestart(t *testing.T) {
 	ch := sendAsync(context.Background(), w, recs("during-1", "during-2"))
 	// The drainer is gone: the connector must be failing to dial, and the
 	// Send cannot have completed.
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if f := w.Stats().DialFailures; f < failuresBefore+3 {
 			return fmt.Errorf("%d dial failures, want at least %d", f, failuresBefore+3)
 		}
@@ -361,7 +363,7 @@ func TestWriter_DrainerRestart(t *testing.T) {
 	if r.err != nil || r.dones != 1 {
 		t.Fatalf("Send after restart: err %v, done(nil) called %d times; want nil, 1", r.err, r.dones)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if got := log2.all(); strings.Join(got, ",") != "during-1,during-2" {
 			return fmt.Errorf("restarted drainer got %q", got)
 		}
@@ -424,7 +426,7 @@ func TestWriter_Close(t *testing.T) {
 		for range 4 {
 			chs = append(chs, sendAsync(context.Background(), w, recs("x")))
 		}
-		waitFor(t, 10*time.Second, func() error {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if w.Stats().DialFailures < 2 {
 				return errors.New("the connector has not tried to dial yet")
 			}
@@ -458,7 +460,7 @@ func TestWriter_Close(t *testing.T) {
 		// the write in time.
 		w, _ := newWriter(t, sink.Options{Path: path, WriteTimeout: time.Hour})
 		ch := sendAsync(context.Background(), w, recs(strings.Repeat("z", 8<<20)))
-		waitFor(t, 10*time.Second, func() error {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if d.accepted.Load() < 1 || !w.Connected() {
 				return errors.New("not connected yet")
 			}
@@ -508,7 +510,7 @@ func TestWriter_WriteTimeout(t *testing.T) {
 	if got := counter(t, reg, "sluice_sink_write_errors_total"); got != 1 {
 		t.Errorf("sluice_sink_write_errors_total = %v, want 1", got)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		got := log.on(1)
 		if len(got) != 5 || got[4] != "tail" || got[0] != big {
 			return fmt.Errorf("second connection has %d lines, want the whole 5-line frame", len(got))
@@ -545,7 +547,7 @@ func TestWriter_MaxConnAge(t *testing.T) {
 	}
 	// Wait for the drainer to accept every connection before closing the
 	// listener, or frames in a connection still in its backlog are lost.
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if got, n := reconnects(t, reg, sink.ReasonMaxAge), d.accepted.Load(); int64(got) != n-1 {
 			return fmt.Errorf("reconnects{max_age} = %v, drainer accepted %d connections", got, n)
 		}
@@ -580,7 +582,7 @@ func TestWriter_PeerClosed(t *testing.T) {
 		log.handle(n, c)
 	})
 	w, reg := newWriter(t, sink.Options{Path: path, BackoffMin: time.Millisecond})
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if got := reconnects(t, reg, sink.ReasonPeerClosed); got != 1 || !w.Connected() {
 			return fmt.Errorf("reconnects{peer_closed} = %v, connected %v; want 1, true", got, w.Connected())
 		}
@@ -592,7 +594,7 @@ func TestWriter_PeerClosed(t *testing.T) {
 	if err := w.Send(context.Background(), recs("after"), func(error) {}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if got := log.on(1); len(got) != 1 {
 			return fmt.Errorf("second connection got %q", got)
 		}
@@ -624,7 +626,7 @@ func TestWriter_FaultPoints(t *testing.T) {
 			log := newLineLog()
 			d := startDrainer(t, path, log.handle)
 			w, reg := newWriter(t, sink.Options{Path: path, BackoffMin: time.Millisecond})
-			waitFor(t, 10*time.Second, func() error {
+			testkit.WaitFor(t, 10*time.Second, func() error {
 				if !w.Connected() {
 					return errors.New("not connected")
 				}
@@ -647,7 +649,7 @@ func TestWriter_FaultPoints(t *testing.T) {
 			}
 			// The frame is written: wait for the drainer to accept the
 			// connection it sits in before closing the listener.
-			waitFor(t, 10*time.Second, func() error {
+			testkit.WaitFor(t, 10*time.Second, func() error {
 				if n := d.accepted.Load(); n != 2 {
 					return fmt.Errorf("drainer accepted %d connections, want 2", n)
 				}

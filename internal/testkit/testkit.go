@@ -3,7 +3,9 @@
 package testkit
 
 import (
+	"bytes"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -37,4 +39,25 @@ func ShortDir(t testing.TB) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent use: a logger or a
+// drainer's stdout writing while the test reads.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
