@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -122,7 +123,12 @@ func (s *Server) render(ac *ackedConn, d wire.Data) *pending {
 			size += len(r.ID.Stream) + 2*20 + 3
 		}
 	}
-	p := &pending{c: ac, id: d.FrameID, keys: make([]msgKey, len(d.Records)), ends: make([]int, len(d.Records)), lines: make([]byte, 0, size)}
+	n := len(d.Records)
+	rb := renderPool.Get().(*renderBuf)
+	p := &pending{c: ac, id: d.FrameID, rb: rb,
+		keys:  slices.Grow(rb.keys[:0], n)[:n],
+		ends:  slices.Grow(rb.ends[:0], n)[:n],
+		lines: slices.Grow(rb.lines[:0], size)}
 	for i, r := range d.Records {
 		p.keys[i] = msgKey{r.ID.Stream, r.ID.Seq}
 		if s.opts.WriteIdentity {
@@ -139,6 +145,18 @@ func (s *Server) render(ac *ackedConn, d wire.Data) *pending {
 	}
 	return p
 }
+
+// renderBuf holds the memory of one rendered frame, reused through
+// renderPool: a frame's buffers are needed only until its group commit has
+// written them, so the committer gives them back (pending.release) before
+// the frame goes to its acker.
+type renderBuf struct {
+	lines []byte
+	keys  []msgKey
+	ends  []int
+}
+
+var renderPool = sync.Pool{New: func() any { return new(renderBuf) }}
 
 // appendClean appends s with every newline (and, since a line may be
 // carried by CRLF-aware tools, carriage return) replaced by a space: one

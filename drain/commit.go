@@ -27,11 +27,25 @@ const maxBatch = 1024
 // err and passes it to the connection's acker.
 type pending struct {
 	c     *ackedConn
-	id    uint64   // frame id
-	keys  []msgKey // message of each record
-	lines []byte   // every record rendered as an output line
-	ends  []int    // ends[i] is where record i's line ends in lines
-	err   error    // set by the committer: nil when the frame is durable
+	id    uint64     // frame id
+	keys  []msgKey   // message of each record
+	lines []byte     // every record rendered as an output line
+	ends  []int      // ends[i] is where record i's line ends in lines
+	err   error      // set by the committer: nil when the frame is durable
+	rb    *renderBuf // where keys, ends and lines came from; nil once released
+}
+
+// release gives p's buffers back to renderPool. The committer calls it once
+// the group commit that took p is over: keys, ends and lines are not used
+// after that (the acker needs only id and err).
+func (p *pending) release() {
+	rb := p.rb
+	if rb == nil {
+		return
+	}
+	rb.keys, rb.ends, rb.lines = p.keys[:0], p.ends[:0], p.lines[:0]
+	p.keys, p.ends, p.lines, p.rb = nil, nil, nil, nil
+	renderPool.Put(rb)
 }
 
 // committer is the one goroutine that writes acked records: it takes the
@@ -71,6 +85,7 @@ func (cm *committer) run() {
 		}
 		err := cm.commit(batch)
 		for _, p := range batch {
+			p.release()
 			p.err = err
 			p.c.acks <- p // never blocks: the window bounds a connection's frames
 		}

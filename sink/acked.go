@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,8 +67,11 @@ type entry struct {
 	recs int        // immutable; records in the frame
 	grp  *sendGroup // immutable
 
-	buf    []byte    // written by the Send that made the entry before ready is set; immutable afterwards
+	buf    []byte    // written by the Send that made the entry before ready is set; immutable afterwards until recycled
+	bp     *[]byte   // like buf; the dataPool slot buf came from, nil once recycled
 	ready  bool      // guarded by window.mu; buf is complete
+	writes int       // guarded by window.mu; flushers writing buf right now
+	gone   bool      // guarded by window.mu; removed from the window
 	sends  int       // guarded by window.mu; times the frame was handed to a flusher
 	sentAt time.Time // guarded by window.mu; when it was last handed to a flusher
 }
@@ -105,12 +109,31 @@ func (win *window) wakeLocked() {
 	win.room = make(chan struct{})
 }
 
+// dataPool recycles the buffers of DATA frames. A frame's buffer goes back
+// once the frame has left the window and no flusher is writing it (a frame
+// re-sent on a new connection may still be written there when the old
+// connection's ACK removes it): see entry.writes and recycleLocked.
+var dataPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// recycleLocked gives e's buffer back to dataPool if e has left the window
+// and no flusher is writing it. Called with win.mu held.
+func (e *entry) recycleLocked() {
+	if !e.gone || e.writes > 0 || e.bp == nil || !e.ready {
+		return
+	}
+	*e.bp = e.buf[:0]
+	dataPool.Put(e.bp)
+	e.buf, e.bp = nil, nil
+}
+
 // removeLocked takes the entry at index i out of the window with result err
 // and returns the done call to make if that completed its Send. Called with
 // win.mu held.
 func (w *Writer) removeLocked(i int, err error, out []settled) []settled {
 	win := &w.win
 	e := win.entries[i]
+	e.gone = true
+	e.recycleLocked()
 	n := len(win.entries)
 	copy(win.entries[i:], win.entries[i+1:])
 	win.entries[n-1] = nil // let the frame's memory go
@@ -220,7 +243,8 @@ func (w *Writer) sendAcked(ctx context.Context, recs []pipeline.Record, done fun
 			})
 		}
 		*wp = wr
-		buf, err := wire.AppendData(make([]byte, 0, p.size), e.id, wr, lim)
+		bp := dataPool.Get().(*[]byte)
+		buf, err := wire.AppendData(slices.Grow((*bp)[:0], int(p.size)), e.id, wr, lim)
 		if err != nil {
 			// split checked what AppendData checks, so this is a bug; do
 			// not leave a hole in the window.
@@ -238,7 +262,13 @@ func (w *Writer) sendAcked(ctx context.Context, recs []pipeline.Record, done fun
 			return err
 		}
 		w.win.mu.Lock()
-		e.buf, e.ready = buf, true
+		if e.gone {
+			// Close settled it while we encoded: nobody will write buf.
+			*bp = buf[:0]
+			dataPool.Put(bp)
+		} else {
+			e.buf, e.bp, e.ready = buf, bp, true
+		}
 		if l := w.win.cur; l != nil {
 			l.poke()
 		}
@@ -355,6 +385,7 @@ func (w *Writer) flusher(ctx context.Context, l *lease) {
 			}
 			l.next = e.id + 1
 			e.sends++
+			e.writes++
 			e.sentAt = now
 			if e.sends > 1 {
 				w.m.resentFrames.Inc()
@@ -367,9 +398,10 @@ func (w *Writer) flusher(ctx context.Context, l *lease) {
 		w.win.mu.Unlock()
 		runSettled(calls)
 
+		var werr error
 		for _, e := range batch {
-			if err := w.writeFrame(ctx, l, e.buf); err != nil {
-				return // l is retired (the frames stay in the window) or the Writer closed
+			if werr = w.writeFrame(ctx, l, e.buf); werr != nil {
+				break // l is retired (the frames stay in the window) or the Writer closed
 			}
 			w.frames.Add(1)
 			w.records.Add(uint64(e.recs))
@@ -379,6 +411,16 @@ func (w *Writer) flusher(ctx context.Context, l *lease) {
 			w.m.bytes.Add(float64(e.size))
 		}
 		if len(batch) > 0 {
+			w.win.mu.Lock()
+			for _, e := range batch {
+				e.writes--
+				e.recycleLocked()
+			}
+			w.win.mu.Unlock()
+			clear(batch)
+			if werr != nil {
+				return
+			}
 			continue
 		}
 		select {

@@ -97,6 +97,7 @@ type drainer struct {
 	accepted atomic.Int64
 	mu       sync.Mutex
 	conns    []net.Conn // guarded by mu
+	stopped  bool       // guarded by mu; set by stop: a connection accepted after it is closed at once
 	wg       sync.WaitGroup
 }
 
@@ -118,6 +119,9 @@ func startDrainer(t testing.TB, path string, handle func(n int, c net.Conn)) *dr
 			n := int(d.accepted.Add(1) - 1)
 			d.mu.Lock()
 			d.conns = append(d.conns, c)
+			if d.stopped { // Accept won the race with stop's ln.Close
+				c.Close()
+			}
 			d.mu.Unlock()
 			d.wg.Add(1)
 			go func() {
@@ -136,6 +140,7 @@ func startDrainer(t testing.TB, path string, handle func(n int, c net.Conn)) *dr
 func (d *drainer) stop() {
 	d.ln.Close()
 	d.mu.Lock()
+	d.stopped = true
 	for _, c := range d.conns {
 		c.Close()
 	}
