@@ -13,7 +13,7 @@ import (
 
 	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/obs"
-	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/record"
 	"github.com/sluice-dev/sluice/sink"
 
 	// Imported for their fault points, so fault.All() holds every point
@@ -25,8 +25,8 @@ import (
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // frame is 100 records of 200 bytes, as in sink's own benchmarks.
-func frame() []pipeline.Record {
-	rs := make([]pipeline.Record, 100)
+func frame() []record.Record {
+	rs := make([]record.Record, 100)
 	for i := range rs {
 		rs[i].Data = bytes.Repeat([]byte{'r'}, 200)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/record"
 	"github.com/sluice-dev/sluice/wire"
 )
 
@@ -63,7 +64,7 @@ func tryDialAcked(path, instance string) (*ackedClient, error) {
 }
 
 // send writes DATA frame id with recs.
-func (a *ackedClient) send(id uint64, recs []wire.Record) error {
+func (a *ackedClient) send(id uint64, recs []record.Record) error {
 	if err := a.st.Sent(id); err != nil {
 		return err
 	}
@@ -71,7 +72,7 @@ func (a *ackedClient) send(id uint64, recs []wire.Record) error {
 }
 
 // sendUnchecked writes DATA frame id without the client's window check.
-func (a *ackedClient) sendUnchecked(id uint64, recs []wire.Record) error {
+func (a *ackedClient) sendUnchecked(id uint64, recs []record.Record) error {
 	var err error
 	a.buf, err = wire.AppendData(a.buf[:0], id, recs, a.w.Limits())
 	if err != nil {
@@ -108,7 +109,7 @@ func (a *ackedClient) waitAck(id uint64) {
 }
 
 // sendAcked sends frame id and waits for its ACK.
-func (a *ackedClient) sendAcked(id uint64, recs []wire.Record) {
+func (a *ackedClient) sendAcked(id uint64, recs []record.Record) {
 	a.t.Helper()
 	if err := a.send(id, recs); err != nil {
 		a.t.Fatalf("send frame %d: %v", id, err)
@@ -156,11 +157,11 @@ func (a *ackedClient) readClose() wire.Close {
 }
 
 // msg returns the n records of message seq of stream.
-func msg(stream string, seq uint64, n int) []wire.Record {
-	recs := make([]wire.Record, n)
+func msg(stream string, seq uint64, n int) []record.Record {
+	recs := make([]record.Record, n)
 	for i := range recs {
-		recs[i] = wire.Record{
-			ID:   wire.RecordID{Stream: stream, Seq: seq, Index: uint32(i)},
+		recs[i] = record.Record{
+			ID:   record.ID{Stream: stream, Seq: seq, Index: uint32(i)},
 			Data: fmt.Appendf(nil, `{"s":%q,"seq":%d,"i":%d}`, stream, seq, i),
 		}
 	}
@@ -168,8 +169,8 @@ func msg(stream string, seq uint64, n int) []wire.Record {
 }
 
 // msgs concatenates the records of messages first..last of stream, n each.
-func msgs(stream string, first, last uint64, n int) []wire.Record {
-	var recs []wire.Record
+func msgs(stream string, first, last uint64, n int) []record.Record {
+	var recs []record.Record
 	for seq := first; seq <= last; seq++ {
 		recs = append(recs, msg(stream, seq, n)...)
 	}
@@ -177,7 +178,7 @@ func msgs(stream string, first, last uint64, n int) []wire.Record {
 }
 
 // lines returns the payloads of recs, as ReadDir returns them.
-func lines(recs ...[]wire.Record) []string {
+func lines(recs ...[]record.Record) []string {
 	var out []string
 	for _, rs := range recs {
 		for _, r := range rs {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/testkit"
+	"github.com/sluice-dev/sluice/record"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -552,7 +553,7 @@ func TestAcked_Stdout(t *testing.T) {
 	r := startAcked(t, drain.Options{Out: "-", Stdout: &out})
 	a := dialAcked(t, r.Addr(), "t-1")
 	a.sendAcked(1, msg("S", 1, 2))
-	a.sendAcked(2, slices.Concat(msg("S", 1, 2), []wire.Record{{ID: wire.RecordID{Stream: "S", Seq: 2}, Data: []byte("{\n\"multi\": \"line\"\r\n}")}}))
+	a.sendAcked(2, slices.Concat(msg("S", 1, 2), []record.Record{{ID: record.ID{Stream: "S", Seq: 2}, Data: []byte("{\n\"multi\": \"line\"\r\n}")}}))
 	want := `{"s":"S","seq":1,"i":0}` + "\n" + `{"s":"S","seq":1,"i":1}` + "\n" + "{ \"multi\": \"line\"  }\n"
 	if got := out.String(); got != want {
 		t.Fatalf("stdout %q, want %q", got, want)

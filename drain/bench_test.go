@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/testkit"
+	"github.com/sluice-dev/sluice/record"
 
 	"github.com/sluice-dev/sluice/drain"
-	"github.com/sluice-dev/sluice/wire"
 )
 
 // benchLines returns n 200-byte lines (newline included).
@@ -98,12 +98,12 @@ func BenchmarkServer_Acked(b *testing.B) {
 			for i, c := range cs {
 				go func() {
 					stream := fmt.Sprintf("B%d", i)
-					recs := make([]wire.Record, perFrame)
+					recs := make([]record.Record, perFrame)
 					var sent, id uint64
 					for k := i; k < frames; k += conns {
 						for j := range recs {
 							seq := uint64(k*perFrame + j + 1)
-							recs[j] = wire.Record{ID: wire.RecordID{Stream: stream, Seq: seq}, Data: fmt.Appendf(recs[j].Data[:0], `{"n":%d,"pad":"%s"}`, seq, pad)}
+							recs[j] = record.Record{ID: record.ID{Stream: stream, Seq: seq}, Data: fmt.Appendf(recs[j].Data[:0], `{"n":%d,"pad":"%s"}`, seq, pad)}
 						}
 						for !c.st.CanSend() {
 							if _, err := c.readAck(time.Minute); err != nil {

@@ -3,9 +3,10 @@ package load_test
 import (
 	"context"
 	"fmt"
-	"github.com/sluice-dev/sluice/internal/testkit"
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/testkit"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"

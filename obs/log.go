@@ -7,15 +7,38 @@ import (
 	"strings"
 )
 
-// Attribute keys shared by every component's logs.
+// Attribute keys shared by every component's logs: one set, so that a key
+// means the same thing in every line sluice writes. Parts log with these
+// constants, never with their own spelling of a key.
 const (
 	KeyComponent = "component"
 	KeyErr       = "err"
 	KeyReason    = "reason"
-	KeyPath      = "path"
+	KeyHint      = "hint"   // what the operator can do about it
+	KeyPath      = "path"   // a file or socket path
 	KeyPoint     = "point"  // a fault point's name
 	KeyAction    = "action" // a fault action, as fault.Action.String writes it
 	KeyRemote    = "remote" // an admin request's remote address
+
+	KeyURL      = "url"      // a queue URL, credentials redacted
+	KeyStream   = "stream"   // a queue stream name
+	KeySubject  = "subject"  // a queue subject
+	KeySeq      = "seq"      // a message's stream sequence
+	KeyMessages = "messages" // a count of queue messages
+	KeyRecords  = "records"  // a count of records
+	KeyBytes    = "bytes"    // a count of bytes
+	KeyFile     = "file"     // an output or dump file name
+
+	KeyFraming    = "framing"         // the socket framing, lines or acked
+	KeySocket     = "socket"          // the drainer's socket path
+	KeyConn       = "conn"            // a drainer connection's number
+	KeyGen        = "generation"      // a sink connection's generation
+	KeyAttempts   = "failed_attempts" // failures in a row before this line
+	KeyDowntime   = "downtime"        // how long no connection was usable
+	KeyCode       = "code"            // a protocol CLOSE code
+	KeyPeerReason = "peer_reason"     // the reason text the peer sent with CLOSE
+	KeySuppressed = "suppressed"      // log lines of this kind dropped by rate limiting since the last one
+	KeyTimeout    = "timeout"         // a configured time limit
 )
 
 // NewLogger returns a logger writing to w in format "text" or "json" at level

@@ -3,12 +3,13 @@ package perf_test
 import (
 	"context"
 	"errors"
-	"github.com/sluice-dev/sluice/internal/testkit"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/testkit"
 
 	"github.com/sluice-dev/sluice/perf"
 )

@@ -11,22 +11,9 @@ package pipeline
 import (
 	"context"
 	"time"
+
+	"github.com/sluice-dev/sluice/record"
 )
-
-// RecordID is a record's stable identity: the queue stream it came from, the
-// stream sequence of its message, and its index within that message. It is the
-// same across redeliveries, so a drainer can drop duplicates by it.
-type RecordID struct {
-	Stream string // source stream name, e.g. "INGEST"
-	Seq    uint64 // stream sequence of the queue message
-	Index  uint32 // 0-based index of the record within the message
-}
-
-// Record is one processed record on its way to the sink.
-type Record struct {
-	ID   RecordID
-	Data []byte // the record's bytes: one JSON value, no trailing newline
-}
 
 // Message is one queue message, which carries one record or several
 // newline-separated records.
@@ -84,7 +71,7 @@ type Sink interface {
 	// connection; acked framing: the drainer acknowledged it), or with an
 	// error when they never will be (the sink was closed first).
 	// Send retries across reconnects by itself.
-	Send(ctx context.Context, recs []Record, done func(error)) error
+	Send(ctx context.Context, recs []record.Record, done func(error)) error
 }
 
 // Processor turns one input record into the record to deliver.

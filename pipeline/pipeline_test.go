@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/process"
+	"github.com/sluice-dev/sluice/record"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -124,11 +125,11 @@ type gateSink struct {
 	mu      sync.Mutex
 	hold    bool
 	held    []func(error)
-	records []pipeline.Record
+	records []record.Record
 	block   chan struct{} // if non-nil, Send blocks until it is closed or ctx ends
 }
 
-func (k *gateSink) Send(ctx context.Context, recs []pipeline.Record, done func(error)) error {
+func (k *gateSink) Send(ctx context.Context, recs []record.Record, done func(error)) error {
 	if k.block != nil {
 		select {
 		case <-k.block:
@@ -159,10 +160,10 @@ func (k *gateSink) release(err error) int {
 	return len(held)
 }
 
-func (k *gateSink) delivered() []pipeline.Record {
+func (k *gateSink) delivered() []record.Record {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return append([]pipeline.Record(nil), k.records...)
+	return append([]record.Record(nil), k.records...)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -219,7 +220,7 @@ func TestPipeline_DeliversAndAcksEveryMessage(t *testing.T) {
 	if len(recs) != 134 { // 100 messages, 34 of them with two records
 		t.Fatalf("delivered %d records, want 134", len(recs))
 	}
-	seen := map[pipeline.RecordID]bool{}
+	seen := map[record.ID]bool{}
 	for _, r := range recs {
 		if seen[r.ID] {
 			t.Fatalf("record %+v delivered twice", r.ID)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-dev/sluice/fault"
+	"github.com/sluice-dev/sluice/record"
 )
 
 var processPoint = fault.Register("pipeline.process",
@@ -316,7 +317,7 @@ func (p *Pipeline) handle(ctx context.Context, c *chunk) {
 		p.settle(c, false)
 		return
 	}
-	recs := make([]Record, 0, c.recs)
+	recs := make([]record.Record, 0, c.recs)
 	var dropped int
 	for _, m := range c.msgs {
 		d := m.Data()
@@ -343,8 +344,8 @@ func (p *Pipeline) handle(ctx context.Context, c *chunk) {
 			case out == nil:
 				dropped++
 			default:
-				recs = append(recs, Record{
-					ID:   RecordID{Stream: m.Stream(), Seq: m.Seq(), Index: uint32(idx)},
+				recs = append(recs, record.Record{
+					ID:   record.ID{Stream: m.Stream(), Seq: m.Seq(), Index: uint32(idx)},
 					Data: out,
 				})
 			}

@@ -244,14 +244,11 @@ func TestWrite_WithoutMetricsOrVerify(t *testing.T) {
 // TestRender_Chromium renders a report in headless Chromium through
 // scripts/render-check.sh, which fails unless the browser drew the charts,
 // and leaves the screenshot in $SLUICE_RENDER_OUT if set. Without chromium
-// the test fails (CI installs it) unless SLUICE_NO_BROWSER=1.
+// the test fails: scripts/test, the README's test command, installs it.
 func TestRender_Chromium(t *testing.T) {
-	if os.Getenv("SLUICE_NO_BROWSER") == "1" {
-		t.Skip("SLUICE_NO_BROWSER=1: not rendering in a browser")
-	}
 	if _, err := exec.LookPath("chromium"); err != nil {
 		t.Fatal("chromium is not installed: as root run 'apt-get update && apt-get install -y chromium' " +
-			"(or scripts/render-check.sh, which installs it), or set SLUICE_NO_BROWSER=1 to skip this test")
+			"(scripts/test, the README's test command, installs it)")
 	}
 	dir := t.TempDir()
 	page := filepath.Join(dir, "report.html")

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/fault"
-	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/record"
 	"github.com/sluice-dev/sluice/wire"
 )
 
@@ -161,7 +161,7 @@ type part struct {
 // split cuts recs into frames that fit lim, at queue-message boundaries: all
 // records with the same (stream, seq) stay in one frame (docs/protocol.md,
 // section 4.3), so a message that alone exceeds lim is an error.
-func split(recs []pipeline.Record, lim wire.Limits) ([]part, error) {
+func split(recs []record.Record, lim wire.Limits) ([]part, error) {
 	const empty = 8 + 2 + 4 // frame id, stream count, record count
 	maxBody, maxRecs := int64(lim.MaxFrameBytes), lim.MaxRecords
 	var (
@@ -211,10 +211,10 @@ func split(recs []pipeline.Record, lim wire.Limits) ([]part, error) {
 	return append(parts, cur), nil
 }
 
-var wireRecsPool = sync.Pool{New: func() any { return new([]wire.Record) }}
+var wireRecsPool = sync.Pool{New: func() any { return new([]record.Record) }}
 
 // sendAcked is Send for the acked framing.
-func (w *Writer) sendAcked(ctx context.Context, recs []pipeline.Record, done func(error)) error {
+func (w *Writer) sendAcked(ctx context.Context, recs []record.Record, done func(error)) error {
 	w.win.mu.Lock()
 	lim := w.win.lim
 	w.win.mu.Unlock()
@@ -223,7 +223,7 @@ func (w *Writer) sendAcked(ctx context.Context, recs []pipeline.Record, done fun
 		return err
 	}
 	g := &sendGroup{done: done, left: len(parts)}
-	wp := wireRecsPool.Get().(*[]wire.Record)
+	wp := wireRecsPool.Get().(*[]record.Record)
 	defer func() {
 		clear(*wp)
 		wireRecsPool.Put(wp)
@@ -237,8 +237,8 @@ func (w *Writer) sendAcked(ctx context.Context, recs []pipeline.Record, done fun
 		wr := (*wp)[:0]
 		for i := p.lo; i < p.hi; i++ {
 			r := &recs[i]
-			wr = append(wr, wire.Record{
-				ID:   wire.RecordID{Stream: r.ID.Stream, Seq: r.ID.Seq, Index: r.ID.Index},
+			wr = append(wr, record.Record{
+				ID:   record.ID{Stream: r.ID.Stream, Seq: r.ID.Seq, Index: r.ID.Index},
 				Data: r.Data,
 			})
 		}

@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/testkit"
+	"github.com/sluice-dev/sluice/record"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sink"
 	"github.com/sluice-dev/sluice/wire"
 )
@@ -222,10 +222,10 @@ func ackedWriter(t testing.TB, path string, opts sink.Options) (*sink.Writer, *p
 
 // msg returns the records of one queue message (stream "T", sequence seq)
 // with payloads "<seq>.<index>".
-func msg(seq uint64, n int) []pipeline.Record {
-	rs := make([]pipeline.Record, n)
+func msg(seq uint64, n int) []record.Record {
+	rs := make([]record.Record, n)
 	for i := range rs {
-		rs[i] = pipeline.Record{ID: pipeline.RecordID{Stream: "T", Seq: seq, Index: uint32(i)}, Data: fmt.Appendf(nil, "%d.%d", seq, i)}
+		rs[i] = record.Record{ID: record.ID{Stream: "T", Seq: seq, Index: uint32(i)}, Data: fmt.Appendf(nil, "%d.%d", seq, i)}
 	}
 	return rs
 }

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/testkit"
+	"github.com/sluice-dev/sluice/record"
 
 	"github.com/sluice-dev/sluice/fault"
-	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sink"
 	"github.com/sluice-dev/sluice/wire"
 )
@@ -367,7 +367,7 @@ func TestWriter_AckedProtocolError(t *testing.T) {
 }
 
 func mustData(t *testing.T) []byte {
-	b, err := wire.AppendData(nil, 1, []wire.Record{{ID: wire.RecordID{Stream: "X", Seq: 1}}}, wire.Limits{})
+	b, err := wire.AppendData(nil, 1, []record.Record{{ID: record.ID{Stream: "X", Seq: 1}}}, wire.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +414,7 @@ func TestWriter_AckedSplit(t *testing.T) {
 	p := startAckPeer(t, path, &ackPeer{hold: true, own: wire.Welcome{MaxRecords: 5}})
 	w, _ := ackedWriter(t, path, sink.Options{})
 	waitConnected(t, w)
-	var rs []pipeline.Record
+	var rs []record.Record
 	for seq := range 5 {
 		rs = append(rs, msg(uint64(seq+1), 2)...)
 	}

@@ -11,14 +11,14 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/testkit"
+	"github.com/sluice-dev/sluice/record"
 
-	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sink"
 )
 
 // benchFrame is 100 records of 200 bytes.
-func benchFrame() []pipeline.Record {
-	rs := make([]pipeline.Record, 100)
+func benchFrame() []record.Record {
+	rs := make([]record.Record, 100)
 	for i := range rs {
 		rs[i].Data = bytes.Repeat([]byte{'r'}, 200)
 	}
@@ -102,7 +102,7 @@ func BenchmarkWriter_SendAcked(b *testing.B) {
 	w, _ := ackedWriter(b, path, sink.Options{})
 	rs := benchFrame()
 	for i := range rs {
-		rs[i].ID = pipeline.RecordID{Stream: "INGEST", Seq: 1, Index: uint32(i)}
+		rs[i].ID = record.ID{Stream: "INGEST", Seq: 1, Index: uint32(i)}
 	}
 	var acked atomic.Int64
 	done := func(error) { acked.Add(1) }

@@ -13,11 +13,11 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/testkit"
+	"github.com/sluice-dev/sluice/record"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sink"
 )
 
@@ -218,10 +218,10 @@ func (g *lineLog) count() int {
 }
 
 // recs makes records from strings.
-func recs(data ...string) []pipeline.Record {
-	out := make([]pipeline.Record, len(data))
+func recs(data ...string) []record.Record {
+	out := make([]record.Record, len(data))
 	for i, d := range data {
-		out[i] = pipeline.Record{ID: pipeline.RecordID{Stream: "T", Seq: 1, Index: uint32(i)}, Data: []byte(d)}
+		out[i] = record.Record{ID: record.ID{Stream: "T", Seq: 1, Index: uint32(i)}, Data: []byte(d)}
 	}
 	return out
 }
@@ -233,7 +233,7 @@ type sendResult struct {
 }
 
 // sendAsync runs Send in a goroutine; the channel yields its result.
-func sendAsync(ctx context.Context, w *sink.Writer, rs []pipeline.Record) <-chan sendResult {
+func sendAsync(ctx context.Context, w *sink.Writer, rs []record.Record) <-chan sendResult {
 	ch := make(chan sendResult, 1)
 	go func() {
 		var dones atomic.Int32

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"sync"
 
-	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/record"
 )
 
 // This file is the "lines" framing: a frame is its records' bytes, each
@@ -42,7 +42,7 @@ var framePool = sync.Pool{New: func() any {
 // Writer closes first (done(err wrapping ErrFrameLimits) if a new connection
 // cannot take a frame in the window). Send returns ctx.Err() or ErrClosed
 // while waiting for room, and then never calls done.
-func (w *Writer) Send(ctx context.Context, recs []pipeline.Record, done func(error)) error {
+func (w *Writer) Send(ctx context.Context, recs []record.Record, done func(error)) error {
 	if w.cfgErr != nil {
 		return w.cfgErr
 	}
@@ -81,7 +81,7 @@ func (w *Writer) Send(ctx context.Context, recs []pipeline.Record, done func(err
 }
 
 // appendLines appends each record's bytes and a '\n' to b, growing it once.
-func appendLines(b []byte, recs []pipeline.Record) []byte {
+func appendLines(b []byte, recs []record.Record) []byte {
 	n := 0
 	for i := range recs {
 		n += len(recs[i].Data) + 1

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/fault"
-	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/record"
 )
 
 // naiveSink is the origin bug (shared/origin-incident.txt) written in Go on
@@ -87,7 +87,7 @@ func naiveDial(path string) (int, error) {
 // "write()" of the incident. A failed write makes the writer reconnect (if
 // nobody did since it loaded the number) and try again on the current
 // descriptor.
-func (s *naiveSink) Send(ctx context.Context, recs []pipeline.Record, done func(error)) error {
+func (s *naiveSink) Send(ctx context.Context, recs []record.Record, done func(error)) error {
 	var lastErr error
 	for attempt := 0; attempt < 50; attempt++ {
 		if err := ctx.Err(); err != nil {

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/fault"
-	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/record"
 	"github.com/sluice-dev/sluice/sink"
 )
 
@@ -33,7 +33,7 @@ import (
 
 // stressSink is what the harness drives: sink.Writer, or the naive sink.
 type stressSink interface {
-	Send(ctx context.Context, recs []pipeline.Record, done func(error)) error
+	Send(ctx context.Context, recs []record.Record, done func(error)) error
 	Reconnect(reason string)
 	Close() error
 }
@@ -476,7 +476,7 @@ func runStress(t testing.TB, newSink func(path string) stressSink, opts stressOp
 			var ends []int
 			for f := 0; f < opts.FramesPerWriter && time.Now().Before(deadline); f++ {
 				n := stressFrameLen(w, f, opts.MaxRecords)
-				recs := make([]pipeline.Record, n)
+				recs := make([]record.Record, n)
 				arena, ends = arena[:0], ends[:0]
 				for i := range n {
 					arena = stressRecord(arena, w, f, i, n, opts.RecordPad)
@@ -484,8 +484,8 @@ func runStress(t testing.TB, newSink func(path string) stressSink, opts stressOp
 				}
 				// Slice the arena only after it stopped growing.
 				for i, from := 0, 0; i < n; i++ {
-					recs[i] = pipeline.Record{
-						ID:   pipeline.RecordID{Stream: "STRESS", Seq: uint64(w)<<32 | uint64(f), Index: uint32(i)},
+					recs[i] = record.Record{
+						ID:   record.ID{Stream: "STRESS", Seq: uint64(w)<<32 | uint64(f), Index: uint32(i)},
 						Data: arena[from:ends[i]:ends[i]],
 					}
 					from = ends[i]

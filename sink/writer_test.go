@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/testkit"
+	"github.com/sluice-dev/sluice/record"
 
 	"go.uber.org/goleak"
 
 	"github.com/sluice-dev/sluice/fault"
-	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sink"
 )
 
@@ -26,7 +26,7 @@ func TestWriter_Send(t *testing.T) {
 	d := startDrainer(t, path, log.handle)
 	w, reg := newWriter(t, sink.Options{Path: path})
 
-	frames := [][]pipeline.Record{
+	frames := [][]record.Record{
 		recs(`{"a":1}`),
 		recs(`{"b":1}`, `{"b":2}`, `{"b":3}`),
 		recs(strings.Repeat("x", 100_000), `{"c":2}`),
@@ -239,7 +239,7 @@ func stress(t *testing.T, faulty bool) {
 					break
 				}
 				n := 1 + (f+wr)%7
-				rs := make([]pipeline.Record, n)
+				rs := make([]record.Record, n)
 				for i := range rs {
 					rs[i].Data = fmt.Appendf(nil, "w=%d f=%d i=%d n=%d %s", wr, f, i, n, pad)
 				}
@@ -533,7 +533,7 @@ func TestWriter_MaxConnAge(t *testing.T) {
 		if reconnects(t, reg, sink.ReasonMaxAge) >= 3 {
 			break
 		}
-		rs := []pipeline.Record{
+		rs := []record.Record{
 			{Data: fmt.Appendf(nil, "w=0 f=%d i=0 n=2", f)},
 			{Data: fmt.Appendf(nil, "w=0 f=%d i=1 n=2", f)},
 		}

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/sluice-dev/sluice/record"
 	"github.com/sluice-dev/sluice/wire"
 )
 
-func benchRecords(n, size int) []wire.Record {
-	recs := make([]wire.Record, n)
+func benchRecords(n, size int) []record.Record {
+	recs := make([]record.Record, n)
 	for i := range recs {
-		recs[i] = wire.Record{ID: wire.RecordID{Stream: "INGEST", Seq: uint64(1000 + i/10), Index: uint32(i % 10)}, Data: bytes.Repeat([]byte{'x'}, size)}
+		recs[i] = record.Record{ID: record.ID{Stream: "INGEST", Seq: uint64(1000 + i/10), Index: uint32(i % 10)}, Data: bytes.Repeat([]byte{'x'}, size)}
 	}
 	return recs
 }

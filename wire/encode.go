@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sluice-dev/sluice/record"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -163,7 +165,7 @@ func (in *interner) lookup(name string) (uint16, bool) {
 // DataBodySize returns the encoded body size of a DATA frame holding recs,
 // without checking its limits; the whole frame is HeaderLen bytes more.
 // A sink can use it to decide where to split before encoding.
-func DataBodySize(recs []Record) int {
+func DataBodySize(recs []record.Record) int {
 	var in interner
 	n := 8 + 2 + 4
 	for i := range recs {
@@ -184,7 +186,7 @@ func DataBodySize(recs []Record) int {
 //
 // The caller is responsible for the protocol's whole-message rule: all records
 // of one queue message go in the same frame.
-func AppendData(dst []byte, frameID uint64, recs []Record, lim Limits) ([]byte, error) {
+func AppendData(dst []byte, frameID uint64, recs []record.Record, lim Limits) ([]byte, error) {
 	if frameID == 0 {
 		return dst, ErrZeroFrameID
 	}

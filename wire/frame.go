@@ -1,5 +1,7 @@
 package wire
 
+import "github.com/sluice-dev/sluice/record"
+
 // Version is the protocol version this package speaks. It is the only one so
 // far: MinVersion and MaxVersion of a Hello it builds are both Version.
 const Version = 1
@@ -69,22 +71,6 @@ func hexByte(b uint8) string {
 	return "0x" + string([]byte{digits[b>>4], digits[b&15]})
 }
 
-// RecordID is a record's stable identity: the queue stream it came from, the
-// stream sequence of its message, and its index within that message. It is
-// the same across redeliveries and reconnects, so a drainer drops duplicates
-// by it.
-type RecordID struct {
-	Stream string // source stream name, 1..MaxStreamLen bytes of UTF-8
-	Seq    uint64 // stream sequence of the queue message
-	Index  uint32 // 0-based index of the record within the message
-}
-
-// Record is one record of a DATA frame.
-type Record struct {
-	ID   RecordID
-	Data []byte // payload; may be empty
-}
-
 // Limits bound what a side accepts (Reader) or produces (AppendData).
 // A zero field means the default.
 type Limits struct {
@@ -133,7 +119,7 @@ func (w Welcome) Limits() Limits {
 // Data is a DATA frame: a batch of records under a frame id.
 type Data struct {
 	FrameID uint64 // >= 1, strictly increasing on a connection
-	Records []Record
+	Records []record.Record
 }
 
 // Ack is a cumulative acknowledgement: every DATA frame with FrameID <= UpTo

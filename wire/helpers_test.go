@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/sluice-dev/sluice/record"
 	"github.com/sluice-dev/sluice/wire"
 )
 
@@ -54,9 +55,9 @@ func readAll(t testing.TB, rd *wire.Reader) ([]byte, []wire.Frame, error) {
 // deepCopy detaches f's records from the Reader's buffers.
 func deepCopy(f wire.Frame) wire.Frame {
 	if f.Type == wire.TypeData {
-		recs := make([]wire.Record, len(f.Data.Records))
+		recs := make([]record.Record, len(f.Data.Records))
 		for i, r := range f.Data.Records {
-			recs[i] = wire.Record{ID: r.ID, Data: append([]byte{}, r.Data...)}
+			recs[i] = record.Record{ID: r.ID, Data: append([]byte{}, r.Data...)}
 		}
 		f.Data.Records = recs
 	}

@@ -6,6 +6,8 @@ import (
 	"hash/crc32"
 	"io"
 	"unicode/utf8"
+
+	"github.com/sluice-dev/sluice/record"
 )
 
 // Reader reads frames from a byte stream. It is not safe for concurrent use.
@@ -21,10 +23,10 @@ type Reader struct {
 
 	br   *bufio.Reader
 	hdr  [HeaderLen]byte
-	buf  []byte   // body of the current frame; DATA payloads alias it
-	recs []Record // records of the current DATA frame
-	tab  []string // stream table of the current DATA frame
-	prev []string // stream table of the previous one, to reuse its strings
+	buf  []byte          // body of the current frame; DATA payloads alias it
+	recs []record.Record // records of the current DATA frame
+	tab  []string        // stream table of the current DATA frame
+	prev []string        // stream table of the previous one, to reuse its strings
 }
 
 // readBufferSize is the size of the Reader's bufio buffer.
@@ -279,7 +281,7 @@ func (r *Reader) parseData(b []byte) (Data, *ProtocolError) {
 		return Data{}, malformed("%d records cannot fit in the %d bytes left", nrec, len(b)-off)
 	}
 	if int(nrec) > cap(r.recs) {
-		r.recs = make([]Record, nrec)
+		r.recs = make([]record.Record, nrec)
 	}
 	recs := r.recs[:nrec]
 	next := 0 // the stream table entry the next new stream must use
@@ -301,8 +303,8 @@ func (r *Reader) parseData(b []byte) (Data, *ProtocolError) {
 			return Data{}, malformed("record %d: payload of %d bytes runs past the body", i, n)
 		}
 		end := off + int(n)
-		recs[i] = Record{
-			ID:   RecordID{Stream: r.tab[si], Seq: be.Uint64(h[2:]), Index: be.Uint32(h[10:])},
+		recs[i] = record.Record{
+			ID:   record.ID{Stream: r.tab[si], Seq: be.Uint64(h[2:]), Index: be.Uint32(h[10:])},
 			Data: b[off:end:end],
 		}
 		off = end

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/sluice-dev/sluice/record"
 	"github.com/sluice-dev/sluice/wire"
 )
 
@@ -14,7 +15,7 @@ func helloFrame() wire.Frame {
 }
 
 func dataFrame(id uint64) wire.Frame {
-	return wire.Frame{Type: wire.TypeData, Data: wire.Data{FrameID: id, Records: []wire.Record{{ID: wire.RecordID{Stream: "S", Seq: id}}}}}
+	return wire.Frame{Type: wire.TypeData, Data: wire.Data{FrameID: id, Records: []record.Record{{ID: record.ID{Stream: "S", Seq: id}}}}}
 }
 
 func closeFrame(code wire.CloseCode) wire.Frame {
@@ -168,7 +169,7 @@ func TestSession_UnixSocket(t *testing.T) {
 	defer ln.Close()
 
 	const frames = 50
-	got := make(chan []wire.RecordID, 1)
+	got := make(chan []record.ID, 1)
 	srvErr := make(chan error, 1)
 	go func() {
 		srvErr <- func() error {
@@ -193,7 +194,7 @@ func TestSession_UnixSocket(t *testing.T) {
 				return err
 			}
 			rd.Limits = w.Limits()
-			var ids []wire.RecordID
+			var ids []record.ID
 			for {
 				f, err := rd.ReadFrame()
 				if err != nil {
@@ -251,7 +252,7 @@ func TestSession_UnixSocket(t *testing.T) {
 	if w.Window != 4 || w.Version != 1 || w.Server != "test" {
 		t.Fatalf("WELCOME %+v", w)
 	}
-	var want []wire.RecordID
+	var want []record.ID
 	var acked uint64
 	for id := uint64(1); id <= frames; id++ {
 		for !c.CanSend() {
@@ -263,7 +264,7 @@ func TestSession_UnixSocket(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		recs := []wire.Record{{ID: wire.RecordID{Stream: "S", Seq: id, Index: 0}, Data: []byte("{}")}, {ID: wire.RecordID{Stream: "S", Seq: id, Index: 1}}}
+		recs := []record.Record{{ID: record.ID{Stream: "S", Seq: id, Index: 0}, Data: []byte("{}")}, {ID: record.ID{Stream: "S", Seq: id, Index: 1}}}
 		want = append(want, recs[0].ID, recs[1].ID)
 		b, err := wire.AppendData(nil, id, recs, w.Limits())
 		if err != nil {

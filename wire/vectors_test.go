@@ -13,6 +13,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/sluice-dev/sluice/record"
 	"github.com/sluice-dev/sluice/wire"
 )
 
@@ -114,9 +115,9 @@ func fromJS(t *testing.T, j *jsFrame) wire.Frame {
 		f.Type, f.Welcome = wire.TypeWelcome, wire.Welcome(*j.Welcome)
 	case j.Data != nil:
 		f.Type, f.Data.FrameID = wire.TypeData, j.Data.FrameID
-		f.Data.Records = []wire.Record{}
+		f.Data.Records = []record.Record{}
 		for _, r := range j.Data.Records {
-			f.Data.Records = append(f.Data.Records, wire.Record{ID: wire.RecordID{Stream: r.Stream, Seq: r.Seq, Index: r.Index}, Data: []byte(r.Data)})
+			f.Data.Records = append(f.Data.Records, record.Record{ID: record.ID{Stream: r.Stream, Seq: r.Seq, Index: r.Index}, Data: []byte(r.Data)})
 		}
 	case j.Ack != nil:
 		f.Type, f.Ack = wire.TypeAck, wire.Ack(*j.Ack)
@@ -149,9 +150,9 @@ func refix(b []byte) []byte {
 
 var (
 	vHello = wire.Frame{Type: wire.TypeHello, Hello: wire.Hello{MinVersion: 1, MaxVersion: 1, MaxFrameBytes: 4 << 20, Window: 64, Instance: "sink-1"}}
-	vData  = wire.Frame{Type: wire.TypeData, Data: wire.Data{FrameID: 7, Records: []wire.Record{
-		{ID: wire.RecordID{Stream: "INGEST", Seq: 42, Index: 0}, Data: []byte(`{"a":1}`)},
-		{ID: wire.RecordID{Stream: "INGEST", Seq: 42, Index: 1}, Data: []byte(`{}`)},
+	vData  = wire.Frame{Type: wire.TypeData, Data: wire.Data{FrameID: 7, Records: []record.Record{
+		{ID: record.ID{Stream: "INGEST", Seq: 42, Index: 0}, Data: []byte(`{"a":1}`)},
+		{ID: record.ID{Stream: "INGEST", Seq: 42, Index: 1}, Data: []byte(`{}`)},
 	}}}
 )
 
@@ -169,12 +170,12 @@ func vectors() []vector {
 		frameVector("hello.bin", "HELLO from instance sink-1 speaking version 1 only, asking for 4 MiB frames and a window of 64 (docs/protocol.md section 10)", vHello),
 		frameVector("welcome.bin", "WELCOME choosing version 1 with the default limits", wire.Frame{Type: wire.TypeWelcome, Welcome: wire.Welcome{Version: 1, MaxFrameBytes: 4 << 20, MaxRecords: 65536, Window: 64, Server: "drain@host-a"}}),
 		frameVector("data.bin", "DATA frame 7: two records of message INGEST/42 (docs/protocol.md section 10)", vData),
-		frameVector("data_two_streams.bin", "DATA frame 8: records from two streams, one with an empty payload and a non-ASCII payload; the table lists streams in first-use order", wire.Frame{Type: wire.TypeData, Data: wire.Data{FrameID: 8, Records: []wire.Record{
-			{ID: wire.RecordID{Stream: "ORDERS", Seq: 1000, Index: 0}, Data: []byte(`{"id":"é"}`)},
-			{ID: wire.RecordID{Stream: "INGEST", Seq: 43, Index: 2}, Data: []byte{}},
-			{ID: wire.RecordID{Stream: "ORDERS", Seq: 1001, Index: 0}, Data: []byte(`[1,2,3]`)},
+		frameVector("data_two_streams.bin", "DATA frame 8: records from two streams, one with an empty payload and a non-ASCII payload; the table lists streams in first-use order", wire.Frame{Type: wire.TypeData, Data: wire.Data{FrameID: 8, Records: []record.Record{
+			{ID: record.ID{Stream: "ORDERS", Seq: 1000, Index: 0}, Data: []byte(`{"id":"é"}`)},
+			{ID: record.ID{Stream: "INGEST", Seq: 43, Index: 2}, Data: []byte{}},
+			{ID: record.ID{Stream: "ORDERS", Seq: 1001, Index: 0}, Data: []byte(`[1,2,3]`)},
 		}}}),
-		frameVector("data_empty.bin", "DATA frame 9 with no records and an empty stream table", wire.Frame{Type: wire.TypeData, Data: wire.Data{FrameID: 9, Records: []wire.Record{}}}),
+		frameVector("data_empty.bin", "DATA frame 9 with no records and an empty stream table", wire.Frame{Type: wire.TypeData, Data: wire.Data{FrameID: 9, Records: []record.Record{}}}),
 		frameVector("ack.bin", "ACK: every frame with id <= 7 is durable", wire.Frame{Type: wire.TypeAck, Ack: wire.Ack{UpTo: 7}}),
 		frameVector("close.bin", "CLOSE GOING_AWAY with a reason", wire.Frame{Type: wire.TypeClose, Close: wire.Close{Code: wire.CodeGoingAway, Reason: "drainer shutting down"}}),
 		frameVector("close_normal.bin", "CLOSE NORMAL with an empty reason", wire.Frame{Type: wire.TypeClose, Close: wire.Close{Code: wire.CodeNormal}}),

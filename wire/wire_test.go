@@ -13,25 +13,26 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/sluice-dev/sluice/record"
 	"github.com/sluice-dev/sluice/wire"
 )
 
 func sampleFrames() []wire.Frame {
-	many := make([]wire.Record, 0, 40)
+	many := make([]record.Record, 0, 40)
 	for i := range 40 {
 		// 20 distinct streams, to exercise the interner beyond its
 		// allocation-free small table.
-		many = append(many, wire.Record{
-			ID:   wire.RecordID{Stream: fmt.Sprintf("S%02d", i%20), Seq: uint64(i / 2), Index: uint32(i % 2)},
+		many = append(many, record.Record{
+			ID:   record.ID{Stream: fmt.Sprintf("S%02d", i%20), Seq: uint64(i / 2), Index: uint32(i % 2)},
 			Data: bytes.Repeat([]byte{byte(i)}, i),
 		})
 	}
 	return []wire.Frame{
 		{Type: wire.TypeHello, Hello: wire.Hello{MinVersion: 1, MaxVersion: 3, MaxFrameBytes: 1 << 20, Window: 8, Instance: "host-a/1234/ü"}},
 		{Type: wire.TypeWelcome, Welcome: wire.Welcome{Version: 1, MaxFrameBytes: 65536, MaxRecords: 100, Window: 8}},
-		{Type: wire.TypeData, Data: wire.Data{FrameID: 1, Records: []wire.Record{{ID: wire.RecordID{Stream: "A", Seq: 1<<64 - 1, Index: 1<<32 - 1}, Data: []byte("x")}}}},
+		{Type: wire.TypeData, Data: wire.Data{FrameID: 1, Records: []record.Record{{ID: record.ID{Stream: "A", Seq: 1<<64 - 1, Index: 1<<32 - 1}, Data: []byte("x")}}}},
 		{Type: wire.TypeData, Data: wire.Data{FrameID: 2, Records: many}},
-		{Type: wire.TypeData, Data: wire.Data{FrameID: 1<<64 - 1, Records: []wire.Record{}}},
+		{Type: wire.TypeData, Data: wire.Data{FrameID: 1<<64 - 1, Records: []record.Record{}}},
 		{Type: wire.TypeAck, Ack: wire.Ack{UpTo: 0}},
 		{Type: wire.TypeAck, Ack: wire.Ack{UpTo: 2}},
 		{Type: wire.TypeClose, Close: wire.Close{Code: wire.CloseCode(0x7777), Reason: "unknown codes pass through"}},
@@ -187,9 +188,9 @@ func slicesConcat(parts ...[]byte) []byte {
 }
 
 func TestReader_TooManyRecordsLimit(t *testing.T) {
-	recs := make([]wire.Record, 5)
+	recs := make([]record.Record, 5)
 	for i := range recs {
-		recs[i] = wire.Record{ID: wire.RecordID{Stream: "S", Seq: 1, Index: uint32(i)}}
+		recs[i] = record.Record{ID: record.ID{Stream: "S", Seq: 1, Index: uint32(i)}}
 	}
 	b, err := wire.AppendData(nil, 1, recs, wire.Limits{})
 	if err != nil {
@@ -291,18 +292,18 @@ func TestAppendData_NoAllocs(t *testing.T) {
 }
 
 func TestAppendData_Errors(t *testing.T) {
-	ok := []wire.Record{{ID: wire.RecordID{Stream: "S"}, Data: make([]byte, 100)}}
+	ok := []record.Record{{ID: record.ID{Stream: "S"}, Data: make([]byte, 100)}}
 	tests := []struct {
 		name    string
 		frameID uint64
-		recs    []wire.Record
+		recs    []record.Record
 		lim     wire.Limits
 		want    error
 	}{
 		{"frame id 0", 0, ok, wire.Limits{}, wire.ErrZeroFrameID},
-		{"empty stream", 1, []wire.Record{{}}, wire.Limits{}, wire.ErrBadString},
-		{"long stream", 1, []wire.Record{{ID: wire.RecordID{Stream: strings.Repeat("s", 256)}}}, wire.Limits{}, wire.ErrBadString},
-		{"invalid utf-8 stream", 1, []wire.Record{{ID: wire.RecordID{Stream: "\xc0"}}}, wire.Limits{}, wire.ErrBadString},
+		{"empty stream", 1, []record.Record{{}}, wire.Limits{}, wire.ErrBadString},
+		{"long stream", 1, []record.Record{{ID: record.ID{Stream: strings.Repeat("s", 256)}}}, wire.Limits{}, wire.ErrBadString},
+		{"invalid utf-8 stream", 1, []record.Record{{ID: record.ID{Stream: "\xc0"}}}, wire.Limits{}, wire.ErrBadString},
 		{"too many records", 1, append(ok, ok...), wire.Limits{MaxRecords: 1}, wire.ErrTooManyRecords},
 		{"too large", 1, ok, wire.Limits{MaxFrameBytes: 8 + 2 + 3 + 4 + 18 + 99}, wire.ErrFrameTooLarge},
 	}
@@ -324,7 +325,7 @@ func TestAppendData_Errors(t *testing.T) {
 		}
 	})
 	t.Run("too many streams", func(t *testing.T) {
-		recs := make([]wire.Record, wire.MaxStreamsPerFrame+1)
+		recs := make([]record.Record, wire.MaxStreamsPerFrame+1)
 		for i := range recs {
 			recs[i].ID.Stream = fmt.Sprint(i)
 		}
