@@ -35,6 +35,8 @@ package config
 import (
 	"runtime"
 	"time"
+
+	"github.com/sluice-dev/sluice/wire"
 )
 
 // Config is the whole of sluice's configuration. Start from Default (or
@@ -129,8 +131,9 @@ type Sink struct {
 	// "./sluice.sock". At most 107 bytes: the kernel's sun_path holds 108
 	// bytes on Linux, including the terminating NUL.
 	Socket string `yaml:"socket"`
-	// Framing is "lines" (newline-delimited JSON) or "acked". Default "lines".
-	Framing string `yaml:"framing"`
+	// Framing is wire.FramingLines ("lines", newline-delimited JSON) or
+	// wire.FramingAcked ("acked"). Default "lines".
+	Framing wire.Framing `yaml:"framing"`
 	// BackoffMin and BackoffMax bound the reconnect backoff. Defaults 50ms, 5s.
 	BackoffMin time.Duration `yaml:"backoff_min"`
 	BackoffMax time.Duration `yaml:"backoff_max"`
@@ -212,8 +215,14 @@ type Log struct {
 	Level string `yaml:"level"`
 }
 
-// Default returns the configuration used when nothing else is set. It is
-// the one place defaults live; the field docs above state the same values.
+// Default returns the configuration used when nothing else is set: the
+// defaults an operator sees (sluice check --print, docs/config.md) and that
+// Validate checks. Each part applies the same defaults to the zero values
+// of its own Options (queue.Options.WithDefaults and the like), so that it
+// works without this package; cmd/sluice maps a Config onto those Options,
+// and its test TestOptions_DefaultsMatchConfig fails when a default here
+// and the part's own default differ. The field docs above state the same
+// values.
 func Default() Config {
 	return Config{
 		Queue: Queue{
@@ -237,7 +246,7 @@ func Default() Config {
 		},
 		Sink: Sink{
 			Socket:       "./sluice.sock",
-			Framing:      FramingLines,
+			Framing:      wire.FramingLines,
 			BackoffMin:   50 * time.Millisecond,
 			BackoffMax:   5 * time.Second,
 			WriteTimeout: 10 * time.Second,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/wire"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -93,7 +94,7 @@ func TestDefault(t *testing.T) {
 		{"pipeline.max_inflight_bytes", int64(c.Pipeline.MaxInflightBytes), int64(16 << 20)},
 		{"pipeline.shutdown_timeout", c.Pipeline.ShutdownTimeout, 10 * time.Second},
 		{"sink.socket", c.Sink.Socket, "./sluice.sock"},
-		{"sink.framing", c.Sink.Framing, "lines"},
+		{"sink.framing", c.Sink.Framing, wire.FramingLines},
 		{"sink.backoff_min", c.Sink.BackoffMin, 50 * time.Millisecond},
 		{"sink.backoff_max", c.Sink.BackoffMax, 5 * time.Second},
 		{"sink.write_timeout", c.Sink.WriteTimeout, 10 * time.Second},
@@ -445,7 +446,7 @@ func TestLoad_Env(t *testing.T) {
 		got, want any
 	}{
 		{"workers (env over file)", c.Pipeline.Workers, 7},
-		{"framing (env over file)", c.Sink.Framing, "acked"},
+		{"framing (env over file)", c.Sink.Framing, wire.FramingAcked},
 		{"url", c.Queue.URL, "nats://a:4222,nats://b:4222"},
 		{"subjects", c.Queue.Subjects, []string{"a.>", "b.*"}},
 		{"faults", c.Faults, []string{"sink.write=delay(1ms)", "sink.reconnect.before_close=error(0.5)"}},

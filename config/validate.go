@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluice-dev/sluice/wire"
 )
 
 // Limits and choices enforced by Validate.
@@ -21,11 +23,6 @@ const (
 	// terminating NUL. (It is 104 on macOS and the BSDs.) The limit applies
 	// to the path as written, relative or not.
 	MaxSocketPath = 107
-
-	// FramingLines is newline-delimited JSON; delivered once written.
-	FramingLines = "lines"
-	// FramingAcked is length-prefixed frames acknowledged by the drainer.
-	FramingAcked = "acked"
 
 	// AdminOff as admin.listen disables the admin server.
 	AdminOff = "off"
@@ -100,7 +97,7 @@ func (c *Config) problems() []*FieldError {
 
 	s := &c.Sink
 	v.socket("sink.socket", s.Socket)
-	v.oneOf("sink.framing", s.Framing, FramingLines, FramingAcked)
+	v.framing("sink.framing", s.Framing)
 	v.positive("sink.backoff_min", s.BackoffMin)
 	v.positive("sink.backoff_max", s.BackoffMax)
 	if s.BackoffMin > 0 && s.BackoffMax > 0 && s.BackoffMin > s.BackoffMax {
@@ -215,6 +212,16 @@ func (v *validator) positive(key string, d time.Duration) {
 	if d <= 0 {
 		v.fail(key, "must be positive (got %s)", d)
 	}
+}
+
+// framing checks that f is one of wire.Framings (the empty name, which
+// wire.ParseFraming would take for lines, is not: a config always names it).
+func (v *validator) framing(key string, f wire.Framing) {
+	choices := make([]string, len(wire.Framings))
+	for i, c := range wire.Framings {
+		choices[i] = string(c)
+	}
+	v.oneOf(key, string(f), choices...)
 }
 
 func (v *validator) oneOf(key, s string, choices ...string) {

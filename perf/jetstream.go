@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/load"
 	"github.com/sluice-dev/sluice/queue"
 )
@@ -126,20 +125,18 @@ func (r JetStreamResult) ConsumePerSec() float64 { return float64(r.Messages) / 
 // with sluice's ack policy: Fetch(500, 200ms) and one Ack per message.
 func RawJetStream(ctx context.Context, dir string, msgs, recordSize int) (JetStreamResult, error) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg := config.Default().Queue
-	cfg.DataDir = filepath.Join(dir, "nats")
-	cfg.Listen = "127.0.0.1:0"
-	emb, err := queue.StartEmbedded(cfg, logger)
+	cfg := queue.Options{Logger: logger}.WithDefaults()
+	emb, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0", Logger: logger})
 	if err != nil {
 		return JetStreamResult{}, err
 	}
 	defer emb.Shutdown()
-	nc, err := queue.Connect(ctx, cfg, emb, logger)
+	nc, err := queue.Connect(ctx, emb, queue.ConnectOptions{Logger: logger})
 	if err != nil {
 		return JetStreamResult{}, err
 	}
 	defer nc.Close()
-	src, err := queue.Open(ctx, nc, cfg, queue.Options{Logger: logger})
+	src, err := queue.Open(ctx, nc, cfg)
 	if err != nil {
 		return JetStreamResult{}, err
 	}

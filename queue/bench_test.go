@@ -7,7 +7,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/queue"
 )
 
@@ -24,12 +23,11 @@ var record = func() []byte {
 
 func benchEnv(b *testing.B, disablePrefetch bool) (*queue.Source, jetstream.JetStream) {
 	b.Helper()
-	cfg := config.Queue{Listen: "127.0.0.1:0", DataDir: b.TempDir()}
-	emb := startServer(b, cfg)
-	nc := connect(b, cfg, emb)
+	emb := startServer(b, testConfig(b))
+	nc := connect(b, emb)
 	ctx, cancel := context.WithTimeout(context.Background(), stallGuard)
 	defer cancel()
-	src, err := queue.Open(ctx, nc, cfg, queue.Options{Logger: quietLogger(), DisablePrefetch: disablePrefetch})
+	src, err := queue.Open(ctx, nc, queue.Options{Logger: quietLogger(), DisablePrefetch: disablePrefetch})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,72 +3,69 @@ package queue
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/obs"
 )
 
 // Connect dials NATS. With emb non-nil it connects to the embedded server
-// in-process (no TCP); otherwise it dials cfg.URL with the credentials in
-// cfg (user/password, token, nkey seed file, creds file, TLS files), which
-// it never logs. The connection reconnects forever, with jitter; reconnects
+// in-process (no TCP) and uses only opts.Logger; otherwise it dials opts.URL
+// with the credentials in opts (user/password, token, nkey seed file, creds
+// file, TLS files), which it never logs. The connection reconnects forever, with jitter; reconnects
 // and disconnects are logged. Errors name the URL with any password or token
 // redacted.
-func Connect(ctx context.Context, cfg config.Queue, emb *Embedded, logger *slog.Logger) (*nats.Conn, error) {
-	if logger == nil {
-		logger = slog.Default()
-	}
-	log := logger.With("component", "queue")
+func Connect(ctx context.Context, emb *Embedded, opts ConnectOptions) (*nats.Conn, error) {
+	opts = opts.WithDefaults()
+	log := opts.Logger.With(obs.KeyComponent, component)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	opts := []nats.Option{
+	nopts := []nats.Option{
 		nats.Name("sluice"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err != nil {
-				log.Warn("disconnected from NATS; reconnecting", "url", redactURL(nc.ConnectedUrlRedacted()), "err", err)
+				log.Warn("disconnected from NATS; reconnecting", obs.KeyURL, redactURL(nc.ConnectedUrlRedacted()), obs.KeyErr, err)
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted(), "reconnects", nc.Stats().Reconnects)
+			log.Info("reconnected to NATS", obs.KeyURL, nc.ConnectedUrlRedacted(), keyReconnects, nc.Stats().Reconnects)
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
 			if sub != nil {
 				subj = sub.Subject
 			}
-			log.Warn("NATS asynchronous error", "subject", subj, "err", err)
+			log.Warn("NATS asynchronous error", obs.KeySubject, subj, obs.KeyErr, err)
 		}),
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		if d := time.Until(dl); d > 0 && d < nats.DefaultTimeout {
-			opts = append(opts, nats.Timeout(d))
+			nopts = append(nopts, nats.Timeout(d))
 		}
 	}
 	var target string
 	if emb != nil {
 		target = emb.ClientURL()
-		opts = append(opts, nats.InProcessServer(emb.Server()))
+		nopts = append(nopts, nats.InProcessServer(emb.Server()))
 	} else {
-		target = cfg.URL
+		target = opts.URL
 		if strings.TrimSpace(target) == "" {
 			return nil, fmt.Errorf("%w: queue.url is empty and no embedded server was started", ErrBadConfig)
 		}
-		copts, err := credentialOptions(cfg)
+		copts, err := credentialOptions(opts)
 		if err != nil {
 			return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(target), err)
 		}
-		opts = append(opts, copts...)
+		nopts = append(nopts, copts...)
 	}
-	nc, err := nats.Connect(target, opts...)
+	nc, err := nats.Connect(target, nopts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w (check queue.url, that the server runs and the credentials)", redactURL(target), err)
 	}
@@ -76,12 +73,12 @@ func Connect(ctx context.Context, cfg config.Queue, emb *Embedded, logger *slog.
 		nc.Close()
 		return nil, err
 	}
-	log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "in_process", emb != nil)
+	log.Info("connected to NATS", obs.KeyURL, nc.ConnectedUrlRedacted(), keyInProcess, emb != nil)
 	return nc, nil
 }
 
 // credentialOptions turns the credentials in cfg into connect options.
-func credentialOptions(cfg config.Queue) ([]nats.Option, error) {
+func credentialOptions(cfg ConnectOptions) ([]nats.Option, error) {
 	var opts []nats.Option
 	if cfg.User != "" || cfg.Password != "" {
 		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))

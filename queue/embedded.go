@@ -14,7 +14,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/obs"
 )
 
 // readyTimeout guards the wait for the embedded server to accept clients. A
@@ -30,18 +30,17 @@ type Embedded struct {
 }
 
 // StartEmbedded starts an in-process NATS server with JetStream on
-// cfg.Listen (port 0 picks a free port), storing streams as files under
-// cfg.DataDir/jetstream, and waits until it accepts clients. The server
-// listens only on cfg.Listen: no monitoring, cluster, leaf or gateway port.
-// Its logs go to logger with component=nats-server.
+// opts.Listen (port 0 picks a free port), storing streams as files under
+// opts.DataDir/jetstream, and waits until it accepts clients. The server
+// listens only on opts.Listen: no monitoring, cluster, leaf or gateway port.
+// Its logs go to opts.Logger with component=nats-server. Zero fields of
+// opts take their defaults (EmbeddedOptions.WithDefaults).
 //
 // A taken address yields an error wrapping ErrAddrInUse that names it; any
 // other start failure wraps ErrEmbeddedStart.
-func StartEmbedded(cfg config.Queue, logger *slog.Logger) (*Embedded, error) {
-	cfg = withDefaults(cfg)
-	if logger == nil {
-		logger = slog.Default()
-	}
+func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
+	cfg := opts.WithDefaults()
+	logger := cfg.Logger
 	host, portStr, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("%w: queue.listen %q is not host:port: %v", ErrBadConfig, cfg.Listen, err)
@@ -57,7 +56,7 @@ func StartEmbedded(cfg config.Queue, logger *slog.Logger) (*Embedded, error) {
 		return nil, fmt.Errorf("%w: create queue.data_dir %q: %v", ErrEmbeddedStart, cfg.DataDir, err)
 	}
 
-	opts := &server.Options{
+	sopts := &server.Options{
 		ServerName: "sluice",
 		Host:       host,
 		Port:       port,
@@ -66,11 +65,11 @@ func StartEmbedded(cfg config.Queue, logger *slog.Logger) (*Embedded, error) {
 		NoSigs:     true,        // signals belong to the sluice process
 		MaxPayload: 8 << 20,
 	}
-	srv, err := server.NewServer(opts)
+	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("%w: on %s with data in %s: %v", ErrEmbeddedStart, cfg.Listen, cfg.DataDir, err)
 	}
-	sl := &serverLogger{log: logger.With("component", "nats-server")}
+	sl := &serverLogger{log: logger.With(obs.KeyComponent, "nats-server")}
 	srv.SetLoggerV2(sl, logger.Enabled(context.Background(), slog.LevelDebug), false, false)
 
 	// Start listens synchronously: when it returns, the listener is up or
@@ -89,8 +88,8 @@ func StartEmbedded(cfg config.Queue, logger *slog.Logger) (*Embedded, error) {
 		srv.WaitForShutdown()
 		return nil, fmt.Errorf("%w: on %s with data in %s: not ready for clients after %s (see the nats-server log lines above)", ErrEmbeddedStart, cfg.Listen, cfg.DataDir, readyTimeout)
 	}
-	e := &Embedded{srv: srv, log: logger.With("component", "queue")}
-	e.log.Info("embedded NATS JetStream server started", "url", srv.ClientURL(), "data_dir", cfg.DataDir)
+	e := &Embedded{srv: srv, log: logger.With(obs.KeyComponent, component)}
+	e.log.Info("embedded NATS JetStream server started", obs.KeyURL, srv.ClientURL(), keyDataDir, cfg.DataDir)
 	return e, nil
 }
 
@@ -130,7 +129,7 @@ func (l *serverLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprint
 
 func (l *serverLogger) Fatalf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
-	l.log.Error(msg, "fatal", true)
+	l.log.Error(msg, keyFatal, true)
 	var cause error
 	for _, a := range v {
 		if e, ok := a.(error); ok {

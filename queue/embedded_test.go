@@ -15,7 +15,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/queue"
 )
 
@@ -28,7 +27,7 @@ func TestStartEmbedded_PortInUse(t *testing.T) {
 		defer ln.Close()
 		cfg := testConfig(t)
 		cfg.Listen = ln.Addr().String()
-		emb, err := queue.StartEmbedded(cfg, quietLogger())
+		emb, err := queue.StartEmbedded(cfg)
 		if err == nil {
 			emb.Shutdown()
 			t.Fatalf("StartEmbedded on busy %s succeeded", cfg.Listen)
@@ -47,7 +46,7 @@ func TestStartEmbedded_PortInUse(t *testing.T) {
 		addr := first.Server().Addr().String()
 		cfg := testConfig(t)
 		cfg.Listen = addr
-		emb, err := queue.StartEmbedded(cfg, quietLogger())
+		emb, err := queue.StartEmbedded(cfg)
 		if err == nil {
 			emb.Shutdown()
 			t.Fatalf("second server on %s started", addr)
@@ -59,7 +58,7 @@ func TestStartEmbedded_PortInUse(t *testing.T) {
 	t.Run("bad address", func(t *testing.T) {
 		cfg := testConfig(t)
 		cfg.Listen = "localhost"
-		_, err := queue.StartEmbedded(cfg, quietLogger())
+		_, err := queue.StartEmbedded(cfg)
 		if !errors.Is(err, queue.ErrBadConfig) || !strings.Contains(err.Error(), `queue.listen "localhost"`) {
 			t.Fatalf("err = %v, want ErrBadConfig naming queue.listen", err)
 		}
@@ -69,7 +68,8 @@ func TestStartEmbedded_PortInUse(t *testing.T) {
 func TestStartEmbedded_ListensOnlyWhereConfigured(t *testing.T) {
 	var logs testkit.SyncBuffer
 	cfg := testConfig(t)
-	emb, err := queue.StartEmbedded(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	emb, err := queue.StartEmbedded(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,8 +87,8 @@ func TestStartEmbedded_ListensOnlyWhereConfigured(t *testing.T) {
 		t.Fatal("embedded server opened a listener besides the client port")
 	}
 	// Its streams live under DataDir/jetstream.
-	nc := connect(t, cfg, emb)
-	_ = openSource(t, nc, cfg, nil)
+	nc := connect(t, emb)
+	_ = openSource(t, nc, queue.Options{}, nil)
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, "jetstream")); err != nil {
 		t.Fatalf("no jetstream directory under the data dir: %v", err)
 	}
@@ -116,13 +116,13 @@ func TestConnect_External(t *testing.T) {
 	url := "nats://127.0.0.1:" + itoa(port)
 
 	t.Run("user and password", func(t *testing.T) {
-		cfg := config.Queue{URL: url, User: "ingest", Password: "s3cret-pw"}
-		nc, err := queue.Connect(context.Background(), cfg, nil, quietLogger())
+		cfg := queue.ConnectOptions{URL: url, User: "ingest", Password: "s3cret-pw", Logger: quietLogger()}
+		nc, err := queue.Connect(context.Background(), nil, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer nc.Close()
-		src, err := queue.Open(context.Background(), nc, cfg, queue.Options{Logger: quietLogger()})
+		src, err := queue.Open(context.Background(), nc, queue.Options{Logger: quietLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,8 +130,8 @@ func TestConnect_External(t *testing.T) {
 	})
 	t.Run("wrong password is reported without it", func(t *testing.T) {
 		var logs testkit.SyncBuffer
-		cfg := config.Queue{URL: "nats://ingest:wrong-pw@127.0.0.1:" + itoa(port)}
-		_, err := queue.Connect(context.Background(), cfg, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+		cfg := queue.ConnectOptions{URL: "nats://ingest:wrong-pw@127.0.0.1:" + itoa(port), Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+		_, err := queue.Connect(context.Background(), nil, cfg)
 		if err == nil {
 			t.Fatal("connected with a wrong password")
 		}
@@ -149,8 +149,8 @@ func TestConnect_External(t *testing.T) {
 		}
 		dead := ln.Addr().String()
 		ln.Close() // nothing listens there now
-		cfg := config.Queue{URL: "nats://tok-SECRET@" + dead + ",nats://u:pw-SECRET@" + dead}
-		_, err = queue.Connect(context.Background(), cfg, nil, quietLogger())
+		cfg := queue.ConnectOptions{URL: "nats://tok-SECRET@" + dead + ",nats://u:pw-SECRET@" + dead, Logger: quietLogger()}
+		_, err = queue.Connect(context.Background(), nil, cfg)
 		if err == nil {
 			t.Fatal("connected to a closed port")
 		}
@@ -159,8 +159,8 @@ func TestConnect_External(t *testing.T) {
 		}
 	})
 	t.Run("missing nkey file", func(t *testing.T) {
-		cfg := config.Queue{URL: url, NKeyFile: filepath.Join(t.TempDir(), "none.nk")}
-		_, err := queue.Connect(context.Background(), cfg, nil, quietLogger())
+		cfg := queue.ConnectOptions{URL: url, NKeyFile: filepath.Join(t.TempDir(), "none.nk"), Logger: quietLogger()}
+		_, err := queue.Connect(context.Background(), nil, cfg)
 		if !errors.Is(err, queue.ErrBadConfig) || !strings.Contains(err.Error(), "queue.nkey_file") {
 			t.Fatalf("err = %v, want ErrBadConfig naming queue.nkey_file", err)
 		}

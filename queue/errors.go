@@ -38,3 +38,8 @@ var ErrClosed = errors.New("queue: source closed")
 // ErrForeignMessage is returned by Ack, Nak and DeadLetter when given a
 // pipeline.Message that this package did not produce.
 var ErrForeignMessage = errors.New("queue: message did not come from this source")
+
+// ErrStreamRecreated is returned by Source.Last when the consumed stream
+// was deleted and created again since Open: its epoch changed, and the
+// messages Fetch hands out still carry the old one. Restart sluice.
+var ErrStreamRecreated = errors.New("queue: stream was created again since the source was opened")

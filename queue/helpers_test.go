@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/queue"
 )
@@ -26,16 +25,16 @@ const stallGuard = 10 * time.Second
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-// testConfig returns a queue config on a free loopback port with data under
-// a fresh temporary directory.
-func testConfig(t testing.TB) config.Queue {
+// testConfig returns embedded-server options on a free loopback port with
+// data under a fresh temporary directory.
+func testConfig(t testing.TB) queue.EmbeddedOptions {
 	t.Helper()
-	return config.Queue{Listen: "127.0.0.1:0", DataDir: t.TempDir()}
+	return queue.EmbeddedOptions{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quietLogger()}
 }
 
-func startServer(t testing.TB, cfg config.Queue) *queue.Embedded {
+func startServer(t testing.TB, eo queue.EmbeddedOptions) *queue.Embedded {
 	t.Helper()
-	emb, err := queue.StartEmbedded(cfg, quietLogger())
+	emb, err := queue.StartEmbedded(eo)
 	if err != nil {
 		t.Fatalf("StartEmbedded: %v", err)
 	}
@@ -43,9 +42,9 @@ func startServer(t testing.TB, cfg config.Queue) *queue.Embedded {
 	return emb
 }
 
-func connect(t testing.TB, cfg config.Queue, emb *queue.Embedded) *nats.Conn {
+func connect(t testing.TB, emb *queue.Embedded) *nats.Conn {
 	t.Helper()
-	nc, err := queue.Connect(context.Background(), cfg, emb, quietLogger())
+	nc, err := queue.Connect(context.Background(), emb, queue.ConnectOptions{Logger: quietLogger()})
 	if err != nil {
 		t.Fatalf("Connect: %v", err)
 	}
@@ -53,11 +52,14 @@ func connect(t testing.TB, cfg config.Queue, emb *queue.Embedded) *nats.Conn {
 	return nc
 }
 
-func openSource(t testing.TB, nc *nats.Conn, cfg config.Queue, reg prometheus.Registerer) *queue.Source {
+// openSource opens a source with opts, logging nowhere and registering its
+// metrics with reg.
+func openSource(t testing.TB, nc *nats.Conn, opts queue.Options, reg prometheus.Registerer) *queue.Source {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), stallGuard)
 	defer cancel()
-	src, err := queue.Open(ctx, nc, cfg, queue.Options{Logger: quietLogger(), Registerer: reg})
+	opts.Logger, opts.Registerer = quietLogger(), reg
+	src, err := queue.Open(ctx, nc, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -67,7 +69,7 @@ func openSource(t testing.TB, nc *nats.Conn, cfg config.Queue, reg prometheus.Re
 
 // env is one embedded server, a connection and a source on it.
 type env struct {
-	cfg config.Queue
+	cfg queue.Options
 	emb *queue.Embedded
 	nc  *nats.Conn
 	js  jetstream.JetStream
@@ -75,15 +77,23 @@ type env struct {
 	reg *prometheus.Registry
 }
 
-func newEnv(t testing.TB, tweak func(*config.Queue)) *env {
+// newEnv starts a server from testConfig and opens a source with the
+// options tweak makes (nil: the defaults).
+func newEnv(t testing.TB, tweak func(*queue.Options)) *env {
 	t.Helper()
-	cfg := testConfig(t)
+	return newEnvAt(t, testConfig(t), tweak)
+}
+
+// newEnvAt is newEnv with a server started from eo.
+func newEnvAt(t testing.TB, eo queue.EmbeddedOptions, tweak func(*queue.Options)) *env {
+	t.Helper()
+	var cfg queue.Options
 	if tweak != nil {
 		tweak(&cfg)
 	}
 	e := &env{cfg: cfg, reg: prometheus.NewRegistry()}
-	e.emb = startServer(t, cfg)
-	e.nc = connect(t, cfg, e.emb)
+	e.emb = startServer(t, eo)
+	e.nc = connect(t, e.emb)
 	e.src = openSource(t, e.nc, cfg, e.reg)
 	js, err := jetstream.New(e.nc)
 	if err != nil {

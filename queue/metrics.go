@@ -12,6 +12,7 @@ type metrics struct {
 	naks        prometheus.Counter
 	deadLetters prometheus.Counter
 	fetchErrors prometheus.Counter
+	badMetadata prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,11 +37,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		deadLetters: f.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_queue_dead_letters_total",
-			Help: "Records stored on the dead-letter subject (acknowledged by JetStream).",
+			Help: "Dead letters stored on the dead-letter subject (acknowledged by JetStream): records, or whole messages rejected as a whole.",
 		}),
 		fetchErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_queue_fetch_errors_total",
 			Help: "Fetch calls that failed with a transient error.",
+		}),
+		badMetadata: f.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_queue_bad_metadata_total",
+			Help: "Fetched queue messages whose JetStream metadata could not be parsed (no stream or sequence to identify them): terminated, logged, never handed to the pipeline.",
 		}),
 	}
 }

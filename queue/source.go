@@ -16,9 +16,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/fault"
+	"github.com/sluice-dev/sluice/obs"
 	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/record"
 )
 
 // Fault points.
@@ -27,13 +28,23 @@ var (
 	ackBeforePoint = fault.Register("queue.ack.before", "before acking a group of messages; error = the group is not acked")
 )
 
-// Headers set on every dead letter.
+// Headers set on dead letters.
 const (
-	HeaderReason        = "Sluice-Reason"
-	HeaderSourceStream  = "Sluice-Source-Stream"
+	// HeaderReason is why the record was rejected: one line, at most 1 KiB.
+	HeaderReason = "Sluice-Reason"
+	// HeaderSourceStream is the name of the stream the message came from.
+	HeaderSourceStream = "Sluice-Source-Stream"
+	// HeaderSourceEpoch is that stream's incarnation (record.MsgID.Epoch,
+	// its creation time in Unix nanoseconds), in decimal.
+	HeaderSourceEpoch = "Sluice-Source-Epoch"
+	// HeaderSourceSubject is the subject the message was published on.
 	HeaderSourceSubject = "Sluice-Source-Subject"
-	HeaderSourceSeq     = "Sluice-Source-Seq"
-	HeaderRecordIndex   = "Sluice-Record-Index"
+	// HeaderSourceSeq is the message's sequence in its stream, in decimal.
+	HeaderSourceSeq = "Sluice-Source-Seq"
+	// HeaderRecordIndex is the 0-based index of the record within its
+	// message, in decimal. A dead letter holding the whole message payload
+	// (DeadLetter with a negative index) has no HeaderRecordIndex.
+	HeaderRecordIndex = "Sluice-Record-Index"
 )
 
 // NakDelay is how long a nak'ed message waits before redelivery, so a
@@ -60,28 +71,22 @@ var (
 	_ pipeline.DeadLetterer = (*Source)(nil)
 )
 
-// Options are a Source's dependencies.
-type Options struct {
-	// Logger receives the source's logs. Nil: slog.Default().
-	Logger *slog.Logger
-	// Registerer receives the source's metrics. Nil: they are not registered.
-	Registerer prometheus.Registerer
-	// DisablePrefetch stops Fetch from issuing the next pull request before
-	// it returns. For benchmarks that measure what prefetching buys; leave
-	// it false.
-	DisablePrefetch bool
-}
-
 // Source consumes one durable pull consumer and dead-letters to one
 // subject. Fetch is called from one goroutine at a time; Ack, Nak and
 // DeadLetter from any goroutine.
 type Source struct {
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	cons jetstream.Consumer
-	cfg  config.Queue // with defaults applied
-	log  *slog.Logger
-	m    *metrics
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream // the consumed stream
+	cons   jetstream.Consumer
+	cfg    Options // with defaults applied
+	log    *slog.Logger
+	m      *metrics
+	// epoch is the consumed stream's incarnation, its creation time in Unix
+	// nanoseconds, read once by Open; every fetched message carries it. A
+	// stream deleted and created again while the Source runs is not
+	// noticed by Fetch (its messages keep this epoch); Last reports it.
+	epoch uint64
 
 	prefetch bool
 
@@ -101,23 +106,22 @@ type pull struct {
 
 // Open prepares JetStream for consumption and returns a Source:
 //
-//   - the stream cfg.Stream capturing cfg.Subjects (file storage), created
+//   - the stream opts.Stream capturing opts.Subjects (file storage), created
 //     when missing; an existing stream with other subjects is an error
 //     wrapping ErrStreamMismatch, never changed silently;
-//   - the dead-letter stream cfg.DeadLetterStream capturing only
-//     cfg.DeadLetterSubject, created when missing; a dead-letter subject that
-//     the consumed subjects capture is an error wrapping
+//   - the dead-letter stream opts.DeadLetterStream capturing only
+//     opts.DeadLetterSubject, created when missing; a dead-letter subject
+//     that the consumed subjects capture is an error wrapping
 //     ErrDeadLetterConsumed;
-//   - the durable pull consumer cfg.Consumer (explicit acks, cfg.AckWait,
-//     cfg.MaxAckPending, deliver all), created or updated.
+//   - the durable pull consumer opts.Consumer (explicit acks, opts.AckWait,
+//     opts.MaxAckPending, deliver all), created or updated.
 //
-// Zero values in cfg take the package defaults. Open does not take
-// ownership of nc; close it after the Source.
-func Open(ctx context.Context, nc *nats.Conn, cfg config.Queue, opts Options) (*Source, error) {
-	cfg = withDefaults(cfg)
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+// Open reads the stream's creation time, the epoch that every fetched
+// message's ID carries. Zero fields of opts take their defaults
+// (Options.WithDefaults). Open does not take ownership of nc; close it
+// after the Source.
+func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Source, error) {
+	cfg := opts.WithDefaults()
 	if err := checkSubjects(cfg); err != nil {
 		return nil, err
 	}
@@ -125,15 +129,16 @@ func Open(ctx context.Context, nc *nats.Conn, cfg config.Queue, opts Options) (*
 	if err != nil {
 		return nil, fmt.Errorf("queue: JetStream client: %w", err)
 	}
-	if err := ensureStream(ctx, js, jetstream.StreamConfig{
+	stream, err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "sluice input",
 		Subjects:    cfg.Subjects,
 		Storage:     jetstream.FileStorage,
-	}, "queue.subjects", false); err != nil {
+	}, "queue.subjects", false)
+	if err != nil {
 		return nil, err
 	}
-	if err := ensureStream(ctx, js, jetstream.StreamConfig{
+	if _, err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        cfg.DeadLetterStream,
 		Description: "sluice dead letters: records that failed processing, with the reason in the Sluice-Reason header",
 		Subjects:    []string{cfg.DeadLetterSubject},
@@ -155,19 +160,57 @@ func Open(ctx context.Context, nc *nats.Conn, cfg config.Queue, opts Options) (*
 	s := &Source{
 		nc:       nc,
 		js:       js,
+		stream:   stream,
 		cons:     cons,
 		cfg:      cfg,
-		log:      opts.Logger.With("component", "queue", "stream", cfg.Stream, "consumer", cfg.Consumer),
-		m:        newMetrics(opts.Registerer),
-		prefetch: !opts.DisablePrefetch,
+		log:      cfg.Logger.With(obs.KeyComponent, component, obs.KeyStream, cfg.Stream, keyConsumer, cfg.Consumer),
+		m:        newMetrics(cfg.Registerer),
+		epoch:    epochOf(stream.CachedInfo()),
+		prefetch: !cfg.DisablePrefetch,
 	}
-	s.log.Info("consuming", "subjects", cfg.Subjects, "dead_letter_subject", cfg.DeadLetterSubject, "ack_wait", cfg.AckWait, "max_ack_pending", cfg.MaxAckPending)
+	s.log.Info("consuming", keyEpoch, s.epoch, keySubjects, cfg.Subjects, keyDeadLetterSubject, cfg.DeadLetterSubject, keyAckWait, cfg.AckWait, keyMaxAckPending, cfg.MaxAckPending)
 	return s, nil
+}
+
+// epochOf is the incarnation of the stream described by info: its creation
+// time in Unix nanoseconds, or 0 (unknown) when the server did not say.
+func epochOf(info *jetstream.StreamInfo) uint64 {
+	if info == nil || info.Created.IsZero() || info.Created.UnixNano() <= 0 {
+		return 0
+	}
+	return uint64(info.Created.UnixNano())
+}
+
+// Last returns the identity of the newest message in the consumed stream
+// right now: its name, its epoch and its last sequence (0 when the stream
+// has never held a message). A drainer that committed a higher sequence
+// for the same stream and epoch has seen messages the stream no longer
+// knows: the stream's store lost its tail.
+//
+// Errors: ctx.Err() once ctx is done; an error wrapping ErrStreamRecreated
+// when the stream was deleted and created again since Open (its epoch
+// changed: fetched messages would carry the old one); otherwise an error
+// wrapping ErrNotConnected or the JetStream API error.
+func (s *Source) Last(ctx context.Context) (record.MsgID, error) {
+	if !s.nc.IsConnected() {
+		return record.MsgID{}, fmt.Errorf("last sequence of stream %q: %w", s.cfg.Stream, ErrNotConnected)
+	}
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return record.MsgID{}, ctx.Err()
+		}
+		return record.MsgID{}, fmt.Errorf("last sequence of stream %q: %w", s.cfg.Stream, err)
+	}
+	if now := epochOf(info); now != s.epoch {
+		return record.MsgID{}, fmt.Errorf("%w: stream %q was created at epoch %d when sluice started and at epoch %d now; restart sluice so that its records carry the new epoch", ErrStreamRecreated, s.cfg.Stream, s.epoch, now)
+	}
+	return record.MsgID{Stream: s.cfg.Stream, Epoch: s.epoch, Seq: info.State.LastSeq}, nil
 }
 
 // checkSubjects rejects subjects JetStream cannot use and a dead-letter
 // subject the consumed stream would capture.
-func checkSubjects(cfg config.Queue) error {
+func checkSubjects(cfg Options) error {
 	for _, s := range cfg.Subjects {
 		if !server.IsValidSubject(s) {
 			return fmt.Errorf("%w: queue.subjects: %q is not a valid NATS subject", ErrBadConfig, s)
@@ -189,36 +232,36 @@ func checkSubjects(cfg config.Queue) error {
 
 // ensureStream creates the stream want, or checks that the existing one
 // captures the same subjects (or, with dlq, at least the dead-letter
-// subject). field names the config field to blame.
-func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, field string, dlq bool) error {
+// subject), and returns it. field names the config field to blame.
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, field string, dlq bool) (jetstream.Stream, error) {
 	st, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = js.CreateStream(ctx, want)
+		st, err = js.CreateStream(ctx, want)
 		if err == nil {
-			return nil
+			return st, nil
 		}
 		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return fmt.Errorf("queue: create stream %q capturing %v: %w", want.Name, want.Subjects, err)
+			return nil, fmt.Errorf("queue: create stream %q capturing %v: %w", want.Name, want.Subjects, err)
 		}
 		// Another instance created it first, perhaps differently.
 		st, err = js.Stream(ctx, want.Name)
 	}
 	if err != nil {
-		return fmt.Errorf("queue: look up stream %q: %w (is JetStream enabled on the server?)", want.Name, err)
+		return nil, fmt.Errorf("queue: look up stream %q: %w (is JetStream enabled on the server?)", want.Name, err)
 	}
 	have := st.CachedInfo().Config.Subjects
 	if dlq {
 		for _, s := range have {
 			if server.SubjectMatchesFilter(want.Subjects[0], s) {
-				return nil
+				return st, nil
 			}
 		}
-		return fmt.Errorf("%w: dead-letter stream %q exists capturing %v, which does not include %s %q; set %s to one of its subjects or point queue.dead_letter_stream at another stream", ErrStreamMismatch, want.Name, have, field, want.Subjects[0], field)
+		return nil, fmt.Errorf("%w: dead-letter stream %q exists capturing %v, which does not include %s %q; set %s to one of its subjects or point queue.dead_letter_stream at another stream", ErrStreamMismatch, want.Name, have, field, want.Subjects[0], field)
 	}
 	if !sameSet(have, want.Subjects) {
-		return fmt.Errorf("%w: stream %q exists capturing %v, but %s is %v; sluice does not change existing streams: set %s to match, or edit the stream yourself (nats stream edit %s)", ErrStreamMismatch, want.Name, have, field, want.Subjects, field, want.Name)
+		return nil, fmt.Errorf("%w: stream %q exists capturing %v, but %s is %v; sluice does not change existing streams: set %s to match, or edit the stream yourself (nats stream edit %s)", ErrStreamMismatch, want.Name, have, field, want.Subjects, field, want.Name)
 	}
-	return nil
+	return st, nil
 }
 
 func sameSet(a, b []string) bool {
@@ -286,6 +329,15 @@ func (s *Source) Fetch(ctx context.Context, max int, maxWait time.Duration) ([]p
 				continue // expired empty: pull again while time is left
 			}
 			out := s.take(make([]pipeline.Message, 0, max), jm, max, timer.C)
+			if len(out) == 0 {
+				// Every message taken was unusable (see admit): keep
+				// waiting while maxWait lasts. take may have drained
+				// timer.C, but only once the deadline has passed.
+				if !time.Now().Before(deadline) {
+					return nil, nil
+				}
+				continue
+			}
 			if s.cur == nil && s.prefetch {
 				// Keep the server busy while the caller works. A failure
 				// here is not this call's: the next Fetch meets it.
@@ -326,17 +378,9 @@ func (s *Source) take(out []pipeline.Message, first jetstream.Msg, max int, dead
 	stale := time.Since(p.issued) > s.cfg.AckWait/2
 	add := func(jm jetstream.Msg) {
 		p.received++
-		m, err := wrap(jm)
-		if err != nil {
-			s.log.Error("dropping a fetched message that is not a JetStream message", "subject", jm.Subject(), "err", err)
-			return
+		if m, ok := s.admit(jm, stale); ok {
+			out = append(out, m)
 		}
-		if stale {
-			// Waited in the prefetch buffer for a good part of AckWait:
-			// restart its redelivery timer before the pipeline starts.
-			_ = jm.InProgress()
-		}
-		out = append(out, m)
 	}
 	add(first)
 	var gap *time.Timer // started on the first pause in the flow
@@ -368,7 +412,7 @@ func (s *Source) take(out []pipeline.Message, first jetstream.Msg, max int, dead
 		}
 		if !ok {
 			if err := p.batch.Error(); err != nil {
-				s.log.Debug("pull request ended with an error", "err", err)
+				s.log.Debug("pull request ended with an error", obs.KeyErr, err)
 			}
 			s.cur = nil
 			return out
@@ -379,6 +423,33 @@ func (s *Source) take(out []pipeline.Message, first jetstream.Msg, max int, dead
 		s.cur = nil // complete: the jetstream package closes msgs by itself
 	}
 	return out
+}
+
+// admit turns a fetched JetStream message into the Message handed to the
+// pipeline; stale says it waited in the prefetch buffer for a good part of
+// AckWait, so its redelivery timer is restarted first.
+//
+// A message whose JetStream metadata cannot be parsed has no identity
+// (stream, sequence) to deduplicate or dead-letter it by, so it can never
+// be processed: admit terminates it, so that the server does not redeliver
+// it every AckWait, logs it with the reason, counts it in
+// sluice_queue_bad_metadata_total, and returns false.
+func (s *Source) admit(jm jetstream.Msg, stale bool) (*Message, bool) {
+	m, err := wrap(jm, s.epoch)
+	if err != nil {
+		s.m.badMetadata.Inc()
+		log := s.log.With(obs.KeySubject, jm.Subject(), obs.KeyReason, "no JetStream metadata: "+err.Error())
+		if terr := jm.TermWithReason("sluice: no JetStream metadata"); terr != nil {
+			log.Error("a fetched message without JetStream metadata could not be terminated; it is not processed and may come back after queue.ack_wait", obs.KeyErr, terr)
+		} else {
+			log.Error("terminated a fetched message without JetStream metadata; it is not processed")
+		}
+		return nil, false
+	}
+	if stale {
+		_ = jm.InProgress()
+	}
+	return m, true
 }
 
 func (s *Source) fetchErr(err error) error {
@@ -435,26 +506,44 @@ func (s *Source) settle(msgs []pipeline.Message, op string, f func(jetstream.Msg
 }
 
 // DeadLetter publishes rec, record index of message from, to the dead-letter
-// subject with the reason and the record's origin in headers, and returns
-// nil once JetStream has stored it (PubAck). A record dead-lettered twice
-// (after a redelivery) within the stream's duplicate window is stored once.
+// subject with the reason and the record's origin in headers (see
+// HeaderReason and the headers after it), and returns nil once JetStream
+// has stored it (PubAck). A negative index means rec is the whole message
+// payload (a message rejected as a whole, e.g. one too large for a frame):
+// the dead letter then has no HeaderRecordIndex. A dead letter published
+// twice (after a redelivery) within the dead-letter stream's duplicate
+// window is stored once. from must be a *Message this package fetched;
+// another message is an error wrapping ErrForeignMessage.
 func (s *Source) DeadLetter(ctx context.Context, from pipeline.Message, index int, rec []byte, reason string) error {
-	seq := strconv.FormatUint(from.Seq(), 10)
-	idx := strconv.Itoa(index)
+	m, ok := from.(*Message)
+	if !ok {
+		return fmt.Errorf("dead-letter a record: %w (got %T)", ErrForeignMessage, from)
+	}
+	seq := strconv.FormatUint(m.seq, 10)
+	epoch := strconv.FormatUint(m.epoch, 10)
+	what := "message"
+	idx := "msg" // the whole payload, in the message id below
+	if index >= 0 {
+		idx = strconv.Itoa(index)
+		what = "record " + idx
+	}
 	msg := &nats.Msg{Subject: s.cfg.DeadLetterSubject, Data: rec, Header: nats.Header{}}
 	msg.Header.Set(HeaderReason, headerValue(reason))
-	msg.Header.Set(HeaderSourceStream, from.Stream())
-	msg.Header.Set(HeaderSourceSubject, from.Subject())
+	msg.Header.Set(HeaderSourceStream, m.stream)
+	msg.Header.Set(HeaderSourceEpoch, epoch)
+	msg.Header.Set(HeaderSourceSubject, m.Subject())
 	msg.Header.Set(HeaderSourceSeq, seq)
-	msg.Header.Set(HeaderRecordIndex, idx)
+	if index >= 0 {
+		msg.Header.Set(HeaderRecordIndex, idx)
+	}
 	_, err := s.js.PublishMsg(ctx, msg,
 		jetstream.WithExpectStream(s.cfg.DeadLetterStream),
-		jetstream.WithMsgID(from.Stream()+":"+seq+":"+idx))
+		jetstream.WithMsgID(m.stream+":"+epoch+":"+seq+":"+idx))
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("dead-letter record %s of %s seq %s to %q (stream %q): %w", idx, from.Stream(), seq, s.cfg.DeadLetterSubject, s.cfg.DeadLetterStream, err)
+		return fmt.Errorf("dead-letter %s of %s seq %s to %q (stream %q): %w", what, m.stream, seq, s.cfg.DeadLetterSubject, s.cfg.DeadLetterStream, err)
 	}
 	s.m.deadLetters.Inc()
 	return nil
@@ -499,7 +588,7 @@ func (s *Source) Close() error {
 	}
 	s.m.naks.Add(float64(n))
 	if n > 0 {
-		s.log.Info("returned prefetched messages for redelivery", "messages", n)
+		s.log.Info("returned prefetched messages for redelivery", obs.KeyMessages, n)
 	}
 	return nil
 }

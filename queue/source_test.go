@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/queue"
@@ -172,7 +171,7 @@ func TestSource_Redelivery(t *testing.T) {
 		}
 	})
 	t.Run("ack wait", func(t *testing.T) {
-		e := newEnv(t, func(c *config.Queue) { c.AckWait = time.Second })
+		e := newEnv(t, func(c *queue.Options) { c.AckWait = time.Second })
 		publish(t, e.js, 0, 1)
 		first := fetchN(t, e.src, 1, false)
 		again := fetchN(t, e.src, 1, true) // polls until the ack wait passes
@@ -297,11 +296,10 @@ func TestSource_NoStall(t *testing.T) {
 }
 
 func TestSource_SharedConsumer(t *testing.T) {
-	cfg := testConfig(t)
-	emb := startServer(t, cfg)
-	ncA, ncB := connect(t, cfg, emb), connect(t, cfg, emb)
-	srcA := openSource(t, ncA, cfg, nil)
-	srcB := openSource(t, ncB, cfg, nil)
+	emb := startServer(t, testConfig(t))
+	ncA, ncB := connect(t, emb), connect(t, emb)
+	srcA := openSource(t, ncA, queue.Options{}, nil)
+	srcB := openSource(t, ncB, queue.Options{}, nil)
 	js, err := jetstream.New(ncA)
 	if err != nil {
 		t.Fatal(err)
@@ -339,7 +337,7 @@ func TestSource_SharedConsumer(t *testing.T) {
 	})
 
 	t.Run("concurrent", func(t *testing.T) {
-		srcA := openSource(t, ncA, cfg, nil) // the first one is closed
+		srcA := openSource(t, ncA, queue.Options{}, nil) // the first one is closed
 		const n = 6000
 		var (
 			mu   sync.Mutex
@@ -399,17 +397,17 @@ func TestSource_SharedConsumer(t *testing.T) {
 }
 
 func TestEmbedded_RestartKeepsUnacked(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.AckWait = time.Second
-	emb, err := queue.StartEmbedded(cfg, quietLogger())
+	eo := testConfig(t)
+	cfg := queue.Options{AckWait: time.Second, Logger: quietLogger()}
+	emb, err := queue.StartEmbedded(eo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := queue.Connect(context.Background(), cfg, emb, quietLogger())
+	nc, err := queue.Connect(context.Background(), emb, queue.ConnectOptions{Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := queue.Open(context.Background(), nc, cfg, queue.Options{Logger: quietLogger()})
+	src, err := queue.Open(context.Background(), nc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +432,7 @@ func TestEmbedded_RestartKeepsUnacked(t *testing.T) {
 	emb.Shutdown()
 
 	// Same data directory, a new server (and port).
-	e := newEnv(t, func(c *config.Queue) { *c = cfg })
+	e := newEnvAt(t, eo, func(c *queue.Options) { *c = cfg })
 	again := fetchN(t, e.src, 6, true)
 	for _, m := range again {
 		if acked[m.Seq()] {
@@ -445,37 +443,37 @@ func TestEmbedded_RestartKeepsUnacked(t *testing.T) {
 }
 
 func TestOpen_ConfigErrors(t *testing.T) {
-	cfg := testConfig(t)
-	emb := startServer(t, cfg)
-	nc := connect(t, cfg, emb)
+	emb := startServer(t, testConfig(t))
+	nc := connect(t, emb)
 	ctx := context.Background()
+	cfg := queue.Options{Logger: quietLogger()}
 	for _, tc := range []struct {
 		name  string
-		tweak func(*config.Queue)
+		tweak func(*queue.Options)
 		is    error
 		want  []string
 	}{
 		{
 			name:  "dead letters inside consumed subjects",
-			tweak: func(c *config.Queue) { c.Subjects = []string{"ingest.>"}; c.DeadLetterSubject = "ingest.dlq" },
+			tweak: func(c *queue.Options) { c.Subjects = []string{"ingest.>"}; c.DeadLetterSubject = "ingest.dlq" },
 			is:    queue.ErrDeadLetterConsumed,
 			want:  []string{`queue.dead_letter_subject "ingest.dlq"`, `"ingest.>"`},
 		},
 		{
 			name:  "dead letters caught by a star",
-			tweak: func(c *config.Queue) { c.Subjects = []string{"a.*"}; c.DeadLetterSubject = "a.dead" },
+			tweak: func(c *queue.Options) { c.Subjects = []string{"a.*"}; c.DeadLetterSubject = "a.dead" },
 			is:    queue.ErrDeadLetterConsumed,
 			want:  []string{`"a.dead"`, `"a.*"`},
 		},
 		{
 			name:  "wildcard dead-letter subject",
-			tweak: func(c *config.Queue) { c.DeadLetterSubject = "dlq.*" },
+			tweak: func(c *queue.Options) { c.DeadLetterSubject = "dlq.*" },
 			is:    queue.ErrBadConfig,
 			want:  []string{"queue.dead_letter_subject", "without wildcards"},
 		},
 		{
 			name:  "same stream for dead letters",
-			tweak: func(c *config.Queue) { c.DeadLetterStream = "INGEST" },
+			tweak: func(c *queue.Options) { c.DeadLetterStream = "INGEST" },
 			is:    queue.ErrBadConfig,
 			want:  []string{"queue.dead_letter_stream"},
 		},
@@ -483,7 +481,7 @@ func TestOpen_ConfigErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := cfg
 			tc.tweak(&c)
-			_, err := queue.Open(ctx, nc, c, queue.Options{Logger: quietLogger()})
+			_, err := queue.Open(ctx, nc, c)
 			if !errors.Is(err, tc.is) {
 				t.Fatalf("Open = %v, want %v", err, tc.is)
 			}
@@ -496,14 +494,14 @@ func TestOpen_ConfigErrors(t *testing.T) {
 	}
 
 	t.Run("existing stream with other subjects", func(t *testing.T) {
-		src, err := queue.Open(ctx, nc, cfg, queue.Options{Logger: quietLogger()})
+		src, err := queue.Open(ctx, nc, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		_ = src.Close()
 		c := cfg
 		c.Subjects = []string{"events.>"}
-		_, err = queue.Open(ctx, nc, c, queue.Options{Logger: quietLogger()})
+		_, err = queue.Open(ctx, nc, c)
 		if !errors.Is(err, queue.ErrStreamMismatch) {
 			t.Fatalf("Open = %v, want ErrStreamMismatch", err)
 		}
@@ -549,7 +547,7 @@ func TestSource_Faults(t *testing.T) {
 		}
 	})
 	t.Run("ack before", func(t *testing.T) {
-		e := newEnv(t, func(c *config.Queue) { c.AckWait = time.Second })
+		e := newEnv(t, func(c *queue.Options) { c.AckWait = time.Second })
 		publish(t, e.js, 0, 3)
 		got := fetchN(t, e.src, 3, false)
 		set(t, "queue.ack.before", &fault.Action{Kind: fault.Error, Count: 1})

@@ -125,7 +125,9 @@ func newCrashRig(t *testing.T) *crashRig {
 	qcfg := config.Default().Queue
 	qcfg.DataDir = filepath.Join(dir, "nats")
 	qcfg.Listen = "127.0.0.1:0"
-	emb, err := queue.StartEmbedded(qcfg, quietLogger())
+	eo := embeddedOptions(&config.Config{Queue: qcfg})
+	eo.Logger = quietLogger()
+	emb, err := queue.StartEmbedded(eo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,17 +60,21 @@ func TestREADME_Generated(t *testing.T) {
 	cfg, dir := testConfig(t)
 	ctx := context.Background()
 
-	emb, err := queue.StartEmbedded(cfg.Queue, quietLogger())
+	eo := embeddedOptions(cfg)
+	eo.Logger = quietLogger()
+	emb, err := queue.StartEmbedded(eo)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer emb.Shutdown()
-	nc, err := queue.Connect(ctx, cfg.Queue, emb, quietLogger())
+	nc, err := queue.Connect(ctx, emb, queue.ConnectOptions{Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	src, err := queue.Open(ctx, nc, cfg.Queue, queue.Options{Logger: quietLogger(), Registerer: rec})
+	qo := queueOptions(cfg)
+	qo.Logger, qo.Registerer = quietLogger(), rec
+	src, err := queue.Open(ctx, nc, qo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"strconv"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
@@ -48,26 +44,12 @@ close frame with the reason.`,
 				return err
 			}
 			reg := prometheus.NewRegistry()
-			uids, err := parseIDs(cfg.Drain.AllowUIDs)
+			do, err := drainOptions(cfg)
 			if err != nil {
-				return usageError{fmt.Errorf("drain.allow_uids: %w", err)}
+				return usageError{err}
 			}
-			gids, err := parseIDs(cfg.Drain.AllowGIDs)
-			if err != nil {
-				return usageError{fmt.Errorf("drain.allow_gids: %w", err)}
-			}
-			srv, err := drain.New(drain.Options{
-				Socket:        cfg.Drain.Socket,
-				Out:           cfg.Drain.Out,
-				Framing:       cfg.Sink.Framing,
-				RotateBytes:   int64(cfg.Drain.RotateBytes),
-				SocketMode:    os.FileMode(cfg.Drain.SocketMode),
-				PeerUIDs:      uids,
-				PeerGIDs:      gids,
-				WriteIdentity: cfg.Drain.WriteIdentity,
-				Logger:        logger,
-				Registerer:    reg,
-			})
+			do.Logger, do.Registerer = logger, reg
+			srv, err := drain.New(do)
 			if err != nil {
 				return err
 			}
@@ -84,7 +66,7 @@ close frame with the reason.`,
 				}
 				defer admin.Close()
 			}
-			logger.Info("drainer listening", "socket", cfg.Drain.Socket, "out", cfg.Drain.Out)
+			logger.Info("drainer listening", obs.KeySocket, cfg.Drain.Socket, keyOut, cfg.Drain.Out)
 			return srv.Serve(ctx)
 		},
 	}
@@ -110,17 +92,4 @@ var drainFlagKeys = flagKeys{
 	"allow-uid":      "drain.allow_uids",
 	"allow-gid":      "drain.allow_gids",
 	"write-identity": "drain.write_identity",
-}
-
-// parseIDs converts numeric user or group ids.
-func parseIDs(ss []string) ([]uint32, error) {
-	out := make([]uint32, 0, len(ss))
-	for _, s := range ss {
-		n, err := strconv.ParseUint(s, 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a numeric id", s)
-		}
-		out = append(out, uint32(n))
-	}
-	return out, nil
 }

@@ -48,58 +48,38 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 		return nil, err
 	}
 	if cfg.Flight.Enabled {
-		s.fr, err = obs.StartFlightRecorder(obs.FlightOptions{
-			Window:      cfg.Flight.Window,
-			MaxBytes:    uint64(cfg.Flight.MaxBytes),
-			Dir:         cfg.Flight.Dir,
-			MinInterval: cfg.Flight.MinInterval,
-			MaxFiles:    cfg.Flight.MaxFiles,
-			Logger:      logger,
-			Registerer:  s.reg,
-		})
-		if err != nil {
+		fo := flightOptions(cfg)
+		fo.Logger, fo.Registerer = logger, s.reg
+		if s.fr, err = obs.StartFlightRecorder(fo); err != nil {
 			return nil, err
 		}
 		s.fr.NotifySignal()
-		logger.Info("flight recorder on", "dir", cfg.Flight.Dir, "window", cfg.Flight.Window)
+		logger.Info("flight recorder on", keyDir, cfg.Flight.Dir, keyWindow, cfg.Flight.Window)
 	}
 	if cfg.Queue.URL == "" {
-		if s.emb, err = queue.StartEmbedded(cfg.Queue, logger); err != nil {
+		eo := embeddedOptions(cfg)
+		eo.Logger = logger
+		if s.emb, err = queue.StartEmbedded(eo); err != nil {
 			return nil, err
 		}
-		logger.Info("embedded queue started", "url", s.emb.ClientURL(), "data_dir", cfg.Queue.DataDir)
+		logger.Info("embedded queue started", obs.KeyURL, s.emb.ClientURL(), keyDataDir, cfg.Queue.DataDir)
 	}
-	if s.nc, err = queue.Connect(ctx, cfg.Queue, s.emb, logger); err != nil {
+	co := connectOptions(cfg)
+	co.Logger = logger
+	if s.nc, err = queue.Connect(ctx, s.emb, co); err != nil {
 		return nil, err
 	}
-	if s.src, err = queue.Open(ctx, s.nc, cfg.Queue, queue.Options{Logger: logger, Registerer: s.reg}); err != nil {
+	qo := queueOptions(cfg)
+	qo.Logger, qo.Registerer = logger, s.reg
+	if s.src, err = queue.Open(ctx, s.nc, qo); err != nil {
 		return nil, err
 	}
-	s.snk = sink.New(sink.Options{
-		Path:         cfg.Sink.Socket,
-		BackoffMin:   cfg.Sink.BackoffMin,
-		BackoffMax:   cfg.Sink.BackoffMax,
-		WriteTimeout: cfg.Sink.WriteTimeout,
-		MaxConnAge:   cfg.Sink.MaxConnAge,
-		Framing:      cfg.Sink.Framing,
-		Instance:     cfg.Sink.Instance,
-		AckTimeout:   cfg.Sink.AckTimeout,
-		WindowFrames: cfg.Sink.WindowFrames,
-		WindowBytes:  int64(cfg.Sink.WindowBytes),
-		Notify:       s.notify,
-		Logger:       logger,
-		Registerer:   s.reg,
-	})
-	s.pipe = pipeline.New(s.src, s.src, process.Validator{}, s.snk, pipeline.Options{
-		Workers:            cfg.Pipeline.Workers,
-		BatchSize:          cfg.Pipeline.BatchSize,
-		FetchWait:          cfg.Pipeline.FetchWait,
-		MaxInflightRecords: int64(cfg.Pipeline.MaxInflightRecords),
-		MaxInflightBytes:   int64(cfg.Pipeline.MaxInflightBytes),
-		ShutdownTimeout:    cfg.Pipeline.ShutdownTimeout,
-		Logger:             logger,
-		Registerer:         s.reg,
-	})
+	so := sinkOptions(cfg)
+	so.Notify, so.Logger, so.Registerer = s.notify, logger, s.reg
+	s.snk = sink.New(so)
+	po := pipelineOptions(cfg)
+	po.Logger, po.Registerer = logger, s.reg
+	s.pipe = pipeline.New(s.src, s.src, process.Validator{}, s.snk, po)
 	if cfg.Admin.Listen != "off" {
 		s.admin = obs.NewAdmin(s.reg, logger)
 		s.admin.AddReadyCheck("queue", func() error {
@@ -152,7 +132,7 @@ func (s *service) run(ctx context.Context) error {
 			return recs > 0, s.pipe.Progress()
 		})
 	}
-	s.log.Info("sluice running", "socket", s.cfg.Sink.Socket, "framing", s.cfg.Sink.Framing, "workers", s.cfg.Pipeline.Workers)
+	s.log.Info("sluice running", obs.KeySocket, s.cfg.Sink.Socket, obs.KeyFraming, s.cfg.Sink.Framing, keyWorkers, s.cfg.Pipeline.Workers)
 	err := s.pipe.Run(ctx)
 	s.close()
 	return err
