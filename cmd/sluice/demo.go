@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-dev/sluice/drain"
 	"github.com/sluice-dev/sluice/load"
 	"github.com/sluice-dev/sluice/obs"
+	"github.com/sluice-dev/sluice/wire"
 )
 
 type demoOptions struct {
@@ -283,7 +284,7 @@ func runDemo(g *globals, cfg *config.Config, o demoOptions) error {
 	fmt.Fprintf(tw, "  latency p50 / p99 / max\t%s / %s / %s\n", rep.Latency.P50, rep.Latency.P99, rep.Latency.Max)
 	_ = tw.Flush()
 
-	exactlyOnce := cfg.Sink.Framing == config.FramingAcked
+	exactlyOnce := cfg.Sink.Framing == wire.FramingAcked
 	if !rep.OK(exactlyOnce) {
 		fmt.Fprintf(out, "\nFAIL: %d published records were not drained (first: %s), %d duplicated (first: %s); files kept in %s\n",
 			rep.Lost, strings.Join(rep.LostIDs, ", "), rep.Duplicates, strings.Join(rep.DuplicateIDs, ", "), dir)
@@ -326,7 +327,7 @@ func startDrainChild(ctx context.Context, cfg *config.Config, logPath string) (*
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	socket := cfg.Drain.Socket
-	cmd := exec.Command(exe, "drain", "--socket", socket, "--out", cfg.Drain.Out, "--framing", cfg.Sink.Framing)
+	cmd := exec.Command(exe, "drain", "--socket", socket, "--out", cfg.Drain.Out, "--framing", string(cfg.Sink.Framing))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "SLUICE_FAULTS=")
 	if err := cmd.Start(); err != nil {
