@@ -12,8 +12,8 @@ import (
 
 // Results and the command that made them are in bench_results.txt.
 
-// record is a 200-byte JSON record, the size DESIGN.md measured with.
-var record = func() []byte {
+// benchRecord is a 200-byte JSON record, the size DESIGN.md measured with.
+var benchRecord = func() []byte {
 	b := []byte(`{"id":12345,"kind":"click","user":"u-000042","path":"/a/b/c","pad":"`)
 	for len(b) < 198 {
 		b = append(b, 'x')
@@ -43,7 +43,7 @@ func publishAsync(b *testing.B, js jetstream.JetStream, n int) {
 	b.Helper()
 	futs := make([]jetstream.PubAckFuture, 0, n)
 	for i := 0; i < n; i++ {
-		f, err := js.PublishAsync("ingest.bench", record, jetstream.WithStallWait(stallGuard))
+		f, err := js.PublishAsync("ingest.bench", benchRecord, jetstream.WithStallWait(stallGuard))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -59,10 +59,10 @@ func BenchmarkPublish(b *testing.B) {
 	b.Run("sync", func(b *testing.B) {
 		_, js := benchEnv(b, false)
 		ctx := context.Background()
-		b.SetBytes(int64(len(record)))
+		b.SetBytes(int64(len(benchRecord)))
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			if _, err := js.Publish(ctx, "ingest.bench", record); err != nil {
+			if _, err := js.Publish(ctx, "ingest.bench", benchRecord); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -70,7 +70,7 @@ func BenchmarkPublish(b *testing.B) {
 	})
 	b.Run("async", func(b *testing.B) {
 		_, js := benchEnv(b, false)
-		b.SetBytes(int64(len(record)))
+		b.SetBytes(int64(len(benchRecord)))
 		b.ResetTimer()
 		publishAsync(b, js, b.N)
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
@@ -96,7 +96,7 @@ func BenchmarkFetchAck(b *testing.B) {
 			src, js := benchEnv(b, bc.noPrefetch)
 			publishAsync(b, js, b.N)
 			ctx := context.Background()
-			b.SetBytes(int64(len(record)))
+			b.SetBytes(int64(len(benchRecord)))
 			b.ResetTimer()
 			got, fetches, empty := 0, 0, 0
 			for got < b.N {
@@ -145,7 +145,7 @@ func BenchmarkRawFetchAck(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.SetBytes(int64(len(record)))
+	b.SetBytes(int64(len(benchRecord)))
 	b.ResetTimer()
 	got := 0
 	for got < b.N {

@@ -4,8 +4,18 @@
 //
 // StartEmbedded runs the embedded server, Connect dials either kind, and Open
 // prepares the stream, the dead-letter stream and the durable pull consumer
-// and returns a Source. Source implements pipeline.Source (Fetch, Ack, Nak)
-// and pipeline.DeadLetterer; its messages implement pipeline.Message.
+// and returns a Source. Each takes its own options (EmbeddedOptions,
+// ConnectOptions, Options) whose zero fields mean the documented defaults.
+// Source implements pipeline.Source (Fetch, Ack, Nak) and
+// pipeline.DeadLetterer; its messages implement pipeline.Message.
+//
+// A message's identity (record.MsgID) is its stream, the stream's epoch and
+// its sequence. The epoch is the stream's creation time, read at Open: a
+// stream deleted and created again numbers its messages from 1 again under
+// a new epoch, so a drainer's dedup state for the old one cannot swallow
+// them. Source.Last reports the stream's newest sequence, for a drainer to
+// notice a stream that lost its tail. A fetched message without JetStream
+// metadata has no identity: Fetch terminates it instead of handing it on.
 //
 // Fetching uses the jetstream package's Fetch (one pull request per batch),
 // never Consume: Consume with per-message acks was measured to stall for the

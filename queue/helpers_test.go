@@ -3,7 +3,9 @@ package queue_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"strconv"
 	"testing"
 	"time"
 
@@ -180,3 +182,7 @@ func asPipeline(ms []*queue.Message) []pipeline.Message {
 	}
 	return out
 }
+
+func newTextLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+func uitoa(n uint64) string { return strconv.FormatUint(n, 10) }

@@ -218,6 +218,7 @@ func TestSource_DeadLetter(t *testing.T) {
 		queue.HeaderSourceStream:  "INGEST",
 		queue.HeaderSourceSubject: "ingest.test",
 		queue.HeaderSourceSeq:     fmt.Sprint(m.Seq()),
+		queue.HeaderSourceEpoch:   fmt.Sprint(m.ID().Epoch),
 		queue.HeaderRecordIndex:   "7",
 	} {
 		if got := sm.Header.Get(k); got != want {
@@ -437,6 +438,11 @@ func TestEmbedded_RestartKeepsUnacked(t *testing.T) {
 	for _, m := range again {
 		if acked[m.Seq()] {
 			t.Fatalf("acked seq %d came back after restart", m.Seq())
+		}
+		// The same incarnation of the stream: a drainer's dedup state
+		// still applies to it.
+		if m.ID().Epoch != got[0].ID().Epoch || m.ID().Epoch == 0 {
+			t.Fatalf("seq %d: epoch %d after restart, %d before; want the same, not 0", m.Seq(), m.ID().Epoch, got[0].ID().Epoch)
 		}
 	}
 	expectEmpty(t, e.src, 300*time.Millisecond)

@@ -1,0 +1,58 @@
+package queue_test
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/queue"
+)
+
+func TestOptions_WithDefaults(t *testing.T) {
+	t.Run("zero", func(t *testing.T) {
+		got := queue.Options{}.WithDefaults()
+		if got.Logger == nil {
+			t.Error("Logger stays nil")
+		}
+		got.Logger = nil
+		want := queue.Options{
+			Stream:            queue.DefaultStream,
+			Subjects:          []string{queue.DefaultSubject},
+			Consumer:          queue.DefaultConsumer,
+			DeadLetterSubject: queue.DefaultDeadLetterSubject,
+			DeadLetterStream:  queue.DefaultDeadLetterStream,
+			AckWait:           queue.DefaultAckWait,
+			MaxAckPending:     queue.DefaultMaxAckPending,
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("Options{}.WithDefaults() = %+v, want %+v", got, want)
+		}
+		eo := queue.EmbeddedOptions{}.WithDefaults()
+		if eo.DataDir != queue.DefaultDataDir || eo.Listen != queue.DefaultListen || eo.Logger == nil {
+			t.Fatalf("EmbeddedOptions{}.WithDefaults() = %+v", eo)
+		}
+		if co := (queue.ConnectOptions{}).WithDefaults(); co.Logger == nil || co.URL != "" {
+			t.Fatalf("ConnectOptions{}.WithDefaults() = %+v", co)
+		}
+	})
+	t.Run("set values kept", func(t *testing.T) {
+		subjects := []string{"a.>"}
+		in := queue.Options{Stream: "S", Subjects: subjects, Consumer: "c", DeadLetterSubject: "d", DeadLetterStream: "D",
+			AckWait: time.Second, MaxAckPending: 7, DisablePrefetch: true}
+		got := in.WithDefaults()
+		got.Logger = nil
+		if !reflect.DeepEqual(got, in) {
+			t.Fatalf("WithDefaults changed set fields: %+v, want %+v", got, in)
+		}
+		got.Subjects[0] = "changed"
+		if subjects[0] != "a.>" {
+			t.Fatal("WithDefaults shares Subjects with its caller")
+		}
+	})
+	t.Run("negative durations and counts", func(t *testing.T) {
+		got := queue.Options{AckWait: -time.Second, MaxAckPending: -1}.WithDefaults()
+		if got.AckWait != queue.DefaultAckWait || got.MaxAckPending != queue.DefaultMaxAckPending {
+			t.Fatalf("AckWait %s, MaxAckPending %d; want the defaults", got.AckWait, got.MaxAckPending)
+		}
+	})
+}
