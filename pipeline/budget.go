@@ -7,8 +7,9 @@ import (
 
 // budget bounds the records and bytes in flight: fetched from the source but
 // not yet settled (acked or nak'ed). The fetcher waits for room before each
-// fetch, then adds the whole batch, so the bound can be exceeded by at most
-// one batch; workers release as chunks settle.
+// fetch, then adds the batch chunk by chunk, so the bound can be exceeded by
+// at most one batch; the settler releases each chunk's share as it settles
+// it.
 type budget struct {
 	maxRecs  int64
 	maxBytes int64

@@ -17,6 +17,7 @@ type metrics struct {
 	inflightBytes  prometheus.Gauge
 	batchSeconds   prometheus.Histogram
 	fetchErrors    prometheus.Counter
+	msgsTooLarge   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -66,6 +67,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		fetchErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_pipeline_fetch_errors_total",
 			Help: "Fetches from the source that failed (retried with backoff).",
+		}),
+		msgsTooLarge: f.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_pipeline_messages_too_large_total",
+			Help: "Queue messages whose records do not fit in one sink frame under the drainer's limits; each is dead-lettered whole (counted again if its dead letter failed and it came back).",
 		}),
 	}
 }

@@ -22,10 +22,10 @@ type Message interface {
 	Data() []byte
 	// Subject is the subject the message was published on.
 	Subject() string
-	// Stream and Seq identify the message in its stream; they are stable
-	// across redeliveries.
-	Stream() string
-	Seq() uint64
+	// ID identifies the message: its stream, the stream's incarnation
+	// (Epoch) and its sequence. It is stable across redeliveries, and its
+	// records' identities are built from it.
+	ID() record.MsgID
 }
 
 // Source yields batches of queue messages and settles them.
@@ -47,23 +47,36 @@ type Source interface {
 	Nak(msgs []Message) error
 }
 
+// Ack and Nak must not keep msgs after they return. The pipeline calls them
+// from one goroutine, its settler, one chunk of messages at a time.
+
 // DeadLetterer accepts records that could not be processed.
 type DeadLetterer interface {
 	// DeadLetter stores rec, taken from message from, with the reason it
-	// was rejected. It returns nil only once the dead-letter store has
-	// accepted the record durably; until then the source message must not be
-	// acked.
+	// was rejected. index >= 0 is the record's index in the message
+	// (record.ID.Index); index < 0 means rec is the whole message payload
+	// (a message that cannot be delivered at all, such as one too large for
+	// a frame), with no record index. It returns nil only once the
+	// dead-letter store has accepted rec durably; until then the source
+	// message must not be acked.
 	DeadLetter(ctx context.Context, from Message, index int, rec []byte, reason string) error
 }
 
 // Sink delivers frames of records to the drainer.
 type Sink interface {
 	// Send delivers recs as one frame: the records are written together, to
-	// one connection, never interleaved with another frame. Send blocks while
+	// one connection, never interleaved with another frame. (The acked
+	// framing may cut recs into several frames, only between messages: the
+	// records of one message always travel in one frame.) Send blocks while
 	// the sink cannot take the frame (no drainer listening, window full): that
 	// is the pipeline's backpressure. It returns ctx.Err() when ctx ends
 	// first, or ErrClosed-like errors once the sink is closed; in both cases
 	// done is never called and the records count as not delivered.
+	//
+	// Send returns an error wrapping ErrTooLarge when one message's records
+	// cannot fit in one frame (under the limits the drainer granted);
+	// retrying cannot help. Nothing of recs was sent then, and done is never
+	// called.
 	//
 	// Once Send returns nil, done is called exactly once, possibly before Send
 	// returns and possibly from another goroutine: with nil when every record
@@ -71,6 +84,12 @@ type Sink interface {
 	// connection; acked framing: the drainer acknowledged it), or with an
 	// error when they never will be (the sink was closed first).
 	// Send retries across reconnects by itself.
+	//
+	// done must not block: it may be called from the sink's connection
+	// reader, and a done that blocks stalls the reading of the drainer's
+	// acknowledgements (and can fire a spurious ack timeout). The pipeline's
+	// done never blocks: it only queues the outcome for the pipeline's
+	// settler, which acks or naks the queue messages on its own goroutine.
 	Send(ctx context.Context, recs []record.Record, done func(error)) error
 }
 

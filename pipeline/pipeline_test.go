@@ -29,10 +29,14 @@ type fakeMsg struct {
 	data []byte
 }
 
+// fakeEpoch is the incarnation of the fake stream "TEST".
+const fakeEpoch = 7
+
 func (m *fakeMsg) Data() []byte    { return m.data }
 func (m *fakeMsg) Subject() string { return "ingest.test" }
-func (m *fakeMsg) Stream() string  { return "TEST" }
-func (m *fakeMsg) Seq() uint64     { return m.seq }
+func (m *fakeMsg) ID() record.MsgID {
+	return record.MsgID{Stream: "TEST", Epoch: fakeEpoch, Seq: m.seq}
+}
 
 // fakeSource hands out a fixed set of messages once and records acks/naks.
 type fakeSource struct {
@@ -75,7 +79,7 @@ func (s *fakeSource) Ack(msgs []pipeline.Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range msgs {
-		s.acked[m.Seq()]++
+		s.acked[m.ID().Seq]++
 	}
 	return nil
 }
@@ -84,7 +88,7 @@ func (s *fakeSource) Nak(msgs []pipeline.Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range msgs {
-		s.naked[m.Seq()]++
+		s.naked[m.ID().Seq]++
 		s.queue = append(s.queue, m) // redeliver
 	}
 	return nil
@@ -115,7 +119,7 @@ func (d *fakeDLQ) DeadLetter(_ context.Context, from pipeline.Message, idx int, 
 	if d.fail {
 		return errors.New("dlq down")
 	}
-	d.got = append(d.got, fmt.Sprintf("%d/%d %s: %s", from.Seq(), idx, rec, reason))
+	d.got = append(d.got, fmt.Sprintf("%d/%d %s: %s", from.ID().Seq, idx, rec, reason))
 	return nil
 }
 
@@ -227,7 +231,7 @@ func TestPipeline_DeliversAndAcksEveryMessage(t *testing.T) {
 		}
 		seen[r.ID] = true
 		want := fmt.Sprintf(`{"m":%d,"i":%d}`, r.ID.Seq-1, r.ID.Index)
-		if string(r.Data) != want || r.ID.Stream != "TEST" {
+		if string(r.Data) != want || r.ID.Stream != "TEST" || r.ID.Epoch != fakeEpoch {
 			t.Fatalf("record %+v = %s, want %s", r.ID, r.Data, want)
 		}
 	}

@@ -1,74 +1,34 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sluice-dev/sluice/fault"
+	"github.com/sluice-dev/sluice/internal/backoff"
+	"github.com/sluice-dev/sluice/obs"
 	"github.com/sluice-dev/sluice/record"
 )
 
 var processPoint = fault.Register("pipeline.process",
 	"in a worker, before it processes a chunk of messages (delay: slow processing; error/close: the chunk fails and its messages are redelivered)")
 
-// Options configures a Pipeline. The zero value of each field means its
-// default.
-type Options struct {
-	Workers            int           // processing goroutines; 0: runtime.NumCPU()
-	BatchSize          int           // most messages per fetch; 0: 500
-	FetchWait          time.Duration // longest wait for a fetch's first message; 0: 200ms
-	MaxInflightRecords int64         // records fetched but not settled; 0: 50000
-	MaxInflightBytes   int64         // their message bytes; 0: 16 MiB
-	// ChunkRecords is the target number of records per sink frame; a chunk
-	// always holds whole messages. 0: 1024.
-	ChunkRecords int
-	// ShutdownTimeout bounds how long Run waits, after ctx ends, for
-	// in-flight work to be delivered before abandoning it. 0: 10s.
-	ShutdownTimeout time.Duration
-	Logger          *slog.Logger          // nil: slog.Default()
-	Registerer      prometheus.Registerer // nil: a private registry
-}
-
-func (o *Options) setDefaults() {
-	if o.Workers <= 0 {
-		o.Workers = runtime.NumCPU()
-	}
-	if o.BatchSize <= 0 {
-		o.BatchSize = 500
-	}
-	if o.FetchWait <= 0 {
-		o.FetchWait = 200 * time.Millisecond
-	}
-	if o.MaxInflightRecords <= 0 {
-		o.MaxInflightRecords = 50000
-	}
-	if o.MaxInflightBytes <= 0 {
-		o.MaxInflightBytes = 16 << 20
-	}
-	if o.ChunkRecords <= 0 {
-		o.ChunkRecords = 1024
-	}
-	if o.ShutdownTimeout <= 0 {
-		o.ShutdownTimeout = 10 * time.Second
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.Registerer == nil {
-		o.Registerer = prometheus.NewRegistry()
-	}
-}
+// fetchRetry paces the fetches after a failed one.
+var fetchRetry = backoff.Policy{Min: 50 * time.Millisecond, Max: 5 * time.Second}
 
 // Pipeline moves records from a Source through a Processor to a Sink.
+//
+// Its goroutines, all owned by Run: one fetcher (the only caller of
+// Source.Fetch), which splits each message into records once and hands
+// chunks of whole messages to the workers; Options.Workers workers, which
+// process a chunk and hand it to the sink; and one settler, the only caller
+// of Source.Ack and Source.Nak, to which every chunk's verdict goes (from a
+// worker, or from the sink's done).
 type Pipeline struct {
 	src  Source
 	dlq  DeadLetterer
@@ -78,30 +38,34 @@ type Pipeline struct {
 	log  *slog.Logger
 	m    *metrics
 	bud  *budget
+	out  *outcomes // the settler's inbox
 
 	running atomic.Bool
 
-	// pending holds the chunks handed to the sink whose done has not been
-	// called; on shutdown timeout they are abandoned (nak'ed).
+	// pending holds the chunks handed to the sink whose verdict the settler
+	// has not taken; on shutdown timeout they are abandoned (nak'ed).
 	pendingMu sync.Mutex
 	pending   map[*chunk]struct{} // guarded by pendingMu
 	idle      chan struct{}       // guarded by pendingMu; closed when pending becomes empty, nil otherwise
 
-	progress atomic.Uint64 // settled chunks; read by Progress for stall detection
+	progress  atomic.Uint64 // settled chunks; read by Progress for stall detection
+	abandoned int           // messages abandoned at shutdown; owned by the settler, read by Run once it stopped
 
 	// Moving averages of a message's records and bytes; owned by the fetch
 	// loop (fetchSize, observe).
 	perMsgRecs, perMsgBytes float64
 }
 
-// New returns a pipeline. dlq may be nil only if proc never fails.
+// New returns a pipeline. dlq may be nil only if proc never fails and the
+// sink never returns ErrTooLarge.
 func New(src Source, dlq DeadLetterer, proc Processor, sink Sink, opts Options) *Pipeline {
-	opts.setDefaults()
+	opts = opts.WithDefaults()
 	return &Pipeline{
 		src: src, dlq: dlq, proc: proc, sink: sink, opts: opts,
-		log:     opts.Logger.With("component", "pipeline"),
+		log:     opts.Logger.With(obs.KeyComponent, "pipeline"),
 		m:       newMetrics(opts.Registerer),
 		bud:     newBudget(opts.MaxInflightRecords, opts.MaxInflightBytes),
+		out:     newOutcomes(),
 		pending: map[*chunk]struct{}{},
 	}
 }
@@ -114,14 +78,23 @@ func (p *Pipeline) Progress() uint64 { return p.progress.Load() }
 func (p *Pipeline) Inflight() (records, bytes int64) { return p.bud.load() }
 
 // chunk is a run of whole queue messages processed together and delivered as
-// one sink frame. It is settled exactly once: acked when its frame is
-// delivered, nak'ed otherwise.
+// one sink frame. It is settled exactly once: acked when its records are
+// done, nak'ed otherwise.
 type chunk struct {
-	msgs    []Message
-	recs    int64 // records counted in msgs (for the budget)
-	bytes   int64 // payload bytes of msgs
-	start   time.Time
-	settled atomic.Bool
+	msgs []Message
+	// recs holds the records of msgs, in order, split once when they were
+	// fetched; Data aliases the payloads. After processing, recs holds the
+	// records to deliver (compacted in place).
+	recs  []record.Record
+	in    int64 // records of msgs when fetched: its share of the budget
+	bytes int64 // payload bytes of msgs: its share of the budget
+	start time.Time
+	// done is the sink's done for this chunk: it hands the sink's outcome
+	// to the settler. Made at the first Send.
+	done func(error)
+	// settled is set by the settler once it has carried out a verdict;
+	// owned by the settler.
+	settled bool
 }
 
 // Run fetches and processes until ctx ends, then shuts down gracefully: it
@@ -135,6 +108,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// Workers keep working after ctx ends, until the shutdown deadline.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+
+	// The settler starts before the workers and stops after them: every
+	// verdict reaches it.
+	stopSettler, settlerDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(settlerDone)
+		p.settleLoop(stopSettler)
+	}()
 
 	work := make(chan *chunk, p.opts.Workers)
 	var fetchErr error
@@ -150,7 +131,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		go func() {
 			defer workWG.Done()
 			for c := range work {
-				p.handle(workCtx, c)
+				if v := p.handle(workCtx, c); v != verdictPending {
+					p.out.put(c, v)
+				}
 			}
 		}()
 	}
@@ -158,7 +141,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	fetchWG.Wait()
 	deadline := time.NewTimer(p.opts.ShutdownTimeout)
 	defer deadline.Stop()
-	p.log.Info("stopped fetching; finishing in-flight work", "timeout", p.opts.ShutdownTimeout)
+	p.log.Info("stopped fetching; finishing in-flight work", obs.KeyTimeout, p.opts.ShutdownTimeout)
 
 	workersDone := make(chan struct{})
 	go func() { workWG.Wait(); close(workersDone) }()
@@ -172,8 +155,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	case <-p.waitIdle():
 	case <-deadline.C:
 	}
-	if n := p.abandonPending(); n > 0 {
-		p.log.Warn("shutdown deadline passed; left messages for redelivery", "messages", n)
+	p.abandonPending()
+	close(stopSettler)
+	<-settlerDone
+	if p.abandoned > 0 {
+		p.log.Warn("shutdown deadline passed; left messages for redelivery", obs.KeyMessages, p.abandoned)
 	}
 	if fetchErr != nil && !errors.Is(fetchErr, context.Canceled) {
 		return fetchErr
@@ -189,42 +175,80 @@ func (p *Pipeline) fetchLoop(ctx context.Context, work chan<- *chunk) error {
 			return err
 		}
 		msgs, err := p.src.Fetch(ctx, p.fetchSize(), p.opts.FetchWait)
-		if ctx.Err() != nil {
-			// Fetched but not processed: hand them straight back.
-			if len(msgs) > 0 {
-				p.nak(msgs)
-			}
-			return ctx.Err()
-		}
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			failures++
 			p.m.fetchErrors.Inc()
 			if failures == 1 {
-				p.log.Warn("fetch from queue failed; retrying with backoff", "err", err)
+				p.log.Warn("fetch from queue failed; retrying with backoff", obs.KeyErr, err)
 			}
-			if err := sleepCtx(ctx, backoff(failures, 50*time.Millisecond, 5*time.Second)); err != nil {
+			if err := backoff.Sleep(ctx, fetchRetry.Delay(failures)); err != nil {
 				return err
 			}
 			continue
 		}
-		if failures > 0 {
-			p.log.Info("fetch from queue recovered", "failed_attempts", failures)
+		if err == nil && failures > 0 {
+			p.log.Info("fetch from queue recovered", obs.KeyAttempts, failures)
 			failures = 0
 		}
-		p.observe(msgs)
-		for _, c := range p.split(msgs) {
-			p.bud.add(c.recs, c.bytes)
-			p.m.inflightRecs.Add(float64(c.recs))
-			p.m.inflightBytes.Add(float64(c.bytes))
-			select {
-			case work <- c:
-			case <-ctx.Done():
-				p.settle(c, false)
-				// The rest of this batch was never handed over either.
-				continue
-			}
+		// Once ctx has ended, dispatch hands nothing to the workers: what
+		// was fetched is nak'ed at once.
+		p.dispatch(ctx, msgs, work)
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 	}
+}
+
+// dispatch splits each message of msgs into its records, once, groups the
+// messages into chunks of about ChunkRecords records (whole messages each)
+// and hands each chunk to the workers.
+func (p *Pipeline) dispatch(ctx context.Context, msgs []Message, work chan<- *chunk) {
+	if len(msgs) == 0 {
+		return
+	}
+	// One array holds the records of the whole batch. The current chunk's
+	// records are cur; a chunk handed over keeps its window of the array
+	// (capacity cut at its end), and cur moves past it, so appends and
+	// growth never touch a window a worker holds.
+	est := max(len(msgs), int(p.perMsgRecs*float64(len(msgs)))+1)
+	cur := make([]record.Record, 0, est)
+	var totalRecs, totalBytes, curBytes int
+	first := 0 // the current chunk's messages are msgs[first:i+1]
+	for i, m := range msgs {
+		d := m.Data()
+		var n int
+		cur, n = record.Append(cur, m.ID(), d)
+		totalRecs += n
+		totalBytes += len(d)
+		curBytes += len(d)
+		// A chunk that m would take past ChunkRecords is handed over
+		// without m (unless m is its only message).
+		if i > first && len(cur) > p.opts.ChunkRecords {
+			k := len(cur) - n
+			p.handOver(ctx, work, &chunk{msgs: msgs[first:i:i], recs: cur[:k:k], bytes: int64(curBytes - len(d))})
+			cur, first, curBytes = cur[k:], i, len(d)
+		}
+	}
+	p.handOver(ctx, work, &chunk{msgs: msgs[first:len(msgs):len(msgs)], recs: cur, bytes: int64(curBytes)})
+	p.observe(len(msgs), totalRecs, totalBytes)
+}
+
+// handOver adds c to the in-flight budget and gives it to a worker. Once ctx
+// has ended nothing more is given to the workers: c goes to the settler to
+// be nak'ed instead, and so does every later chunk of the batch.
+func (p *Pipeline) handOver(ctx context.Context, work chan<- *chunk, c *chunk) {
+	c.in = int64(len(c.recs))
+	p.bud.add(c.in, c.bytes)
+	p.m.inflightRecs.Add(float64(c.in))
+	p.m.inflightBytes.Add(float64(c.bytes))
+	if ctx.Err() == nil {
+		select {
+		case work <- c:
+			return
+		case <-ctx.Done():
+		}
+	}
+	p.out.put(c, verdictNak)
 }
 
 // fetchSize sizes the next fetch to half the room left in the in-flight
@@ -251,18 +275,10 @@ func (p *Pipeline) fetchSize() int {
 	return max(n, 1)
 }
 
-// observe updates the moving averages of records and bytes per message.
-func (p *Pipeline) observe(msgs []Message) {
-	if len(msgs) == 0 {
-		return
-	}
-	var recs, bytes int
-	for _, m := range msgs {
-		d := m.Data()
-		recs += countRecords(d)
-		bytes += len(d)
-	}
-	r, b := float64(recs)/float64(len(msgs)), float64(bytes)/float64(len(msgs))
+// observe updates the moving averages of records and bytes per message with
+// a batch of msgs messages holding recs records and bytes payload bytes.
+func (p *Pipeline) observe(msgs, recs, bytes int) {
+	r, b := float64(recs)/float64(msgs), float64(bytes)/float64(msgs)
 	if p.perMsgRecs == 0 {
 		p.perMsgRecs, p.perMsgBytes = r, b
 		return
@@ -272,220 +288,144 @@ func (p *Pipeline) observe(msgs []Message) {
 	p.perMsgBytes = (1-w)*p.perMsgBytes + w*b
 }
 
-// split groups msgs into chunks of about ChunkRecords records, whole messages
-// each.
-func (p *Pipeline) split(msgs []Message) []*chunk {
-	var out []*chunk
-	var cur *chunk
-	for _, m := range msgs {
-		d := m.Data()
-		n := int64(countRecords(d))
-		if cur == nil || cur.recs+n > int64(p.opts.ChunkRecords) && len(cur.msgs) > 0 {
-			cur = &chunk{}
-			out = append(out, cur)
-		}
-		cur.msgs = append(cur.msgs, m)
-		cur.recs += n
-		cur.bytes += int64(len(d))
-	}
-	return out
-}
-
-func countRecords(d []byte) int {
-	if len(d) == 0 {
-		return 0
-	}
-	n := bytes.Count(d, newline)
-	if d[len(d)-1] != '\n' {
-		n++
-	}
-	return n
-}
-
-var newline = []byte{'\n'}
-
-// handle processes one chunk on a worker and hands its frame to the sink.
-func (p *Pipeline) handle(ctx context.Context, c *chunk) {
+// handle processes one chunk on a worker and hands its records to the sink.
+// It returns the chunk's verdict, or verdictPending when the sink's done
+// will give it.
+func (p *Pipeline) handle(ctx context.Context, c *chunk) verdict {
 	c.start = time.Now()
 	if err := processPoint.Hit(ctx); err != nil {
 		// An injected error (or close) fails the whole chunk, like a worker
 		// that crashed mid-chunk: its messages are handed back for
 		// redelivery. A cancelled delay abandons it the same way.
 		if ctx.Err() == nil {
-			p.log.Debug("fault point failed a chunk; messages left for redelivery", "point", processPoint.Name(), "messages", len(c.msgs), "err", err)
+			p.log.Debug("fault point failed a chunk; messages left for redelivery", obs.KeyPoint, processPoint.Name(), obs.KeyMessages, len(c.msgs), obs.KeyErr, err)
 		}
-		p.settle(c, false)
-		return
+		return verdictNak
 	}
-	recs := make([]record.Record, 0, c.recs)
-	var dropped int
-	for _, m := range c.msgs {
-		d := m.Data()
-		for idx := 0; len(d) > 0; idx++ {
-			var line []byte
-			if i := bytes.IndexByte(d, '\n'); i >= 0 {
-				line, d = d[:i], d[i+1:]
-			} else {
-				line, d = d, nil
+	out := c.recs[:0] // compacted in place: out never passes the record being read
+	var dropped, processed int
+	var mi int // index in c.msgs of the message of the current record (records are in message order)
+	for _, r := range c.recs {
+		processed++
+		data, err := p.proc.Process(r.Data)
+		switch {
+		case err != nil:
+			for c.msgs[mi].ID() != r.ID.Msg() {
+				mi++
 			}
-			if len(line) == 0 {
-				continue // blank line: nothing to deliver
+			m := c.msgs[mi]
+			if derr := p.deadLetter(ctx, m, int(r.ID.Index), r.Data, err.Error()); derr != nil {
+				p.m.recordsIn.Add(float64(processed))
+				p.log.Warn("dead-letter publish failed; message left for redelivery",
+					obs.KeyStream, r.ID.Stream, obs.KeySeq, r.ID.Seq, obs.KeyErr, derr)
+				return verdictNak
 			}
-			p.m.recordsIn.Inc()
-			out, err := p.proc.Process(line)
-			switch {
-			case err != nil:
-				if derr := p.deadLetter(ctx, m, idx, line, err); derr != nil {
-					p.log.Warn("dead-letter publish failed; message left for redelivery",
-						"stream", m.Stream(), "seq", m.Seq(), "err", derr)
-					p.settle(c, false)
-					return
-				}
-			case out == nil:
-				dropped++
-			default:
-				recs = append(recs, record.Record{
-					ID:   record.ID{Stream: m.Stream(), Seq: m.Seq(), Index: uint32(idx)},
-					Data: out,
-				})
-			}
+			p.m.deadLettered.Inc()
+		case data == nil:
+			dropped++
+		default:
+			out = append(out, record.Record{ID: r.ID, Data: data})
 		}
 	}
+	p.m.recordsIn.Add(float64(processed))
 	p.m.recordsDropped.Add(float64(dropped))
-	if len(recs) == 0 {
-		p.settle(c, true)
-		return
-	}
-	p.addPending(c)
-	n := len(recs)
-	err := p.sink.Send(ctx, recs, func(err error) {
-		p.removePending(c)
-		if err == nil {
-			p.m.recordsOut.Add(float64(n))
-		}
-		p.settle(c, err == nil)
-	})
-	if err != nil {
-		p.removePending(c)
-		p.settle(c, false)
-	}
+	c.recs = out
+	return p.send(ctx, c)
 }
 
-func (p *Pipeline) deadLetter(ctx context.Context, m Message, idx int, rec []byte, reason error) error {
+// send hands c's records to the sink. It returns verdictPending when the
+// sink took them (its done gives the verdict), verdictAck when there is
+// nothing to send, and verdictNak when the sink refused them.
+func (p *Pipeline) send(ctx context.Context, c *chunk) verdict {
+	if len(c.recs) == 0 {
+		return verdictAck
+	}
+	if c.done == nil {
+		c.done = func(err error) {
+			if err != nil {
+				p.out.put(c, verdictNak)
+				return
+			}
+			p.out.put(c, verdictAck)
+		}
+	}
+	p.addPending(c)
+	err := p.sink.Send(ctx, c.recs, c.done)
+	if err == nil {
+		return verdictPending
+	}
+	p.removePending(c)
+	if errors.Is(err, ErrTooLarge) {
+		return p.tooLarge(ctx, c, err)
+	}
+	return verdictNak
+}
+
+// tooLarge handles a chunk whose Send failed with ErrTooLarge: one of its
+// messages cannot fit in one frame, which no retry can change, so that
+// message is dead-lettered whole and never comes back. Which message it is
+// the sink does not say: a chunk of several messages sends each of them on
+// its own, and any that fails again comes back here alone.
+func (p *Pipeline) tooLarge(ctx context.Context, c *chunk, sendErr error) verdict {
+	if len(c.msgs) > 1 {
+		for _, part := range p.separate(c) {
+			if v := p.send(ctx, part); v != verdictPending {
+				p.out.put(part, v)
+			}
+		}
+		return p.send(ctx, c)
+	}
+	m := c.msgs[0]
+	id := m.ID()
+	p.m.msgsTooLarge.Inc()
+	reason := fmt.Sprintf("message of %d records to deliver (%d bytes of payload) does not fit in one frame under the drainer's frame limits, and a message's records cannot be split across frames: %v",
+		len(c.recs), len(m.Data()), sendErr)
+	// Logged each time a message is found too large: once per message,
+	// since it is dead-lettered and does not come back (unless the dead
+	// letter fails).
+	p.log.Warn("queue message too large for one frame; dead-lettering it whole",
+		obs.KeyStream, id.Stream, obs.KeySeq, id.Seq, obs.KeyRecords, len(c.recs), obs.KeyBytes, len(m.Data()), obs.KeyErr, sendErr)
+	if err := p.deadLetter(ctx, m, -1, m.Data(), reason); err != nil {
+		p.log.Warn("dead-letter publish failed; message left for redelivery",
+			obs.KeyStream, id.Stream, obs.KeySeq, id.Seq, obs.KeyErr, err)
+		return verdictNak
+	}
+	c.recs = nil // dead-lettered, not delivered
+	return verdictAck
+}
+
+// separate cuts every message but the first out of c into a chunk of its
+// own and returns those chunks; c keeps its first message. Each new chunk
+// takes its message's bytes and, of the budget's records, as many as it
+// delivers; c keeps the rest (with the records dropped or dead-lettered),
+// so that together they release exactly what c took.
+func (p *Pipeline) separate(c *chunk) []*chunk {
+	msgs, recs := c.msgs, c.recs
+	parts := make([]*chunk, 0, len(msgs)-1)
+	lo := 0
+	for i, m := range msgs {
+		id := m.ID()
+		hi := lo
+		for hi < len(recs) && recs[hi].ID.Msg() == id {
+			hi++
+		}
+		if i == 0 {
+			c.recs = recs[:hi:hi]
+		} else {
+			part := &chunk{msgs: msgs[i : i+1 : i+1], recs: recs[lo:hi:hi], in: int64(hi - lo), bytes: int64(len(m.Data())), start: c.start}
+			c.in -= part.in
+			c.bytes -= part.bytes
+			parts = append(parts, part)
+		}
+		lo = hi
+	}
+	c.msgs = msgs[:1:1]
+	return parts
+}
+
+func (p *Pipeline) deadLetter(ctx context.Context, m Message, idx int, rec []byte, reason string) error {
 	if p.dlq == nil {
 		return errors.New("no dead-letter destination configured")
 	}
-	if err := p.dlq.DeadLetter(ctx, m, idx, rec, reason.Error()); err != nil {
-		return err
-	}
-	p.m.deadLettered.Inc()
-	return nil
-}
-
-// settle acks (delivered) or naks the chunk's messages, once, and releases
-// its budget.
-func (p *Pipeline) settle(c *chunk, delivered bool) {
-	if !c.settled.CompareAndSwap(false, true) {
-		return
-	}
-	if delivered {
-		if err := p.src.Ack(c.msgs); err != nil {
-			// Not acked: the queue redelivers after its ack wait; the
-			// drainer drops the duplicates.
-			p.log.Warn("ack to queue failed; messages will be redelivered", "messages", len(c.msgs), "err", err)
-		} else {
-			p.m.msgsAcked.Add(float64(len(c.msgs)))
-		}
-	} else {
-		p.nak(c.msgs)
-	}
-	p.bud.release(c.recs, c.bytes)
-	p.m.inflightRecs.Sub(float64(c.recs))
-	p.m.inflightBytes.Sub(float64(c.bytes))
-	p.m.batches.Inc()
-	if !c.start.IsZero() {
-		p.m.batchSeconds.Observe(time.Since(c.start).Seconds())
-	}
-	p.progress.Add(1)
-}
-
-func (p *Pipeline) nak(msgs []Message) {
-	if err := p.src.Nak(msgs); err != nil {
-		p.log.Warn("nak to queue failed; messages will be redelivered after the ack wait", "messages", len(msgs), "err", err)
-		return
-	}
-	p.m.msgsNaked.Add(float64(len(msgs)))
-}
-
-func (p *Pipeline) addPending(c *chunk) {
-	p.pendingMu.Lock()
-	p.pending[c] = struct{}{}
-	p.pendingMu.Unlock()
-}
-
-func (p *Pipeline) removePending(c *chunk) {
-	p.pendingMu.Lock()
-	delete(p.pending, c)
-	if len(p.pending) == 0 && p.idle != nil {
-		close(p.idle)
-		p.idle = nil
-	}
-	p.pendingMu.Unlock()
-}
-
-// waitIdle returns a channel closed once no chunk is waiting on the sink.
-func (p *Pipeline) waitIdle() <-chan struct{} {
-	p.pendingMu.Lock()
-	defer p.pendingMu.Unlock()
-	ch := make(chan struct{})
-	if len(p.pending) == 0 {
-		close(ch)
-		return ch
-	}
-	p.idle = ch
-	return ch
-}
-
-// abandonPending naks every chunk still waiting on the sink and returns the
-// number of messages handed back.
-func (p *Pipeline) abandonPending() int {
-	p.pendingMu.Lock()
-	cs := make([]*chunk, 0, len(p.pending))
-	for c := range p.pending {
-		cs = append(cs, c)
-	}
-	p.pending = map[*chunk]struct{}{}
-	p.pendingMu.Unlock()
-	var n int
-	for _, c := range cs {
-		if !c.settled.Load() {
-			n += len(c.msgs)
-		}
-		p.settle(c, false)
-	}
-	return n
-}
-
-// backoff returns a capped exponential delay with full jitter for the n-th
-// consecutive failure (n >= 1).
-func backoff(n int, min, max time.Duration) time.Duration {
-	d := min
-	for i := 1; i < n && d < max; i++ {
-		d *= 2
-	}
-	if d > max {
-		d = max
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return p.dlq.DeadLetter(ctx, m, idx, rec, reason)
 }

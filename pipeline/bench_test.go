@@ -1,0 +1,108 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/record"
+)
+
+// benchSource hands out n prebuilt messages, then nothing, and counts acks.
+type benchSource struct {
+	mu    sync.Mutex
+	msgs  []pipeline.Message
+	acked atomic.Int64
+	all   chan struct{} // closed when every message is acked
+	n     int64
+}
+
+func (s *benchSource) Fetch(ctx context.Context, max int, wait time.Duration) ([]pipeline.Message, error) {
+	s.mu.Lock()
+	n := min(max, len(s.msgs))
+	out := s.msgs[:n:n]
+	s.msgs = s.msgs[n:]
+	s.mu.Unlock()
+	if n == 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return out, nil
+}
+
+func (s *benchSource) Ack(msgs []pipeline.Message) error {
+	if s.acked.Add(int64(len(msgs))) == s.n {
+		close(s.all)
+	}
+	return nil
+}
+
+func (s *benchSource) Nak([]pipeline.Message) error { return nil }
+
+// instantSink delivers every frame at once.
+type instantSink struct{}
+
+func (instantSink) Send(_ context.Context, _ []record.Record, done func(error)) error {
+	done(nil)
+	return nil
+}
+
+// identity is a Processor that delivers each record as it is.
+type identity struct{}
+
+func (identity) Process(rec []byte) ([]byte, error) { return rec, nil }
+
+// BenchmarkPipeline measures the pipeline's own path per queue message:
+// fetch, split, chunking, processing with an identity processor, hand-over
+// to a sink that delivers at once, and the ack. One op is one message;
+// allocs/msg counts every allocation while the pipeline runs (allocs/op
+// rounds down to whole numbers), divided by the messages.
+func BenchmarkPipeline(b *testing.B) {
+	for _, perMsg := range []int{1, 10, 2000} {
+		b.Run(fmt.Sprintf("records=%d", perMsg), func(b *testing.B) {
+			var sb strings.Builder
+			for i := range perMsg {
+				fmt.Fprintf(&sb, "{\"i\":%d,\"pad\":%q}\n", i, strings.Repeat("x", 180))
+			}
+			payload := []byte(sb.String())
+			src := &benchSource{all: make(chan struct{}), n: int64(b.N)}
+			for i := range b.N {
+				src.msgs = append(src.msgs, newBenchMsg(uint64(i+1), payload))
+			}
+			p := pipeline.New(src, nil, identity{}, instantSink{}, pipeline.Options{
+				Workers: 2, FetchWait: time.Millisecond,
+				Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(payload)))
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			b.ResetTimer()
+			go func() { errc <- p.Run(ctx) }()
+			<-src.all
+			b.StopTimer()
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(b.N), "allocs/msg")
+			cancel()
+			if err := <-errc; err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
+
+func newBenchMsg(seq uint64, data []byte) pipeline.Message { return &fakeMsg{seq: seq, data: data} }

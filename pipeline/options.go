@@ -1,0 +1,62 @@
+package pipeline
+
+import (
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configures a Pipeline. The zero value of each field means its
+// default, given in the field's comment and applied by WithDefaults.
+type Options struct {
+	Workers            int           // processing goroutines; 0: runtime.NumCPU()
+	BatchSize          int           // most messages per fetch; 0: 500
+	FetchWait          time.Duration // longest wait for a fetch's first message; 0: 200ms
+	MaxInflightRecords int64         // records fetched but not settled; 0: 50000
+	MaxInflightBytes   int64         // their message bytes; 0: 16 MiB
+	// ChunkRecords is the target number of records per sink frame; a chunk
+	// always holds whole messages. 0: 1024.
+	ChunkRecords int
+	// ShutdownTimeout bounds how long Run waits, after ctx ends, for
+	// in-flight work to be delivered before abandoning it. 0: 10s.
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger          // nil: slog.Default()
+	Registerer      prometheus.Registerer // nil: a private registry
+}
+
+// WithDefaults returns o with every zero (or negative) field replaced by its
+// default: the one place the pipeline's defaults live. New applies it;
+// Options{}.WithDefaults() gives the defaults themselves (with a new private
+// registry each call).
+func (o Options) WithDefaults() Options {
+	if o.Workers <= 0 {
+		o.Workers = runtime.NumCPU()
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
+	}
+	if o.FetchWait <= 0 {
+		o.FetchWait = 200 * time.Millisecond
+	}
+	if o.MaxInflightRecords <= 0 {
+		o.MaxInflightRecords = 50000
+	}
+	if o.MaxInflightBytes <= 0 {
+		o.MaxInflightBytes = 16 << 20
+	}
+	if o.ChunkRecords <= 0 {
+		o.ChunkRecords = 1024
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	return o
+}
