@@ -16,8 +16,10 @@
 //
 // (FileName, ParseFileName; mode 0600 in a 0700 directory). The time is in
 // milliseconds and the sequence has at least six digits; a writer never
-// lets the time part go backwards, so name order is write order. Each line
-// is one record. Other files in the directory are not output.
+// lets the time part go backwards and increments the sequence for each
+// file, so name order is write order (within one millisecond, for
+// sequences below 1,000,000). Each line is one record. Other files in the
+// directory are not output.
 //
 // # Dedup journal
 //
