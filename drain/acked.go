@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/fault"
+	"github.com/sluice-dev/sluice/obs"
+	"github.com/sluice-dev/sluice/record"
 	"github.com/sluice-dev/sluice/wire"
 )
 
@@ -26,6 +28,10 @@ var ackBefore = fault.Register("drain.ack.before", "drainer (acked): before an A
 // bufio.NewReaderSize does with a large enough *bufio.Reader) and Buffered
 // tells whether the next frame has started arriving.
 const connReadBuf = 256 << 10
+
+// testHookReceived and testHookAck, when set, run after a DATA frame was
+// handed to the committer and after an ACK was written (export_test.go).
+var testHookReceived, testHookAck func()
 
 // lingerTimeout bounds the wait for the peer to close after our CLOSE.
 const lingerTimeout = time.Second
@@ -110,7 +116,9 @@ func (s *Server) handleAcked(c *conn) {
 		p := s.render(ac, f.Data)
 		ac.inflight.Add(1)
 		s.commitReqs <- p // the committer outlives every connection
-		s.received.Add(1)
+		if testHookReceived != nil {
+			testHookReceived()
+		}
 	}
 }
 
@@ -130,7 +138,7 @@ func (s *Server) render(ac *ackedConn, d wire.Data) *pending {
 		ends:  slices.Grow(rb.ends[:0], n)[:n],
 		lines: slices.Grow(rb.lines[:0], size)}
 	for i, r := range d.Records {
-		p.keys[i] = msgKey{r.ID.Stream, r.ID.Seq}
+		p.keys[i] = r.ID.Msg()
 		if s.opts.WriteIdentity {
 			p.lines = appendClean(p.lines, r.ID.Stream)
 			p.lines = append(p.lines, ':')
@@ -152,7 +160,7 @@ func (s *Server) render(ac *ackedConn, d wire.Data) *pending {
 // the frame goes to its acker.
 type renderBuf struct {
 	lines []byte
-	keys  []msgKey
+	keys  []record.MsgID
 	ends  []int
 }
 
@@ -246,7 +254,9 @@ func (ac *ackedConn) ack(upTo uint64) {
 		ac.nc.Close() // wakes the reader
 		return
 	}
-	s.acks.Add(1)
+	if testHookAck != nil {
+		testHookAck()
+	}
 }
 
 // giveUp ends the session after the drainer failed to make a frame durable:
@@ -313,7 +323,7 @@ func (ac *ackedConn) end(err error, handshake bool) {
 		if pc.Close.Code != wire.CodeNormal && pc.Close.Code != wire.CodeGoingAway {
 			lvl = slog.LevelWarn
 		}
-		c.log.Log(context.Background(), lvl, "peer closed the session", "code", pc.Close.Code.String(), attrReason, pc.Close.Reason)
+		c.log.Log(context.Background(), lvl, "peer closed the session", obs.KeyCode, pc.Close.Code.String(), obs.KeyPeerReason, pc.Close.Reason)
 	case errors.As(err, &pe):
 		s.m.protoErrors.WithLabelValues(pe.Code.String()).Inc()
 		s.connError(c, ReasonProtocol, err)

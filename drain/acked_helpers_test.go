@@ -177,7 +177,7 @@ func msgs(stream string, first, last uint64, n int) []record.Record {
 	return recs
 }
 
-// lines returns the payloads of recs, as ReadDir returns them.
+// lines returns the payloads of recs, as ReadCommitted returns them.
 func lines(recs ...[]record.Record) []string {
 	var out []string
 	for _, rs := range recs {

@@ -22,12 +22,13 @@ import (
 
 	"github.com/sluice-dev/sluice/drain"
 	"github.com/sluice-dev/sluice/fault"
+	"github.com/sluice-dev/sluice/ledger"
 	"github.com/sluice-dev/sluice/wire"
 )
 
 func startAcked(t testing.TB, opts drain.Options) *running {
 	t.Helper()
-	opts.Framing = drain.FramingAcked
+	opts.Framing = wire.FramingAcked
 	return start(t, opts)
 }
 
@@ -103,7 +104,7 @@ func TestAcked_FramesAreWrittenAndAcked(t *testing.T) {
 
 // A frame is acknowledged only once it is durable: while the committer is
 // held between the output fsync and the journal commit, the records are in
-// the file but no ACK comes, and ReadDir does not show them yet.
+// the file but no ACK comes, and ledger.ReadCommitted does not show them yet.
 func TestAcked_AckOnlyAfterCommit(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
@@ -128,7 +129,7 @@ func TestAcked_AckOnlyAfterCommit(t *testing.T) {
 		t.Fatalf("after write+fsync the files hold %q, want %q", got, lines(recs))
 	}
 	if got := readAll(t, r.out); len(got) != 0 {
-		t.Fatalf("ReadDir shows %q before the commit", got)
+		t.Fatalf("ReadCommitted shows %q before the commit", got)
 	}
 	if up, err := a.readAck(100 * time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("before the journal commit: ACK %d, err %v; want no ACK", up, err)
@@ -137,7 +138,7 @@ func TestAcked_AckOnlyAfterCommit(t *testing.T) {
 	a = &ackedClient{t: t, nc: a.nc, rd: wire.NewReader(a.nc), st: a.st, w: a.w} // the timed-out Reader is spent
 	a.waitAck(1)
 	if got := readAll(t, r.out); !slices.Equal(got, lines(recs)) {
-		t.Fatalf("ReadDir after the commit: %q", got)
+		t.Fatalf("ReadCommitted after the commit: %q", got)
 	}
 }
 
@@ -169,11 +170,8 @@ func TestAcked_DuplicatesAcrossReconnects(t *testing.T) {
 	if got, want := readAll(t, r.out), lines(f1, f2, f3); !slices.Equal(got, want) {
 		t.Fatalf("output\n%q\nwant\n%q", got, want)
 	}
-	if got, want := r.Stats().Duplicates, uint64(len(f1)+2+len(f3)); got != want {
-		t.Fatalf("duplicates %d, want %d", got, want)
-	}
-	if got := testutil.ToFloat64(counterVec(t, r.reg, "sluice_drain_duplicates_total")); got != float64(r.Stats().Duplicates) {
-		t.Fatalf("sluice_drain_duplicates_total = %v", got)
+	if got, want := testutil.ToFloat64(counterVec(t, r.reg, "sluice_drain_duplicates_total")), float64(len(f1)+2+len(f3)); got != want {
+		t.Fatalf("sluice_drain_duplicates_total = %v, want %v", got, want)
 	}
 }
 
@@ -251,10 +249,10 @@ func TestAcked_CrashBetweenWriteAndCommit(t *testing.T) {
 				t.Fatalf("test setup: the files should hold the uncommitted frame too: %q", got)
 			}
 			if got := readAll(t, dir); !slices.Equal(got, lines(f1)) {
-				t.Fatalf("ReadDir before restart shows uncommitted records: %q", got)
+				t.Fatalf("ReadCommitted before restart shows uncommitted records: %q", got)
 			}
 			if torn {
-				j, err := os.OpenFile(filepath.Join(dir, drain.JournalName), os.O_WRONLY|os.O_APPEND, 0)
+				j, err := os.OpenFile(filepath.Join(dir, ledger.JournalName), os.O_WRONLY|os.O_APPEND, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -292,6 +290,7 @@ func TestAcked_GroupCommit(t *testing.T) {
 			<-release
 		})
 	}))
+	received := countHook(t, drain.SetReceivedHook)
 	r := startAcked(t, drain.Options{})
 	cs := make([]*ackedClient, conns)
 	for i := range cs {
@@ -311,7 +310,7 @@ func TestAcked_GroupCommit(t *testing.T) {
 		}
 	}
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := r.Stats().Received; got != conns*perConn {
+		if got := received.Load(); got != conns*perConn {
 			return fmt.Errorf("%d frames received", got)
 		}
 		return nil
@@ -388,6 +387,7 @@ func TestAcked_BadInputClosesOnlyThatConnection(t *testing.T) {
 // stalls for AckWriteTimeout; another connection keeps working.
 func TestAcked_PeerThatNeverReadsAcks(t *testing.T) {
 	var out testkit.SyncBuffer
+	received, acks := countHook(t, drain.SetReceivedHook), countHook(t, drain.SetAckHook)
 	r := startAcked(t, drain.Options{Out: "-", Stdout: &out, AckWriteTimeout: 200 * time.Millisecond})
 	good := dialAcked(t, r.Addr(), "good")
 	deaf := dialAcked(t, r.Addr(), "deaf")
@@ -404,8 +404,8 @@ func TestAcked_PeerThatNeverReadsAcks(t *testing.T) {
 	// waits for it to catch up rather than assuming it is stuck.
 	for ; id < maxFrames && !timedOut(); id++ {
 		testkit.WaitFor(t, 30*time.Second, func() error {
-			if st := r.Stats(); st.Received-st.Acks > 16 && !timedOut() {
-				return fmt.Errorf("%d frames unacknowledged", st.Received-st.Acks)
+			if n := received.Load() - acks.Load(); n > 16 && !timedOut() {
+				return fmt.Errorf("%d frames unacknowledged", n)
 			}
 			return nil
 		})
@@ -525,7 +525,7 @@ func TestAcked_JournalCompaction(t *testing.T) {
 	if err := r1.stop(); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(filepath.Join(dir, drain.JournalName))
+	fi, err := os.Stat(filepath.Join(dir, ledger.JournalName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,6 +563,7 @@ func TestAcked_Stdout(t *testing.T) {
 // At shutdown, frames already received are committed and acknowledged, then
 // the drainer says GOING_AWAY.
 func TestAcked_ShutdownAcksInFlight(t *testing.T) {
+	received := countHook(t, drain.SetReceivedHook)
 	r := startAcked(t, drain.Options{})
 	a := dialAcked(t, r.Addr(), "t-1")
 	for id := uint64(1); id <= 10; id++ {
@@ -571,7 +572,7 @@ func TestAcked_ShutdownAcksInFlight(t *testing.T) {
 		}
 	}
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if r.Stats().Received != 10 {
+		if received.Load() != 10 {
 			return errors.New("frames not received yet")
 		}
 		return nil
@@ -593,7 +594,7 @@ func TestAcked_ShutdownAcksInFlight(t *testing.T) {
 func TestAcked_SecondDrainerOnSameOutput(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
 	startAcked(t, drain.Options{Out: dir})
-	srv, err := drain.New(drain.Options{Framing: drain.FramingAcked, Socket: filepath.Join(testkit.ShortDir(t), "d.sock"), Out: dir})
+	srv, err := drain.New(drain.Options{Framing: wire.FramingAcked, Socket: filepath.Join(testkit.ShortDir(t), "d.sock"), Out: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-dev/sluice/record"
 
 	"github.com/sluice-dev/sluice/drain"
+	"github.com/sluice-dev/sluice/wire"
 )
 
 // benchLines returns n 200-byte lines (newline included).
@@ -84,7 +85,7 @@ func BenchmarkServer_Lines(b *testing.B) {
 func BenchmarkServer_Acked(b *testing.B) {
 	for _, conns := range []int{1, 4} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
-			r := start(b, drain.Options{Framing: drain.FramingAcked, Out: filepath.Join(b.TempDir(), "out")})
+			r := start(b, drain.Options{Framing: wire.FramingAcked, Out: filepath.Join(b.TempDir(), "out")})
 			const perFrame = 64 << 10 / 200
 			frames := (b.N + perFrame - 1) / perFrame
 			cs := make([]*ackedClient, conns)

@@ -3,11 +3,11 @@ package drain
 import (
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/sluice-dev/sluice/fault"
+	"github.com/sluice-dev/sluice/ledger"
+	"github.com/sluice-dev/sluice/record"
 )
 
 // commitAfterWrite is hit after a group commit's records were written and
@@ -27,12 +27,12 @@ const maxBatch = 1024
 // err and passes it to the connection's acker.
 type pending struct {
 	c     *ackedConn
-	id    uint64     // frame id
-	keys  []msgKey   // message of each record
-	lines []byte     // every record rendered as an output line
-	ends  []int      // ends[i] is where record i's line ends in lines
-	err   error      // set by the committer: nil when the frame is durable
-	rb    *renderBuf // where keys, ends and lines came from; nil once released
+	id    uint64         // frame id
+	keys  []record.MsgID // message of each record
+	lines []byte         // every record rendered as an output line
+	ends  []int          // ends[i] is where record i's line ends in lines
+	err   error          // set by the committer: nil when the frame is durable
+	rb    *renderBuf     // where keys, ends and lines came from; nil once released
 }
 
 // release gives p's buffers back to renderPool. The committer calls it once
@@ -56,14 +56,13 @@ func (p *pending) release() {
 type committer struct {
 	s       *Server
 	out     *output
-	j       *journal // nil for stdout: dedup in memory only
-	d       *dedupState
-	reqs    chan *pending // closed by shutdown once every connection ended
-	done    chan struct{} // closed when run returns
-	failed  error         // sticky: nothing is committed after a failure
-	keys    []msgKey      // scratch: the batch's new messages
-	inBatch map[msgKey]struct{}
-	inFrame map[msgKey]struct{}
+	l       *ledger.Ledger // the dedup state; journaled in the output directory, in memory only for stdout
+	reqs    chan *pending  // closed by shutdown once every connection ended
+	done    chan struct{}  // closed when run returns
+	failed  error          // sticky: nothing is committed after a failure
+	keys    []record.MsgID // scratch: the batch's new messages
+	inBatch map[record.MsgID]struct{}
+	inFrame map[record.MsgID]struct{}
 }
 
 func (cm *committer) run() {
@@ -90,9 +89,7 @@ func (cm *committer) run() {
 			p.c.acks <- p // never blocks: the window bounds a connection's frames
 		}
 	}
-	if cm.j != nil {
-		cm.j.close()
-	}
+	cm.l.Close()
 }
 
 // commit makes batch durable; on error nothing of it is acknowledged.
@@ -110,7 +107,7 @@ func (cm *committer) commit(batch []*pending) error {
 	for _, p := range batch {
 		clear(cm.inFrame)
 		start, prevEnd := -1, 0 // start of the current run of kept lines
-		var last msgKey
+		var last record.MsgID
 		lastKeep, haveLast := false, false
 		for i, k := range p.keys {
 			keep := lastKeep
@@ -119,7 +116,7 @@ func (cm *committer) commit(batch []*pending) error {
 				switch {
 				case fresh:
 					keep = true
-				case cm.d.has(k):
+				case cm.l.Has(k):
 					keep = false
 				default:
 					_, dup := cm.inBatch[k]
@@ -170,34 +167,21 @@ func (cm *committer) commit(batch []*pending) error {
 		if err := commitAfterWrite.Hit(s.ctx); errors.Is(err, fault.ErrInjected) || errors.Is(err, fault.ErrInjectedClose) {
 			return cm.fail(fmt.Errorf("drain: injected failure between the output write and the journal commit (drain.commit.after_write): %w", err))
 		}
-		// Grouped by stream (stably: each stream's order is kept, which
-		// the dedup bound's evictions depend on), as the journal stores
-		// them; applied to the state in the same order on replay.
-		slices.SortStableFunc(cm.keys, func(a, b msgKey) int { return strings.Compare(a.stream, b.stream) })
-		if cm.j != nil {
-			if err := cm.j.commit(point, cm.keys, cm.d); err != nil {
-				return cm.fail(err)
-			}
+		evicted, err := cm.l.Commit(point, cm.keys)
+		if err != nil {
+			return cm.fail(err)
 		}
 		s.m.fsync.Observe(time.Since(t0).Seconds())
-		evicted := 0
-		for _, k := range cm.keys {
-			evicted += cm.d.add(k)
-		}
 		if evicted > 0 {
 			s.m.evicted.Add(float64(evicted))
 		}
-		s.m.dedupSpans.Set(float64(cm.d.entries()))
+		s.m.dedupSpans.Set(float64(cm.l.Entries()))
 	}
 	s.m.commitSize.Observe(float64(len(batch)))
 	s.m.frames.Add(float64(len(batch)))
-	s.frames.Add(uint64(len(batch)))
-	s.records.Add(uint64(records))
-	s.bytes.Add(uint64(nbytes))
 	s.m.records.Add(float64(records))
 	s.m.bytes.Add(float64(nbytes))
 	if dups > 0 {
-		s.dups.Add(uint64(dups))
 		s.m.duplicates.Add(float64(dups))
 	}
 	return nil

@@ -14,9 +14,10 @@
 //
 // # Framing
 //
-// Each connection is read by the handler of Options.Framing. With "lines",
-// every complete line is a record. Lines are handled in chunks: everything
-// up to the last newline of a read is written to the output as one unit,
+// Each connection is read by the handler of Options.Framing (wire.Framing).
+// With wire.FramingLines, every complete line is a record. Lines are
+// handled in chunks: everything up to the last newline of a read is
+// written to the output as one unit,
 // under the output's lock, so lines from different connections never
 // interleave. A partial line left when a connection ends (the peer died
 // mid-record) is discarded and counted in sluice_drain_torn_lines_total. A
@@ -24,14 +25,16 @@
 //
 // # Acked framing
 //
-// With Options.Framing "acked" each connection speaks the protocol of
-// docs/protocol.md (package wire): HELLO/WELCOME, then DATA frames that
-// the drainer acknowledges, cumulatively and in frame order, only once
-// their records are durable. Records are deduplicated by message identity
-// (stream, seq): the protocol sends all records of one message in one
-// frame, so once one frame's records of a message are committed, later
-// records with that (stream, seq) are duplicates, dropped and counted in
-// sluice_drain_duplicates_total, and acknowledged as durable.
+// With Options.Framing wire.FramingAcked each connection speaks the
+// protocol of docs/protocol.md (package wire): HELLO/WELCOME, then DATA
+// frames that the drainer acknowledges, cumulatively and in frame order,
+// only once their records are durable. Records are deduplicated by message
+// identity (record.MsgID: stream, epoch, seq): the protocol sends all
+// records of one message in one frame, so once one frame's records of a
+// message are committed, later records with that identity are duplicates,
+// dropped and counted in sluice_drain_duplicates_total, and acknowledged
+// as durable. A stream of another epoch (created again) is a different
+// message space: its sequences are never taken for the old one's.
 //
 // Group commit: one committer goroutine takes every frame waiting from all
 // connections as one batch (at most 1024 frames), drops duplicates, appends
@@ -41,41 +44,17 @@
 // covers every frame of the batch (sluice_drain_commit_frames,
 // sluice_drain_fsync_seconds).
 //
-// Dedup journal: JournalName in the output directory, locked with flock
-// (a second drainer on the same directory fails with ErrOutputInUse). It is
-// a sequence of records, each a u32 body length, a u32 CRC-32C of the body
-// and the body (big-endian):
-//
-//	snapshot  'S' "SLUICEDJ" u16 version(1) point, u32 streams,
-//	          streams × (str name, u64 low, u32 n, n × (u64 lo, u64 hi))
-//	commit    'C' point, u32 groups, groups × (str stream, u32 n, n × u64 seq)
-//	point     str file, u64 length: the output is committed up to length
-//	          bytes of file, and fully in every output file named before it
-//	str       u16 length, bytes
-//
-// The journal starts with a snapshot; a commit adds the messages of one
-// group commit. On start the drainer replays it, drops a torn last record
-// (a commit cut short: never acknowledged), cuts the last committed file
-// back to its committed length and removes output files named after it:
-// bytes written and not committed (a crash between the output write and
-// the journal commit) are not in the output, so the producer's re-send
-// writes them once: no duplicate and no hole. A new journal takes every
-// output file already there as committed. Past Options.JournalBytes the
-// journal is compacted: a snapshot is written to a temporary file, synced
-// and renamed over it.
-//
-// Dedup memory is bounded: per stream, a low-water mark (all sequences up
-// to it committed) and at most Options.DedupSpans ranges of committed
-// sequences above it (out-of-order completion, or the sparse sequences one
-// drainer sees when several sluice instances share a consumer), 16 bytes
-// each, up to 32 with slice growth: 16-32 MiB per stream at the default of
-// 1 Mi ranges. Past the bound the lowest range is forgotten
-// (sluice_drain_dedup_evicted_total): a redelivery of one of its messages
-// is written a second time. The bound never raises the low-water mark over
-// a gap, so a message is never dropped as a duplicate without having been
-// written: the drainer errs on the side of a duplicate, never of a loss.
-// There is one entry per stream name; stream names come from the queue's
-// streams, and the peer is trusted (socket mode, PeerUIDs).
+// What is committed lives in package ledger: the dedup journal beside the
+// output files (ledger.JournalName; a second drainer on the same directory
+// fails with ErrOutputInUse), its format, and the recovery rules Listen
+// applies through ledger.Open: a torn last journal record is dropped, and
+// output written but never committed (a crash between the output write and
+// the journal commit) is cut off, so the producer's re-send writes it
+// once: no duplicate and no hole. Dedup memory is bounded by
+// Options.DedupSpans per stream incarnation; past the bound the oldest
+// ranges are forgotten (sluice_drain_dedup_evicted_total), which can
+// cause a duplicate, never a loss. The journal is compacted past
+// Options.JournalBytes.
 //
 // With Out "-" records are acknowledged once flushed to stdout, and the
 // dedup state lives in memory only.
@@ -99,8 +78,9 @@
 // # Output
 //
 // Records go to stdout or to files named
-// sluice-<UTC time>Z-<sequence>.jsonl (0600, in a 0700 directory), whose
-// name order is their write order; ReadDir reads them back. A file is cut at
+// sluice-<UTC time>Z-<sequence>.jsonl (0600, in a 0700 directory; the
+// format is package ledger's), whose name order is their write order;
+// ledger.ReadCommitted reads back what was committed. A file is cut at
 // a line boundary before it would pass Options.RotateBytes, and is synced
 // when it is finished. Output is buffered and flushed whenever a connection
 // has nothing more waiting, at least every 100ms, and on Close.
@@ -122,8 +102,10 @@
 // serialises all output I/O and is held across it on purpose; conn.dmu
 // serialises read-deadline changes with shutdown's; ackedConn.stMu guards
 // the session state and ackedConn.wmu serialises socket writes (held across
-// them on purpose). Lock order: Server.mu before conn.dmu (shutdown); no
-// other two are ever held together.
+// them on purpose); the committer's ledger.Ledger is its own (the ledger's
+// lock is taken only inside its methods, with no drain lock held). Lock
+// order: Server.mu before conn.dmu (shutdown); no other two are ever held
+// together.
 //
 // # Fault points
 //

@@ -1,6 +1,10 @@
 package drain
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/sluice-dev/sluice/ledger"
+)
 
 // ErrInUse is wrapped by Listen when another process (usually another
 // drainer) accepts connections on the socket path. Nothing is removed.
@@ -29,8 +33,9 @@ var ErrLineTooLong = errors.New("line longer than the maximum")
 var ErrPeerNotAllowed = errors.New("peer user id not allowed")
 
 // ErrOutputInUse is wrapped by Listen when another drainer with the acked
-// framing holds the output directory's dedup journal.
-var ErrOutputInUse = errors.New("another drainer is using the output directory")
+// framing holds the output directory's dedup journal. It is
+// ledger.ErrInUse, so errors.Is matches either.
+var ErrOutputInUse = ledger.ErrInUse
 
 // ErrSlowPeer is the reason an acked connection is closed when a frame (or
 // the HELLO) does not arrive complete within Options.FrameTimeout.

@@ -36,7 +36,7 @@ func FuzzAcked(f *testing.F) {
 		// A drainer per input: its dedup memory starts empty, as the
 		// model's does.
 		var out testkit.SyncBuffer
-		r := start(t, drain.Options{Framing: drain.FramingAcked, Out: "-", Stdout: &out, FrameTimeout: 200 * time.Millisecond})
+		r := start(t, drain.Options{Framing: wire.FramingAcked, Out: "-", Stdout: &out, FrameTimeout: 200 * time.Millisecond})
 		want, windowHit := modelAcked(data)
 		before := r.Stats()
 		outBefore := 0

@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/sluice-dev/sluice/internal/testkit"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluice-dev/sluice/drain"
+	"github.com/sluice-dev/sluice/ledger"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -89,11 +91,11 @@ func dial(t testing.TB, path string) net.Conn {
 	return c
 }
 
-// readAll returns every output line in dir, in order.
+// readAll returns every committed output line in dir, in order.
 func readAll(t testing.TB, dir string) []string {
 	t.Helper()
 	var lines []string
-	if err := drain.ReadDir(dir, func(line []byte) error {
+	if err := ledger.ReadCommitted(dir, func(line []byte) error {
 		lines = append(lines, string(line))
 		return nil
 	}); err != nil {
@@ -123,6 +125,59 @@ func counter(t testing.TB, reg *prometheus.Registry, name string, lv ...string) 
 	}
 	t.Fatalf("metric %s%v not found", name, lv)
 	return 0
+}
+
+// stats is what the drainer's metrics say.
+type stats struct {
+	Records     uint64 // sluice_drain_records_total
+	Bytes       uint64 // sluice_drain_bytes_total
+	Connections uint64 // sluice_drain_connections_total
+	Open        int64  // sluice_drain_connections
+	TornLines   uint64 // sluice_drain_torn_lines_total
+	ConnErrors  uint64 // sluice_drain_conn_errors_total, every reason
+	Rotations   uint64 // sluice_drain_files_rotated_total
+	Frames      uint64 // sluice_drain_frames_total
+	Duplicates  uint64 // sluice_drain_duplicates_total
+	Refused     uint64 // sluice_drain_refused_peers_total
+}
+
+// Stats reads the metrics of r from its registry. It panics if the
+// registry cannot be gathered (it is the test's own; that is a bug), so
+// that a fuzz function may call it on any goroutine.
+func (r *running) Stats() stats {
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		panic(err)
+	}
+	sum := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			sum[mf.GetName()] += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	u := func(name string) uint64 { return uint64(sum[name]) }
+	return stats{
+		Records:     u("sluice_drain_records_total"),
+		Bytes:       u("sluice_drain_bytes_total"),
+		Connections: u("sluice_drain_connections_total"),
+		Open:        int64(sum["sluice_drain_connections"]),
+		TornLines:   u("sluice_drain_torn_lines_total"),
+		ConnErrors:  u("sluice_drain_conn_errors_total"),
+		Rotations:   u("sluice_drain_files_rotated_total"),
+		Frames:      u("sluice_drain_frames_total"),
+		Duplicates:  u("sluice_drain_duplicates_total"),
+		Refused:     u("sluice_drain_refused_peers_total"),
+	}
+}
+
+// countHook installs, with set (drain.SetReceivedHook, drain.SetAckHook),
+// a hook that counts its calls, until the test ends. Call it before the
+// Server starts: the hook is a package variable its goroutines read.
+func countHook(t testing.TB, set func(func()) (restore func())) *atomic.Uint64 {
+	t.Helper()
+	var n atomic.Uint64
+	t.Cleanup(set(func() { n.Add(1) }))
+	return &n
 }
 
 // failWriter fails every write.

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/sluice-dev/sluice/fault"
+	"github.com/sluice-dev/sluice/obs"
 )
 
 // readBuf is the initial per-connection read buffer; it grows, up to
@@ -86,12 +87,11 @@ func (s *Server) endLines(c *conn, err error, partial int) {
 		s.connError(c, ReasonRead, err)
 	}
 	if partial > 0 {
-		s.torn.Add(1)
 		s.m.torn.Inc()
-		c.log.Debug("discarded a partial line: the connection ended before its newline", attrBytes, partial)
+		c.log.Debug("discarded a partial line: the connection ended before its newline", obs.KeyBytes, partial)
 	}
 	if shutdownCut {
-		c.log.Info("closed a connection still sending at shutdown, after the drain timeout", attrBytes, partial)
+		c.log.Info("closed a connection still sending at shutdown, after the drain timeout", obs.KeyBytes, partial)
 	}
 }
 
@@ -109,8 +109,6 @@ func (s *Server) writeChunk(c *conn, p []byte) bool {
 		return false
 	}
 	recs := bytes.Count(p, []byte{'\n'})
-	s.records.Add(uint64(recs))
-	s.bytes.Add(uint64(len(p)))
 	s.m.records.Add(float64(recs))
 	s.m.bytes.Add(float64(len(p)))
 	return true

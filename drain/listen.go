@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sluice-dev/sluice/obs"
 )
 
 // testHookAfterBind, when set, runs right after the socket file is created
@@ -19,6 +21,9 @@ var testHookAfterBind func(path string)
 
 // probeTimeout bounds the dial that tells a live socket from a stale one.
 const probeTimeout = 2 * time.Second
+
+// socketDirMode is the mode of a socket directory Listen creates.
+const socketDirMode = 0o700
 
 // lockTimeout bounds the wait for the socket directory's lock.
 const lockTimeout = 10 * time.Second
@@ -34,7 +39,7 @@ const lockTimeout = 10 * time.Second
 // refuses connections is stale and removed, anything else is refused.
 func listenSocket(path string, mode os.FileMode, logf func(msg string, args ...any)) (net.Listener, os.FileInfo, error) {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, dirMode); err != nil {
+	if err := os.MkdirAll(dir, socketDirMode); err != nil {
 		return nil, nil, fmt.Errorf("drain: create socket directory: %w", err)
 	}
 	unlock, err := lockDir(dir)
@@ -111,7 +116,7 @@ func clearStale(path string, logf func(msg string, args ...any)) error {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("drain: remove stale socket %s: %w", path, err)
 		}
-		logf("removed stale socket left by a drainer that is gone", attrSocket, path)
+		logf("removed stale socket left by a drainer that is gone", obs.KeySocket, path)
 		return nil
 	case errors.Is(err, fs.ErrNotExist):
 		return nil // removed meanwhile

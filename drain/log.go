@@ -5,20 +5,6 @@ import (
 	"time"
 )
 
-// Log attribute keys.
-const (
-	attrComponent  = "component"
-	attrSocket     = "socket"
-	attrOut        = "out"
-	attrConn       = "conn"
-	attrReason     = "reason"
-	attrErr        = "err"
-	attrBytes      = "bytes"
-	attrRecords    = "records"
-	attrFile       = "file"
-	attrSuppressed = "suppressed"
-)
-
 // logEvery is the least time between two logs of one rate-limited kind.
 const logEvery = time.Second
 

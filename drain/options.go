@@ -9,19 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-dev/sluice/ledger"
 	"github.com/sluice-dev/sluice/wire"
-)
-
-// Framings the drainer speaks, for Options.Framing.
-const (
-	// FramingLines is newline-delimited records: any complete line is a
-	// record; bytes after the last newline when a connection ends are
-	// discarded as a torn line.
-	FramingLines = "lines"
-	// FramingAcked is the acked protocol of docs/protocol.md (package wire):
-	// records are acknowledged once durable, and duplicates are dropped by
-	// record identity.
-	FramingAcked = "acked"
 )
 
 // Defaults for the zero values of Options.
@@ -33,8 +22,8 @@ const (
 
 	DefaultFrameTimeout    = 30 * time.Second
 	DefaultAckWriteTimeout = 10 * time.Second
-	DefaultDedupSpans      = 1 << 20
-	DefaultJournalBytes    = 64 << 20
+	DefaultDedupSpans      = ledger.DefaultDedupSpans
+	DefaultJournalBytes    = ledger.DefaultJournalBytes
 )
 
 // maxSocketPath is the longest path a Unix socket address can hold on Linux
@@ -52,7 +41,7 @@ type Options struct {
 	//
 	// With the acked framing and a directory, records are fsynced before
 	// they are acknowledged and the dedup state is kept durable in the
-	// directory's journal (JournalName), consistent with the output. With
+	// directory's journal (ledger.JournalName), consistent with the output. With
 	// "-" (stdout), records are acknowledged once written to stdout, and the
 	// dedup state is kept in memory only: a restarted drainer writes again
 	// what a sender re-sends.
@@ -82,8 +71,13 @@ type Options struct {
 	// PeerGIDs, when not empty, admits peers whose process runs with one of
 	// these (primary) group ids; see PeerUIDs. Empty: no check by group.
 	PeerGIDs []uint32
-	// Framing is the protocol spoken on every connection. Empty: "lines".
-	Framing string
+	// Framing is the protocol spoken on every connection: with
+	// wire.FramingLines any complete line is a record, and bytes after the
+	// last newline when a connection ends are discarded as a torn line;
+	// with wire.FramingAcked (docs/protocol.md) records are acknowledged
+	// once durable and duplicates are dropped by message identity.
+	// Empty: wire.FramingLines.
+	Framing wire.Framing
 	// DrainTimeout is how long shutdown keeps reading data already in flight
 	// on each open connection before closing it. Zero: 500ms.
 	DrainTimeout time.Duration
@@ -97,10 +91,10 @@ type Options struct {
 	// peer that does not read its acks for that long is closed (reason
 	// ack_write_timeout). Zero: 10s.
 	AckWriteTimeout time.Duration
-	// DedupSpans (acked framing) bounds the dedup memory: per stream, the
-	// drainer keeps a low-water mark (every sequence up to it is committed)
-	// and at most DedupSpans ranges of committed sequences above it, 16
-	// bytes each (up to 32 with slice growth). Past the bound the lowest
+	// DedupSpans (acked framing) bounds the dedup memory: per stream
+	// incarnation, the drainer keeps a low-water mark (every sequence up
+	// to it is committed) and at most DedupSpans ranges of committed
+	// sequences above it, 16 bytes each (up to 32 with slice growth). Past the bound the lowest
 	// range is forgotten: a redelivery of one of its messages is written
 	// again (a duplicate), never dropped. Zero: 1 Mi ranges.
 	DedupSpans int
@@ -155,10 +149,10 @@ func (opts Options) withDefaults() (Options, error) {
 	}
 	switch opts.Framing {
 	case "":
-		opts.Framing = FramingLines
-	case FramingLines, FramingAcked:
+		opts.Framing = wire.FramingLines
+	case wire.FramingLines, wire.FramingAcked:
 	default:
-		return bad("unknown framing %q: the drainer speaks %q and %q", opts.Framing, FramingLines, FramingAcked)
+		return bad("unknown framing %q: the drainer speaks %q and %q", opts.Framing, wire.FramingLines, wire.FramingAcked)
 	}
 	for _, d := range []struct {
 		name string

@@ -9,26 +9,17 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/sluice-dev/sluice/ledger"
 )
 
-// Output file names: filePrefix + UTC time (millisecond, fixed width) + "-" +
-// sequence (6 digits) + fileSuffix. Name order is write order: the time part
-// never goes backwards (see output.nextName).
-const (
-	filePrefix = "sluice-"
-	fileSuffix = ".jsonl"
-	timeLayout = "20060102T150405.000" // followed by a literal "Z"
-	writeBuf   = 256 << 10
-	dirMode    = 0o700
-	fileMode   = 0o600
-)
+// writeBuf is the output's write buffer.
+const writeBuf = 256 << 10
 
 // output is where complete lines go: stdout, or size-rotated files in a
-// directory. Every method is safe for concurrent use; mu serialises them, and
+// directory, named and laid out as package ledger says. Every method is safe for concurrent use; mu serialises them, and
 // is held across the file I/O on purpose: it exists to serialise the output.
 type output struct {
 	dir       string // "" for a plain writer (stdout)
@@ -56,10 +47,10 @@ func newStdout(w io.Writer) *output {
 // newDirOutput prepares dir (created 0700 when missing) and returns an output
 // writing files into it. Files are created on the first write, so a drainer
 // that receives nothing leaves no empty files. The newest existing
-// sluice-*.jsonl name sets the floor for new names, so name order stays write
+// output file name (ledger.ParseFileName) sets the floor for new names, so name order stays write
 // order across restarts even if the clock steps back.
 func newDirOutput(dir string, rotate int64) (*output, error) {
-	if err := os.MkdirAll(dir, dirMode); err != nil {
+	if err := os.MkdirAll(dir, ledger.DirPerm); err != nil {
 		return nil, fmt.Errorf("drain: create output directory: %w", err)
 	}
 	st, err := os.Stat(dir)
@@ -82,38 +73,15 @@ func newDirOutput(dir string, rotate int64) (*output, error) {
 		return nil, fmt.Errorf("drain: read output directory: %w", err)
 	}
 	for _, e := range entries {
-		if ts, seq, ok := parseName(e.Name()); ok && (ts.After(o.lastTS) || ts.Equal(o.lastTS) && seq > o.seq) {
+		if ts, seq, ok := ledger.ParseFileName(e.Name()); ok && (ts.After(o.lastTS) || ts.Equal(o.lastTS) && seq > o.seq) {
 			o.lastTS, o.seq = ts, seq
 		}
 	}
 	return o, nil
 }
 
-// parseName parses an output file name.
-func parseName(name string) (ts time.Time, seq int, ok bool) {
-	rest, found := strings.CutPrefix(name, filePrefix)
-	if !found {
-		return ts, 0, false
-	}
-	if rest, found = strings.CutSuffix(rest, fileSuffix); !found {
-		return ts, 0, false
-	}
-	tpart, spart, found := strings.Cut(rest, "Z-")
-	if !found {
-		return ts, 0, false
-	}
-	ts, err := time.Parse(timeLayout, tpart)
-	if err != nil {
-		return ts, 0, false
-	}
-	seq, err = strconv.Atoi(spart)
-	if err != nil || seq < 0 {
-		return ts, 0, false
-	}
-	return ts, seq, true
-}
-
-// nextName returns the name for a new file: later than every name before.
+// nextName returns the name for a new file: later than every name before,
+// since its time part never goes backwards.
 func (o *output) nextName() string {
 	ts := o.now().UTC().Truncate(time.Millisecond)
 	if ts.Before(o.lastTS) {
@@ -121,7 +89,7 @@ func (o *output) nextName() string {
 	}
 	o.lastTS = ts
 	o.seq++
-	return fmt.Sprintf("%s%sZ-%06d%s", filePrefix, ts.Format(timeLayout), o.seq, fileSuffix)
+	return ledger.FileName(ts, o.seq)
 }
 
 // write appends p, which holds whole lines only, as one unit: no other
@@ -191,7 +159,7 @@ func (o *output) write(p []byte) error {
 func (o *output) openLocked() error {
 	for range 100 {
 		name := filepath.Join(o.dir, o.nextName())
-		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, ledger.FilePerm)
 		if errors.Is(err, fs.ErrExist) {
 			continue // never overwrite; take the next sequence number
 		}
@@ -268,33 +236,33 @@ func (o *output) flushLocked() error {
 // sync makes everything written so far durable (flush, fsync of the current
 // file, and of the directory when a file was created since the last sync)
 // and returns the commit point it reached. For stdout it only flushes.
-func (o *output) sync() (commitPoint, error) {
+func (o *output) sync() (ledger.Point, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.err != nil {
-		return commitPoint{}, o.err
+		return ledger.Point{}, o.err
 	}
 	if o.dir == "" {
-		return commitPoint{}, o.flushLocked()
+		return ledger.Point{}, o.flushLocked()
 	}
 	if o.f != nil {
 		if err := o.w.Flush(); err != nil {
 			o.err = fmt.Errorf("drain: write %s: %w", o.f.Name(), err)
-			return commitPoint{}, o.err
+			return ledger.Point{}, o.err
 		}
 		if err := o.f.Sync(); err != nil {
 			o.err = fmt.Errorf("drain: fsync %s: %w", o.f.Name(), err)
-			return commitPoint{}, o.err
+			return ledger.Point{}, o.err
 		}
 	}
 	if o.newDir {
-		if err := syncDir(o.dir); err != nil {
+		if err := ledger.SyncDir(o.dir); err != nil {
 			o.err = err
-			return commitPoint{}, o.err
+			return ledger.Point{}, o.err
 		}
 		o.newDir = false
 	}
-	return commitPoint{file: o.name, length: o.size}, nil
+	return ledger.Point{File: o.name, Length: o.size}, nil
 }
 
 // close flushes and closes the current file (stdout is flushed, not

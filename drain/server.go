@@ -9,12 +9,15 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-dev/sluice/fault"
+	"github.com/sluice-dev/sluice/internal/backoff"
+	"github.com/sluice-dev/sluice/ledger"
+	"github.com/sluice-dev/sluice/obs"
+	"github.com/sluice-dev/sluice/record"
 	"github.com/sluice-dev/sluice/wire"
 )
 
@@ -29,24 +32,8 @@ var beforeAccept = fault.Register("drain.accept.before", "drainer: before accept
 // flushInterval bounds how long written lines may sit in the output buffer.
 const flushInterval = 100 * time.Millisecond
 
-// acceptBackoffMax caps the pause after a failed Accept (EMFILE and the like).
-const acceptBackoffMax = time.Second
-
-// Stats are the drainer's counters since New.
-type Stats struct {
-	Records     uint64 // complete lines written to the output
-	Bytes       uint64 // their bytes, newlines included
-	Connections uint64 // connections accepted
-	Open        int64  // connections open now
-	TornLines   uint64 // partial lines discarded at the end of a connection
-	ConnErrors  uint64 // connections closed because of an error
-	Rotations   uint64 // output files closed because they reached RotateBytes
-	Frames      uint64 // acked: DATA frames committed (durable, duplicates included)
-	Duplicates  uint64 // acked: records dropped as duplicates of committed messages
-	Acks        uint64 // acked: ACK frames written
-	Received    uint64 // acked: DATA frames received and handed to the committer
-	Refused     uint64 // peers refused by Options.PeerUIDs / PeerGIDs
-}
+// acceptBackoff paces retries after a failed Accept (EMFILE and the like).
+var acceptBackoff = backoff.Policy{Min: 5 * time.Millisecond, Max: time.Second}
 
 // Server is the reference drainer: it listens on a Unix socket, reads
 // records from any number of connections at once and writes them to files
@@ -89,10 +76,7 @@ type Server struct {
 	accepted chan struct{}      // guarded by mu; closed when Serve's accept loop returns; nil before
 	nextID   uint64             // guarded by mu
 
-	records, bytes, nconns, torn, connErrs, rotations atomic.Uint64
-	frames, dups, acks, refused, received             atomic.Uint64
-	open                                              atomic.Int64
-	errLogs                                           sync.Map // reason -> *limiter
+	errLogs sync.Map // reason -> *limiter
 }
 
 // conn is one accepted connection, owned by its handler goroutine.
@@ -141,7 +125,7 @@ func New(opts Options) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		opts:   opts,
-		log:    opts.Logger.With(attrComponent, "drain"),
+		log:    opts.Logger.With(obs.KeyComponent, "drain"),
 		m:      newMetrics(opts.Registerer),
 		ctx:    ctx,
 		cancel: cancel,
@@ -150,9 +134,9 @@ func New(opts Options) (*Server, error) {
 		conns:  map[*conn]struct{}{},
 	}
 	switch opts.Framing {
-	case FramingLines:
+	case wire.FramingLines:
 		s.handle = s.handleLines
-	case FramingAcked:
+	case wire.FramingAcked:
 		s.handle = s.handleAcked
 		s.own = wire.Welcome{Server: opts.ServerID}
 		s.commitReqs = make(chan *pending, maxBatch)
@@ -182,24 +166,27 @@ func (s *Server) Listen() error {
 		out *output
 		cm  *committer
 	)
-	if s.opts.Framing == FramingAcked {
-		cm = &committer{s: s, reqs: s.commitReqs, done: make(chan struct{}), d: newDedupState(s.opts.DedupSpans),
-			inBatch: map[msgKey]struct{}{}, inFrame: map[msgKey]struct{}{}}
-		if s.opts.Out != "-" {
-			if err := os.MkdirAll(s.opts.Out, dirMode); err != nil {
+	if s.opts.Framing == wire.FramingAcked {
+		cm = &committer{s: s, reqs: s.commitReqs, done: make(chan struct{}),
+			inBatch: map[record.MsgID]struct{}{}, inFrame: map[record.MsgID]struct{}{}}
+		lopts := ledger.Options{DedupSpans: s.opts.DedupSpans, JournalBytes: s.opts.JournalBytes, Logger: s.log}
+		if s.opts.Out == "-" {
+			cm.l = ledger.NewMemory(lopts)
+		} else {
+			if err := os.MkdirAll(s.opts.Out, ledger.DirPerm); err != nil {
 				return fmt.Errorf("drain: create output directory: %w", err)
 			}
-			j, _, err := openJournal(s.opts.Out, cm.d, s.opts.JournalBytes, func(msg string, args ...any) { s.log.Info(msg, args...) })
+			l, err := ledger.Open(s.opts.Out, lopts)
 			if err != nil {
 				return err
 			}
-			cm.j = j
-			s.m.dedupSpans.Set(float64(cm.d.entries()))
+			cm.l = l
+			s.m.dedupSpans.Set(float64(l.Entries()))
 		}
 	}
 	abandon := func() {
-		if cm != nil && cm.j != nil {
-			cm.j.close()
+		if cm != nil {
+			cm.l.Close()
 		}
 	}
 	if s.opts.Out == "-" {
@@ -240,12 +227,11 @@ func (s *Server) Listen() error {
 // onNewFile counts and logs output files; called under the output's lock.
 func (s *Server) onNewFile(name string, rotated bool) {
 	if rotated {
-		s.rotations.Add(1)
 		s.m.rotated.Inc()
-		s.log.Debug("output file rotated", attrFile, name)
+		s.log.Debug("output file rotated", obs.KeyFile, name)
 		return
 	}
-	s.log.Debug("output file opened", attrFile, name)
+	s.log.Debug("output file opened", obs.KeyFile, name)
 }
 
 // Serve accepts connections, one goroutine each, until ctx is done, Close
@@ -280,7 +266,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	ln := s.ln
 	s.accepted = make(chan struct{})
-	lines := s.opts.Framing == FramingLines // acked output is flushed by each commit
+	lines := s.opts.Framing == wire.FramingLines // acked output is flushed by each commit
 	if lines {
 		s.wg.Add(1)
 	}
@@ -320,7 +306,7 @@ func (s *Server) result() error {
 // connections still waiting in the listen backlog (see shutdown) and
 // returns.
 func (s *Server) acceptLoop(ln net.Listener) {
-	var backoff time.Duration
+	failures := 0 // failed Accepts in a row
 	for {
 		beforeAccept.Hit(s.ctx) // only delays are meaningful here
 		if s.shuttingDown() {
@@ -337,17 +323,13 @@ func (s *Server) acceptLoop(ln net.Listener) {
 				s.fail(fmt.Errorf("drain: listener on %s closed unexpectedly: %w", s.opts.Socket, err))
 				return
 			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), acceptBackoffMax)
-			s.logLimited("accept", slog.LevelWarn, "accepting a connection failed; retrying", attrErr, err, "retry_in", backoff)
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-s.done:
-				t.Stop()
-			}
+			failures++
+			wait := acceptBackoff.Delay(failures)
+			s.logLimited("accept", slog.LevelWarn, "accepting a connection failed; retrying", obs.KeyErr, err, "retry_in", wait, obs.KeyAttempts, failures) // TODO(obs): a key for retry_in
+			backoff.Sleep(s.ctx, wait)                                                                                                                      // s.ctx ends when shutdown begins
 			continue
 		}
-		backoff = 0
+		failures = 0
 		s.register(nc)
 	}
 }
@@ -382,7 +364,7 @@ func (s *Server) acceptBacklog(ln net.Listener) {
 		nc, err := net.FileConn(f)
 		f.Close()
 		if err != nil {
-			s.log.Warn("taking in a waiting connection at shutdown failed; its data is lost", attrErr, err)
+			s.log.Warn("taking in a waiting connection at shutdown failed; its data is lost", obs.KeyErr, err)
 			continue
 		}
 		s.register(nc)
@@ -403,7 +385,7 @@ func (s *Server) register(nc net.Conn) {
 	}
 	s.nextID++
 	c := &conn{nc: nc, id: s.nextID}
-	c.log = s.log.With(attrConn, c.id)
+	c.log = s.log.With(obs.KeyConn, c.id)
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -413,24 +395,20 @@ func (s *Server) register(nc net.Conn) {
 // serveConn runs the framing's handler on c and cleans up after it.
 func (s *Server) serveConn(c *conn) {
 	defer s.wg.Done()
-	s.open.Add(1) // before nconns: Stats never shows a connection counted but neither open nor finished
-	s.m.open.Inc()
-	s.nconns.Add(1)
+	s.m.open.Inc() // before conns: never a connection counted but neither open nor finished
 	s.m.conns.Inc()
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
 		c.nc.Close()
-		s.open.Add(-1)
 		s.m.open.Dec()
 		c.log.Debug("connection closed")
 	}()
 	if err := s.checkPeer(c); err != nil {
-		s.refused.Add(1)
 		s.m.refused.Inc()
 		s.connError(c, ReasonPeerUID, err)
-		if s.opts.Framing == FramingAcked {
+		if s.opts.Framing == wire.FramingAcked {
 			ac := &ackedConn{conn: c, s: s}
 			ac.wmu.Lock()
 			ac.sendCloseLocked(wire.Close{Code: wire.CodeUnauthorized, Reason: err.Error()})
@@ -498,16 +476,15 @@ func (s *Server) flusher() {
 func (s *Server) fail(err error) {
 	s.failOnce.Do(func() {
 		s.failErr = err
-		s.log.Error("drainer failing: shutting down", attrErr, err)
+		s.log.Error("drainer failing: shutting down", obs.KeyErr, err)
 		close(s.failed)
 	})
 }
 
 // connError counts and logs (rate-limited) why c is being closed.
 func (s *Server) connError(c *conn, reason string, err error) {
-	s.connErrs.Add(1)
 	s.m.connErrors.WithLabelValues(reason).Inc()
-	s.logLimitedWith(c.log, reason, slog.LevelWarn, "closing connection", attrReason, reason, attrErr, err)
+	s.logLimitedWith(c.log, reason, slog.LevelWarn, "closing connection", obs.KeyReason, reason, obs.KeyErr, err)
 }
 
 func (s *Server) logLimited(kind string, level slog.Level, msg string, args ...any) {
@@ -521,7 +498,7 @@ func (s *Server) logLimitedWith(l *slog.Logger, kind string, level slog.Level, m
 		return
 	}
 	if n > 0 {
-		args = append(args, attrSuppressed, n)
+		args = append(args, obs.KeySuppressed, n)
 	}
 	l.Log(context.Background(), level, msg, args...)
 }
@@ -578,25 +555,7 @@ func (s *Server) shutdown() error {
 			errs = append(errs, out.close())
 		}
 		s.closeErr = errors.Join(errs...)
-		s.log.Debug("drainer stopped", attrRecords, s.records.Load())
+		s.log.Debug("drainer stopped")
 	})
 	return s.closeErr
-}
-
-// Stats returns the Server's counters.
-func (s *Server) Stats() Stats {
-	return Stats{
-		Records:     s.records.Load(),
-		Bytes:       s.bytes.Load(),
-		Connections: s.nconns.Load(),
-		Open:        s.open.Load(),
-		TornLines:   s.torn.Load(),
-		ConnErrors:  s.connErrs.Load(),
-		Rotations:   s.rotations.Load(),
-		Frames:      s.frames.Load(),
-		Duplicates:  s.dups.Load(),
-		Acks:        s.acks.Load(),
-		Received:    s.received.Load(),
-		Refused:     s.refused.Load(),
-	}
 }

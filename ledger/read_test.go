@@ -1,4 +1,4 @@
-package drain_test
+package ledger_test
 
 import (
 	"errors"
@@ -7,12 +7,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sluice-dev/sluice/drain"
+	"github.com/sluice-dev/sluice/ledger"
 )
 
-func TestReadDir(t *testing.T) {
+func TestReadCommitted_NoJournal(t *testing.T) {
 	dir := t.TempDir()
-	long := strings.Repeat("L", 600<<10) // longer than ReadDir's buffer
+	long := strings.Repeat("L", 600<<10) // longer than ReadCommitted's buffer
 	files := map[string]string{
 		"sluice-20250101T000000.000Z-000002.jsonl": "c\n" + long + "\nd\n",
 		"sluice-20250101T000000.000Z-000001.jsonl": "a\nb\n",
@@ -41,16 +41,16 @@ func TestReadDir(t *testing.T) {
 
 	stop := errors.New("stop here")
 	n := 0
-	err := drain.ReadDir(dir, func([]byte) error {
+	err := ledger.ReadCommitted(dir, func([]byte) error {
 		if n++; n == 2 {
 			return stop
 		}
 		return nil
 	})
 	if !errors.Is(err, stop) || n != 2 {
-		t.Fatalf("ReadDir = %v after %d lines, want the callback's error after 2", err, n)
+		t.Fatalf("ReadCommitted = %v after %d lines, want the callback's error after 2", err, n)
 	}
-	if err := drain.ReadDir(filepath.Join(dir, "missing"), func([]byte) error { return nil }); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("ReadDir of a missing dir = %v", err)
+	if err := ledger.ReadCommitted(filepath.Join(dir, "missing"), func([]byte) error { return nil }); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("ReadCommitted of a missing dir = %v", err)
 	}
 }
