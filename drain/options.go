@@ -109,9 +109,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-// withDefaults returns opts with every zero value replaced by its default,
+// WithDefaults returns opts with every zero value replaced by its default,
 // or an error wrapping ErrInvalidOptions.
-func (opts Options) withDefaults() (Options, error) {
+func (opts Options) WithDefaults() (Options, error) {
 	bad := func(format string, a ...any) (Options, error) {
 		return opts, fmt.Errorf("drain: %w: %s", ErrInvalidOptions, fmt.Sprintf(format, a...))
 	}

@@ -118,7 +118,7 @@ func (c *conn) stopping() bool {
 // New checks opts and returns a Server that is not yet listening. Errors
 // wrap ErrInvalidOptions.
 func New(opts Options) (*Server, error) {
-	opts, err := opts.withDefaults()
+	opts, err := opts.WithDefaults()
 	if err != nil {
 		return nil, err
 	}

@@ -65,9 +65,9 @@ type FlightOptions struct {
 	Registerer prometheus.Registerer
 }
 
-// withDefaults returns o with defaults applied, or an error naming the first
+// WithDefaults returns o with defaults applied, or an error naming the first
 // bad field.
-func (o FlightOptions) withDefaults() (FlightOptions, error) {
+func (o FlightOptions) WithDefaults() (FlightOptions, error) {
 	switch {
 	case o.Window < 0:
 		return o, fmt.Errorf("flight recorder: Window %v is negative", o.Window)
@@ -143,7 +143,7 @@ type FlightRecorder struct {
 // It fails if opts are invalid, Dir cannot be created, or another flight
 // recorder is already running in the process.
 func StartFlightRecorder(opts FlightOptions) (*FlightRecorder, error) {
-	opts, err := opts.withDefaults()
+	opts, err := opts.WithDefaults()
 	if err != nil {
 		return nil, err
 	}

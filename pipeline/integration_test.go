@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/process"
 	"github.com/sluice-dev/sluice/sink"
+	"github.com/sluice-dev/sluice/wire"
 )
 
 // delayedAckSource is a fakeSource whose first Ack takes delay: a queue
@@ -76,7 +77,7 @@ func TestPipeline_SlowAckWithAckedSink(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	sock := filepath.Join(testkit.ShortDir(t), "d.sock")
 
-	srv, err := drain.New(drain.Options{Socket: sock, Out: filepath.Join(t.TempDir(), "out"), Framing: drain.FramingAcked,
+	srv, err := drain.New(drain.Options{Socket: sock, Out: filepath.Join(t.TempDir(), "out"), Framing: wire.FramingAcked,
 		Logger: quiet, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)

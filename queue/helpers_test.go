@@ -171,7 +171,7 @@ func expectEmpty(t testing.TB, src *queue.Source, wait time.Duration) {
 		t.Fatalf("Fetch: %v", err)
 	}
 	if len(msgs) != 0 {
-		t.Fatalf("Fetch returned %d messages (first seq %d, delivered %d times), want none", len(msgs), msgs[0].Seq(), msgs[0].(*queue.Message).NumDelivered())
+		t.Fatalf("Fetch returned %d messages (first seq %d, delivered %d times), want none", len(msgs), msgs[0].ID().Seq, msgs[0].(*queue.Message).NumDelivered())
 	}
 }
 

@@ -37,9 +37,9 @@ func TestMessage_ID(t *testing.T) {
 	publish(t, e.js, 0, 3)
 	epoch := streamEpoch(t, e.js, "INGEST")
 	for _, m := range fetchN(t, e.src, 3, true) {
-		want := record.MsgID{Stream: "INGEST", Epoch: epoch, Seq: m.Seq()}
-		if got := m.ID(); got != want || got.Seq == 0 || m.Stream() != got.Stream {
-			t.Fatalf("ID() = %+v, want %+v (Stream %q, Seq %d)", got, want, m.Stream(), m.Seq())
+		want := record.MsgID{Stream: "INGEST", Epoch: epoch, Seq: m.ID().Seq}
+		if got := m.ID(); got != want || got.Seq == 0 || m.ID().Stream != got.Stream {
+			t.Fatalf("ID() = %+v, want %+v (Stream %q, Seq %d)", got, want, m.ID().Stream, m.ID().Seq)
 		}
 	}
 }

@@ -44,13 +44,6 @@ func (m *Message) ID() record.MsgID {
 	return record.MsgID{Stream: m.stream, Epoch: m.epoch, Seq: m.seq}
 }
 
-// Stream returns the name of the stream the message is stored in: ID().Stream.
-// TODO(issue 8): remove with Seq once pipeline.Message asks for ID only.
-func (m *Message) Stream() string { return m.stream }
-
-// Seq returns the message's stream sequence: ID().Seq.
-func (m *Message) Seq() uint64 { return m.seq }
-
 // NumDelivered returns how many times the message has been delivered,
 // counting this delivery (1 on the first).
 func (m *Message) NumDelivered() uint64 { return m.delivered }

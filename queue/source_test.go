@@ -49,18 +49,18 @@ func TestSource_FetchAck(t *testing.T) {
 	got := fetchN(t, e.src, n, true)
 	seen := map[uint64]bool{}
 	for _, m := range got {
-		if seen[m.Seq()] {
-			t.Fatalf("seq %d fetched twice", m.Seq())
+		if seen[m.ID().Seq] {
+			t.Fatalf("seq %d fetched twice", m.ID().Seq)
 		}
-		seen[m.Seq()] = true
-		if m.Stream() != "INGEST" || m.Subject() != "ingest.test" {
-			t.Fatalf("seq %d: stream %q subject %q, want INGEST ingest.test", m.Seq(), m.Stream(), m.Subject())
+		seen[m.ID().Seq] = true
+		if m.ID().Stream != "INGEST" || m.Subject() != "ingest.test" {
+			t.Fatalf("seq %d: stream %q subject %q, want INGEST ingest.test", m.ID().Seq, m.ID().Stream, m.Subject())
 		}
-		if want := string(payload(int(m.Seq() - 1))); string(m.Data()) != want {
-			t.Fatalf("seq %d: data %q, want %q", m.Seq(), m.Data(), want)
+		if want := string(payload(int(m.ID().Seq - 1))); string(m.Data()) != want {
+			t.Fatalf("seq %d: data %q, want %q", m.ID().Seq, m.Data(), want)
 		}
 		if m.NumDelivered() != 1 {
-			t.Fatalf("seq %d delivered %d times, want 1", m.Seq(), m.NumDelivered())
+			t.Fatalf("seq %d delivered %d times, want 1", m.ID().Seq, m.NumDelivered())
 		}
 	}
 	if len(seen) != n {
@@ -163,8 +163,8 @@ func TestSource_Redelivery(t *testing.T) {
 			t.Fatal(err)
 		}
 		again := fetchN(t, e.src, 1, true)
-		if again[0].Seq() != first[0].Seq() || again[0].NumDelivered() != 2 {
-			t.Fatalf("after nak got seq %d delivered %d times; want seq %d delivered 2 times", again[0].Seq(), again[0].NumDelivered(), first[0].Seq())
+		if again[0].ID().Seq != first[0].ID().Seq || again[0].NumDelivered() != 2 {
+			t.Fatalf("after nak got seq %d delivered %d times; want seq %d delivered 2 times", again[0].ID().Seq, again[0].NumDelivered(), first[0].ID().Seq)
 		}
 		if got := metric(t, e.reg, "sluice_queue_naks_total"); got != 1 {
 			t.Fatalf("naks metric = %v, want 1", got)
@@ -175,8 +175,8 @@ func TestSource_Redelivery(t *testing.T) {
 		publish(t, e.js, 0, 1)
 		first := fetchN(t, e.src, 1, false)
 		again := fetchN(t, e.src, 1, true) // polls until the ack wait passes
-		if again[0].Seq() != first[0].Seq() || again[0].NumDelivered() != 2 {
-			t.Fatalf("after ack wait got seq %d delivered %d times; want seq %d delivered 2 times", again[0].Seq(), again[0].NumDelivered(), first[0].Seq())
+		if again[0].ID().Seq != first[0].ID().Seq || again[0].NumDelivered() != 2 {
+			t.Fatalf("after ack wait got seq %d delivered %d times; want seq %d delivered 2 times", again[0].ID().Seq, again[0].NumDelivered(), first[0].ID().Seq)
 		}
 	})
 }
@@ -217,7 +217,7 @@ func TestSource_DeadLetter(t *testing.T) {
 		queue.HeaderReason:        "parse: unexpected end of JSON input",
 		queue.HeaderSourceStream:  "INGEST",
 		queue.HeaderSourceSubject: "ingest.test",
-		queue.HeaderSourceSeq:     fmt.Sprint(m.Seq()),
+		queue.HeaderSourceSeq:     fmt.Sprint(m.ID().Seq),
 		queue.HeaderSourceEpoch:   fmt.Sprint(m.ID().Epoch),
 		queue.HeaderRecordIndex:   "7",
 	} {
@@ -312,11 +312,11 @@ func TestSource_SharedConsumer(t *testing.T) {
 		b := fetchN(t, srcB, 10, true)
 		inA := map[uint64]bool{}
 		for _, m := range a {
-			inA[m.Seq()] = true
+			inA[m.ID().Seq] = true
 		}
 		for _, m := range b {
-			if inA[m.Seq()] {
-				t.Fatalf("seq %d delivered to both sources", m.Seq())
+			if inA[m.ID().Seq] {
+				t.Fatalf("seq %d delivered to both sources", m.ID().Seq)
 			}
 		}
 		// Whatever A still had buffered goes back to the consumer on
@@ -327,7 +327,7 @@ func TestSource_SharedConsumer(t *testing.T) {
 		rest := fetchN(t, srcB, 10, true)
 		seen := map[uint64]int{}
 		for _, m := range append(append(a, b...), rest...) {
-			seen[m.Seq()]++
+			seen[m.ID().Seq]++
 		}
 		for seq := uint64(1); seq <= 30; seq++ {
 			if seen[seq] != 1 {
@@ -365,7 +365,7 @@ func TestSource_SharedConsumer(t *testing.T) {
 					}
 					mu.Lock()
 					for _, m := range msgs {
-						seen[m.Seq()]++
+						seen[m.ID().Seq]++
 					}
 					per[i] += len(msgs)
 					mu.Unlock()
@@ -420,7 +420,7 @@ func TestEmbedded_RestartKeepsUnacked(t *testing.T) {
 	got := fetchN(t, src, 10, false)
 	acked := map[uint64]bool{}
 	for _, m := range got[:4] {
-		acked[m.Seq()] = true
+		acked[m.ID().Seq] = true
 	}
 	if err := src.Ack(asPipeline(got[:4])); err != nil {
 		t.Fatal(err)
@@ -436,13 +436,13 @@ func TestEmbedded_RestartKeepsUnacked(t *testing.T) {
 	e := newEnvAt(t, eo, func(c *queue.Options) { *c = cfg })
 	again := fetchN(t, e.src, 6, true)
 	for _, m := range again {
-		if acked[m.Seq()] {
-			t.Fatalf("acked seq %d came back after restart", m.Seq())
+		if acked[m.ID().Seq] {
+			t.Fatalf("acked seq %d came back after restart", m.ID().Seq)
 		}
 		// The same incarnation of the stream: a drainer's dedup state
 		// still applies to it.
 		if m.ID().Epoch != got[0].ID().Epoch || m.ID().Epoch == 0 {
-			t.Fatalf("seq %d: epoch %d after restart, %d before; want the same, not 0", m.Seq(), m.ID().Epoch, got[0].ID().Epoch)
+			t.Fatalf("seq %d: epoch %d after restart, %d before; want the same, not 0", m.ID().Seq, m.ID().Epoch, got[0].ID().Epoch)
 		}
 	}
 	expectEmpty(t, e.src, 300*time.Millisecond)
@@ -566,7 +566,7 @@ func TestSource_Faults(t *testing.T) {
 		again := fetchN(t, e.src, 3, true) // not acked: redelivered
 		for _, m := range again {
 			if m.NumDelivered() != 2 {
-				t.Fatalf("seq %d delivered %d times, want 2", m.Seq(), m.NumDelivered())
+				t.Fatalf("seq %d delivered %d times, want 2", m.ID().Seq, m.NumDelivered())
 			}
 		}
 	})

@@ -19,7 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-dev/sluice/config"
-	"github.com/sluice-dev/sluice/drain"
+	"github.com/sluice-dev/sluice/ledger"
 	"github.com/sluice-dev/sluice/load"
 	"github.com/sluice-dev/sluice/obs"
 	"github.com/sluice-dev/sluice/wire"
@@ -252,14 +252,14 @@ func runDemo(g *globals, cfg *config.Config, o demoOptions) error {
 	drainer.stop()
 	live := v.Report()
 
-	// The final count reads what the drainer committed (drain.ReadDir), so
+	// The final count reads what the drainer committed (ledger.ReadCommitted), so
 	// bytes a killed drainer wrote but never acknowledged, which its restart
 	// cut off, are not counted.
 	final := load.NewVerifier(res.RunID, res.MaxSeq)
 	if err := final.Expect(res); err != nil {
 		return err
 	}
-	if err := drain.ReadDir(cfg.Drain.Out, func(line []byte) error {
+	if err := ledger.ReadCommitted(cfg.Drain.Out, func(line []byte) error {
 		final.Observe(line, time.Now())
 		return nil
 	}); err != nil {

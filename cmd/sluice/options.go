@@ -108,7 +108,7 @@ func drainOptions(cfg *config.Config) (drain.Options, error) {
 	return drain.Options{
 		Socket:        d.Socket,
 		Out:           d.Out,
-		Framing:       string(cfg.Sink.Framing),
+		Framing:       cfg.Sink.Framing,
 		RotateBytes:   int64(d.RotateBytes),
 		SocketMode:    os.FileMode(d.SocketMode),
 		PeerUIDs:      uids,
