@@ -76,7 +76,7 @@ const (
 	CodeFrameOrder         CloseCode = 0x0301 // DATA frame id not increasing
 	CodeBadAck             CloseCode = 0x0302 // ACK for a frame never sent, or going backwards
 	CodeWindowExceeded     CloseCode = 0x0303 // too many unacknowledged frames
-	CodeTimeout            CloseCode = 0x0304 // handshake not completed in time
+	CodeTimeout            CloseCode = 0x0304 // handshake or frame not completed in time, or no ACK progress in time
 	CodeInternal           CloseCode = 0x0400 // the sender failed; retry later
 )
 

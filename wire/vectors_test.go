@@ -257,13 +257,13 @@ func badVector(file, comment string, want string, build func() []byte) vector {
 // vectors is the source of the files in testdata/vectors.
 func vectors() []vector {
 	return []vector{
-		helloVector("hello.bin", "HELLO from instance sink-1 speaking version 2 only, asking for 4 MiB frames and a window of 64, about to send from stream INGEST (epoch 2026-01-01T00:00:00Z in Unix ns) whose last sequence is 42 (docs/protocol.md section 10). "+
+		helloVector("hello.bin", "HELLO from instance sink-1 speaking version 2 only, asking for 4 MiB frames and a window of 64, about to send from stream INGEST (epoch 2026-01-01T00:00:00Z in Unix ns) whose last sequence is 42 (docs/protocol.md section 12). "+
 			"Answer: WELCOME, since the server committed INGEST of that epoch up to 42, not beyond (its higher sequences of INGEST's previous epoch are another incarnation, not compared)", vHello, vCommittedOK),
 		helloVector("hello_rewound.bin", "HELLO with two stream positions: ORDERS at 1001 and INGEST at 120. Answer: CLOSE STREAM_REWOUND for INGEST, of which the server committed up to 319 in the same epoch: the queue went back",
 			vHelloRewound, vCommittedRewound),
 		helloVector("hello_v1.bin", "HELLO of a version-1 client (versions 1..1, the version-1 layout: no position table). Answer: CLOSE UNSUPPORTED_VERSION naming the versions both sides speak", vHelloV1, nil),
 		frameVector("welcome.bin", "WELCOME choosing version 2 with the default limits: the answer to hello.bin", wire.Frame{Type: wire.TypeWelcome, Welcome: wire.Welcome{Version: 2, MaxFrameBytes: 4 << 20, MaxRecords: 65536, Window: 64, Server: "drain@host-a"}}),
-		frameVector("data.bin", "DATA frame 7: two records of message INGEST/42, epoch 2026-01-01T00:00:00Z (docs/protocol.md section 10)", vData),
+		frameVector("data.bin", "DATA frame 7: two records of message INGEST/42, epoch 2026-01-01T00:00:00Z (docs/protocol.md section 12)", vData),
 		frameVector("data_two_streams.bin", "DATA frame 8: records from two streams of different epochs, one with an empty payload and a non-ASCII payload; the table lists (stream, epoch) entries in first-use order", wire.Frame{Type: wire.TypeData, Data: wire.Data{FrameID: 8, Records: []record.Record{
 			{ID: record.ID{Stream: "ORDERS", Epoch: epochOrders, Seq: 1000, Index: 0}, Data: []byte(`{"id":"é"}`)},
 			{ID: record.ID{Stream: "INGEST", Epoch: epochIngest, Seq: 43, Index: 2}, Data: []byte{}},
