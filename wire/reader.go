@@ -174,6 +174,11 @@ func trailing(b []byte, off int, what string) *ProtocolError {
 }
 
 func parseHello(b []byte) (Hello, *ProtocolError) {
+	if len(b) > MaxHandshakeBytes {
+		// What a server reading the first frame with the handshake limit
+		// says, whatever limit this Reader has.
+		return Hello{}, &ProtocolError{Code: CodeFrameTooLarge, Msg: fmt.Sprintf("HELLO body of %d bytes exceeds %d", len(b), MaxHandshakeBytes), Err: ErrFrameTooLarge}
+	}
 	if len(b) < len(Magic) || string(b[:len(Magic)]) != Magic {
 		return Hello{}, protoErr(CodeBadMagic, "HELLO does not start with \"SLUICE\"")
 	}

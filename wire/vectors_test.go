@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -314,6 +316,27 @@ func vectors() []vector {
 			v1, v2 := mustEncode(vHelloV1), mustEncode(vHello)
 			b := append(v1, v2[len(v1):]...)
 			binary.BigEndian.PutUint32(b, uint32(len(b)-wire.HeaderLen))
+			return refix(b)
+		}),
+		badVector("hello_oversize.bin", "a HELLO body of 4097 bytes (valid CRC; 64 positions with 60-byte names, cut to length): FRAME_TOO_LARGE even under the default 4 MiB limit, since a HELLO is at most 4096 bytes", "FRAME_TOO_LARGE", func() []byte {
+			b := make([]byte, wire.HeaderLen)
+			b = append(b, wire.Magic...)
+			b = binary.BigEndian.AppendUint16(b, 2)
+			b = binary.BigEndian.AppendUint16(b, 2)
+			b = append(b, 0, 0, 0, 0, 0, 0, 0, 0)
+			b = append(b, 0, 6)
+			b = append(b, "sink-1"...)
+			b = binary.BigEndian.AppendUint16(b, 64)
+			for i := range 64 {
+				name := fmt.Sprintf("%02d", i) + strings.Repeat("s", 58)
+				b = binary.BigEndian.AppendUint16(b, uint16(len(name)))
+				b = append(b, name...)
+				b = binary.BigEndian.AppendUint64(b, epochIngest)
+				b = binary.BigEndian.AppendUint64(b, uint64(i))
+			}
+			b = b[:wire.HeaderLen+wire.MaxHandshakeBytes+1]
+			binary.BigEndian.PutUint32(b, uint32(len(b)-wire.HeaderLen))
+			b[8] = byte(wire.TypeHello)
 			return refix(b)
 		}),
 		badVector("bad_crc.bin", "data.bin with the last CRC byte changed", "BAD_CHECKSUM", func() []byte {

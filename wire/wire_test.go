@@ -152,6 +152,7 @@ func TestReader_Errors(t *testing.T) {
 		{"hello v2 duplicate position", frame(wire.TypeHello, hello2(u16(2), pos("S", 1, 1), pos("S", 1, 2))), 0, "MALFORMED"},
 		{"hello v2 same stream, two epochs", frame(wire.TypeHello, hello2(u16(2), pos("S", 1, 1), pos("S", 2, 1))), 0, "EOF"},
 		{"hello v2 65 positions", frame(wire.TypeHello, hello2(u16(65), bytes.Repeat(pos("S", 1, 1), 65))), 0, "MALFORMED"},
+		{"hello over the handshake limit", frame(wire.TypeHello, hello2(u16(64), bytes.Repeat(pos(strings.Repeat("s", 60), 1, 1), 64))[:wire.MaxHandshakeBytes+1]), 0, "FRAME_TOO_LARGE"},
 		{"hello v2 trailing", frame(wire.TypeHello, hello2(u16(1), pos("S", 1, 1), []byte{0})), 0, "MALFORMED"},
 		{"welcome short", frame(wire.TypeWelcome, u16(1)), 0, "MALFORMED"},
 		{"welcome trailing", frame(wire.TypeWelcome, u16(1), u32(1), u32(1), u32(1), str(""), []byte{0}), 0, "MALFORMED"},
