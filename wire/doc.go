@@ -13,15 +13,21 @@
 // ServerState and ClientState check the session rules on top of the
 // framing: handshake first, increasing frame ids, the window, acknowledgement
 // bounds. Accept and CheckWelcome, which they use, implement the version and
-// limit negotiation of the handshake, so that both sides apply the same rules.
+// limit negotiation of the handshake, so that both sides apply the same rules;
+// CheckPositions is the server's rewind check of the client's stream
+// positions (a queue that went back within one incarnation of a stream).
+//
+// The package speaks protocol version 2 only (Version). Records travel with
+// their whole record.ID, the stream's incarnation (Epoch) included, so a
+// drainer can tell a recreated stream's sequence 1 from the old one's.
 //
 // The package knows nothing about connections, reconnects or durability: it
 // is a leaf that the sink and the drainer both build on. A server's loop is:
 //
 //	rd := wire.NewReader(conn)
 //	rd.Limits.MaxFrameBytes = wire.MaxHandshakeBytes
-//	var st wire.ServerState
-//	f, err := rd.ReadFrame()              // then st.Hello(f, own) → WELCOME
+//	st := wire.ServerState{Committed: ledger.Committed} // the rewind check
+//	f, err := rd.ReadFrame()              // then st.Hello(f, own) → WELCOME, or CLOSE CloseFor(err)
 //	rd.Limits = welcome.Limits()
 //	for {
 //		f, err := rd.ReadFrame()          // *ProtocolError → send CloseFor(err), close

@@ -47,11 +47,49 @@ func checkStr(field, s string, minLen, maxLen int) error {
 	return nil
 }
 
-// AppendHello appends a HELLO frame to dst. It fails, leaving dst as it was,
-// when h.Instance is empty, longer than MaxIdentityLen or not UTF-8.
+// helloFixed is the size of a HELLO body before the instance string.
+const helloFixed = len(Magic) + 2 + 2 + 4 + 4
+
+// positionOverhead is the encoded size of a stream position without its
+// name: name length u16, epoch u64, last_seq u64.
+const positionOverhead = 2 + 8 + 8
+
+// AppendHello appends a HELLO frame to dst: in the layout of version 2, with
+// the stream position table, when h.MaxVersion >= 2, else in that of version
+// 1. It fails, leaving dst as it was, when h.Instance is empty, longer than
+// MaxIdentityLen or not UTF-8 (ErrBadString); when a position's stream name
+// is (ErrBadString), there are more than MaxPositions positions
+// (ErrTooManyStreams), a (stream, epoch) comes twice or the version-1 layout
+// would have to carry positions (ErrBadPositions); or when the body would
+// exceed MaxHandshakeBytes (ErrFrameTooLarge).
 func AppendHello(dst []byte, h Hello) ([]byte, error) {
 	if err := checkStr("instance", h.Instance, 1, MaxIdentityLen); err != nil {
 		return dst, err
+	}
+	v2 := h.MaxVersion >= 2
+	size := helloFixed + 2 + len(h.Instance)
+	if v2 {
+		size += 2
+	}
+	switch {
+	case !v2 && len(h.Positions) > 0:
+		return dst, fmt.Errorf("wire: HELLO of versions %d..%d has no stream position table: %w", h.MinVersion, h.MaxVersion, ErrBadPositions)
+	case len(h.Positions) > MaxPositions:
+		return dst, fmt.Errorf("wire: %d stream positions, limit %d: %w", len(h.Positions), MaxPositions, ErrTooManyStreams)
+	}
+	for i, p := range h.Positions {
+		if err := checkStr(fmt.Sprintf("stream name of position %d", i), p.Stream, 1, MaxStreamLen); err != nil {
+			return dst, err
+		}
+		for _, q := range h.Positions[:i] {
+			if q.Stream == p.Stream && q.Epoch == p.Epoch {
+				return dst, fmt.Errorf("wire: stream %q epoch %d twice in the positions: %w", p.Stream, p.Epoch, ErrBadPositions)
+			}
+		}
+		size += positionOverhead + len(p.Stream)
+	}
+	if size > MaxHandshakeBytes {
+		return dst, fmt.Errorf("wire: HELLO body of %d bytes exceeds %d: %w", size, MaxHandshakeBytes, ErrFrameTooLarge)
 	}
 	start := len(dst)
 	dst = beginFrame(dst, TypeHello)
@@ -61,6 +99,14 @@ func AppendHello(dst []byte, h Hello) ([]byte, error) {
 	dst = be.AppendUint32(dst, h.MaxFrameBytes)
 	dst = be.AppendUint32(dst, h.Window)
 	dst = appendStr(dst, h.Instance)
+	if v2 {
+		dst = be.AppendUint16(dst, uint16(len(h.Positions)))
+		for _, p := range h.Positions {
+			dst = appendStr(dst, p.Stream)
+			dst = be.AppendUint64(dst, p.Epoch)
+			dst = be.AppendUint64(dst, p.LastSeq)
+		}
+	}
 	return finishFrame(dst, start), nil
 }
 
@@ -110,20 +156,27 @@ func AppendClose(dst []byte, c Close) []byte {
 	return finishFrame(dst, start)
 }
 
-// interner maps the stream names of one DATA frame to their table index,
-// without allocating for the first few names.
+// streamKey is one entry of a DATA frame's stream table: a stream
+// incarnation.
+type streamKey struct {
+	name  string
+	epoch uint64
+}
+
+// interner maps the stream incarnations of one DATA frame to their table
+// index, without allocating for the first few.
 type interner struct {
-	small [8]string
+	small [8]streamKey
 	n     int
-	big   map[string]uint16 // all names once n > len(small)
-	last  string            // cache of the most recent lookup
+	big   map[streamKey]uint16 // all entries once n > len(small)
+	last  streamKey            // cache of the most recent lookup
 	lastI uint16
 }
 
-// lookup returns the index of name and whether it was already known; an
-// unknown name is added.
-func (in *interner) lookup(name string) (uint16, bool) {
-	if in.n > 0 && name == in.last {
+// lookup returns the index of k and whether it was already known; an
+// unknown k is added.
+func (in *interner) lookup(k streamKey) (uint16, bool) {
+	if in.n > 0 && k == in.last {
 		return in.lastI, true
 	}
 	var (
@@ -132,11 +185,11 @@ func (in *interner) lookup(name string) (uint16, bool) {
 	)
 	if in.big != nil {
 		var j uint16
-		j, found = in.big[name]
+		j, found = in.big[k]
 		i = int(j)
 	} else {
 		for i = 0; i < in.n; i++ {
-			if in.small[i] == name {
+			if in.small[i] == k {
 				found = true
 				break
 			}
@@ -146,21 +199,25 @@ func (in *interner) lookup(name string) (uint16, bool) {
 		i = in.n
 		switch {
 		case in.n < len(in.small):
-			in.small[in.n] = name
+			in.small[in.n] = k
 		case in.big == nil:
-			in.big = make(map[string]uint16, 2*len(in.small))
-			for k, s := range in.small {
-				in.big[s] = uint16(k)
+			in.big = make(map[streamKey]uint16, 2*len(in.small))
+			for j, s := range in.small {
+				in.big[s] = uint16(j)
 			}
 			fallthrough
 		default:
-			in.big[name] = uint16(i)
+			in.big[k] = uint16(i)
 		}
 		in.n++
 	}
-	in.last, in.lastI = name, uint16(i)
+	in.last, in.lastI = k, uint16(i)
 	return uint16(i), found
 }
+
+// streamEntryOverhead is the encoded size of a stream table entry without
+// its name: name length u16, epoch u64.
+const streamEntryOverhead = 2 + 8
 
 // DataBodySize returns the encoded body size of a DATA frame holding recs,
 // without checking its limits; the whole frame is HeaderLen bytes more.
@@ -169,8 +226,8 @@ func DataBodySize(recs []record.Record) int {
 	var in interner
 	n := 8 + 2 + 4
 	for i := range recs {
-		if _, found := in.lookup(recs[i].ID.Stream); !found {
-			n += 2 + len(recs[i].ID.Stream)
+		if _, found := in.lookup(streamKey{recs[i].ID.Stream, recs[i].ID.Epoch}); !found {
+			n += streamEntryOverhead + len(recs[i].ID.Stream)
 		}
 		n += RecordOverhead + len(recs[i].Data)
 	}
@@ -178,7 +235,8 @@ func DataBodySize(recs []record.Record) int {
 }
 
 // AppendData appends a DATA frame with frame id frameID holding recs, in
-// order, to dst. It checks the frame against lim (zero fields: the defaults)
+// order, to dst. Its stream table has one entry per distinct (ID.Stream,
+// ID.Epoch) of recs, in first-use order. It checks the frame against lim (zero fields: the defaults)
 // and fails, leaving dst's length as it was, with ErrZeroFrameID,
 // ErrTooManyRecords, ErrTooManyStreams, ErrBadString or ErrFrameTooLarge. It
 // allocates nothing beyond dst's growth unless the frame has more than eight
@@ -203,7 +261,7 @@ func AppendData(dst []byte, frameID uint64, recs []record.Record, lim Limits) ([
 	size := len(dst) - start - HeaderLen + 4
 	for i := range recs {
 		name := recs[i].ID.Stream
-		if _, found := in.lookup(name); !found {
+		if _, found := in.lookup(streamKey{name, recs[i].ID.Epoch}); !found {
 			if in.n > MaxStreamsPerFrame {
 				return dst[:start], fmt.Errorf("wire: more than %d streams: %w", MaxStreamsPerFrame, ErrTooManyStreams)
 			}
@@ -211,7 +269,8 @@ func AppendData(dst []byte, frameID uint64, recs []record.Record, lim Limits) ([
 				return dst[:start], checkStr(fmt.Sprintf("stream name of record %d", i), name, 1, MaxStreamLen)
 			}
 			dst = appendStr(dst, name)
-			size += 2 + len(name)
+			dst = be.AppendUint64(dst, recs[i].ID.Epoch)
+			size += streamEntryOverhead + len(name)
 		}
 		size += RecordOverhead + len(recs[i].Data)
 		if size > lim.frameBytes() {
@@ -225,7 +284,7 @@ func AppendData(dst []byte, frameID uint64, recs []record.Record, lim Limits) ([
 	dst = be.AppendUint32(dst, uint32(len(recs)))
 	for i := range recs {
 		r := &recs[i]
-		idx, _ := in.lookup(r.ID.Stream)
+		idx, _ := in.lookup(streamKey{r.ID.Stream, r.ID.Epoch})
 		dst = be.AppendUint16(dst, idx)
 		dst = be.AppendUint64(dst, r.ID.Seq)
 		dst = be.AppendUint32(dst, r.ID.Index)

@@ -16,8 +16,13 @@ var (
 	// than Limits.MaxRecords.
 	ErrTooManyRecords = errors.New("too many records in frame")
 	// ErrTooManyStreams means a DATA frame would need more than
-	// MaxStreamsPerFrame distinct stream names.
+	// MaxStreamsPerFrame distinct (stream, epoch) table entries, or a HELLO
+	// has more than MaxPositions stream positions.
 	ErrTooManyStreams = errors.New("too many distinct streams in frame")
+	// ErrBadPositions means a HELLO's stream position table lists one
+	// (stream, epoch) twice, or is not empty in a HELLO of the version-1
+	// layout (MaxVersion < 2), which has no table.
+	ErrBadPositions = errors.New("invalid stream position table")
 	// ErrBadString means a string field is too long, empty where it must not
 	// be, or not valid UTF-8.
 	ErrBadString = errors.New("invalid string field")
@@ -38,14 +43,20 @@ var (
 	// ErrWindowFull means a DATA frame would exceed the window granted in
 	// WELCOME, or no window was granted yet.
 	ErrWindowFull = errors.New("window full")
+	// ErrStreamRewound means a client's stream position is below what the
+	// server committed for the same stream incarnation (see CheckPositions).
+	// A *RewoundError unwraps to it.
+	ErrStreamRewound = errors.New("stream rewound within one incarnation")
 )
 
 // CloseCode is the reason code of a CLOSE frame (docs/protocol.md, section 5).
-// Its high byte groups codes: 0x00 normal, 0x01 handshake, 0x02 framing,
-// 0x03 session, 0x04 the sender's own failure.
+// Its high byte groups codes: 0x00 normal, 0x01 handshake (the pairing or
+// its state needs an operator: retrying cannot help until something
+// changes), 0x02 framing, 0x03 session, 0x04 the sender's own failure.
 type CloseCode uint16
 
-// The close codes of protocol version 1.
+// The close codes of protocol version 2: those of version 1 and
+// CodeStreamRewound.
 const (
 	CodeNormal             CloseCode = 0x0000 // orderly end, no error
 	CodeGoingAway          CloseCode = 0x0001 // sender shutting down or restarting
@@ -54,6 +65,7 @@ const (
 	CodeHandshakeRequired  CloseCode = 0x0102 // first frame was not HELLO / WELCOME
 	CodeBadHandshake       CloseCode = 0x0103 // handshake values unacceptable
 	CodeUnauthorized       CloseCode = 0x0104 // peer credentials not allowed
+	CodeStreamRewound      CloseCode = 0x0105 // a stream position is below what the server committed (version 2)
 	CodeFrameTooLarge      CloseCode = 0x0200 // length field above the limit
 	CodeBadChecksum        CloseCode = 0x0201 // CRC-32C mismatch
 	CodeBadFlags           CloseCode = 0x0202 // reserved flag bit set
@@ -64,7 +76,7 @@ const (
 	CodeFrameOrder         CloseCode = 0x0301 // DATA frame id not increasing
 	CodeBadAck             CloseCode = 0x0302 // ACK for a frame never sent, or going backwards
 	CodeWindowExceeded     CloseCode = 0x0303 // too many unacknowledged frames
-	CodeTimeout            CloseCode = 0x0304 // handshake not completed in time
+	CodeTimeout            CloseCode = 0x0304 // handshake or frame not completed in time, or no ACK progress in time
 	CodeInternal           CloseCode = 0x0400 // the sender failed; retry later
 )
 
@@ -76,6 +88,7 @@ var codeNames = map[CloseCode]string{
 	CodeHandshakeRequired:  "HANDSHAKE_REQUIRED",
 	CodeBadHandshake:       "BAD_HANDSHAKE",
 	CodeUnauthorized:       "UNAUTHORIZED",
+	CodeStreamRewound:      "STREAM_REWOUND",
 	CodeFrameTooLarge:      "FRAME_TOO_LARGE",
 	CodeBadChecksum:        "BAD_CHECKSUM",
 	CodeBadFlags:           "BAD_FLAGS",
@@ -99,7 +112,7 @@ func (c CloseCode) String() string {
 	return fmt.Sprintf("CODE_0x%04x", uint16(c))
 }
 
-// Known reports whether c is a close code of protocol version 1. A receiver
+// Known reports whether c is a close code of protocol version 2. A receiver
 // treats an unknown code like CodeInternal.
 func (c CloseCode) Known() bool {
 	_, ok := codeNames[c]

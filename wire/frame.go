@@ -2,11 +2,15 @@ package wire
 
 import "github.com/sluice-dev/sluice/record"
 
-// Version is the protocol version this package speaks. It is the only one so
-// far: MinVersion and MaxVersion of a Hello it builds are both Version.
-const Version = 1
+// Version is the protocol version this package speaks, and the only one:
+// MinVersion and MaxVersion of a Hello it builds are both Version, and a
+// server built on it answers a HELLO whose range does not include Version
+// with CLOSE UNSUPPORTED_VERSION. Version 2 added the stream incarnation
+// (epoch) to DATA's stream table and the stream positions to HELLO
+// (docs/protocol.md, section 7).
+const Version = 2
 
-// Sizes and limits of protocol version 1 (docs/protocol.md, section 8).
+// Sizes and limits of protocol version 2 (docs/protocol.md, section 8).
 const (
 	// HeaderLen is the size of the fixed frame header: length u32, crc u32,
 	// type u8, flags u8.
@@ -17,12 +21,17 @@ const (
 	DefaultMaxRecords = 65536
 	// MaxHandshakeBytes is the body limit a server applies to the first frame
 	// of a connection, before it knows the peer speaks this protocol, and
-	// the smallest max_frame_bytes a WELCOME may grant.
+	// the smallest max_frame_bytes a WELCOME may grant. A HELLO, stream
+	// positions included, is never larger.
 	MaxHandshakeBytes = 4096
 	// HardMaxFrameBytes is the largest frame body any peer may accept.
 	HardMaxFrameBytes = 1<<31 - 1
 	// MaxStreamsPerFrame is the largest stream table of a DATA frame.
 	MaxStreamsPerFrame = 65535
+	// MaxPositions is the largest stream position table of a HELLO. The
+	// whole HELLO body must also fit in MaxHandshakeBytes: 64 positions do
+	// with stream names of up to 40 bytes and any instance name.
+	MaxPositions = 64
 	// MaxStreamLen is the longest stream name, in bytes.
 	MaxStreamLen = 255
 	// MaxIdentityLen is the longest instance or server identity, in bytes.
@@ -40,7 +49,7 @@ const Magic = "SLUICE"
 // FrameType is the type byte of a frame header.
 type FrameType uint8
 
-// The frame types of protocol version 1.
+// The frame types of protocol version 2 (the same as in version 1).
 const (
 	TypeHello   FrameType = 0x01 // client → server, first frame
 	TypeWelcome FrameType = 0x02 // server → client, answer to HELLO
@@ -99,6 +108,34 @@ type Hello struct {
 	MaxFrameBytes uint32 // DATA body size the client would like to send; 0: no preference
 	Window        uint32 // unacknowledged frames the client would like in flight; 0: no preference
 	Instance      string // producer instance identity, 1..MaxIdentityLen bytes
+	// Positions is where the client's queue stands, per stream incarnation
+	// it is about to send records from, at connect time: at most
+	// MaxPositions entries, each (Stream, Epoch) at most once. Only a
+	// HELLO with MaxVersion >= 2 has the table (the layout of version 1
+	// ends with Instance); a nil and an empty table encode alike and
+	// decode as nil.
+	Positions []StreamPosition
+}
+
+// StreamPosition is the state of one stream incarnation in the client's
+// queue when it connects. A server compares it with what it has committed
+// (CheckPositions): a LastSeq below the highest sequence committed for the
+// same Stream and Epoch means the queue went back within one incarnation,
+// and the new messages that reuse those sequences would be dropped as
+// duplicates.
+//
+// It is its own type, rather than a record.MsgID with Seq set to the last
+// sequence, because it names no message: LastSeq is 0 for an empty stream,
+// and it is compared, never deduplicated by.
+type StreamPosition struct {
+	Stream string // the stream's name, 1..MaxStreamLen bytes, as in record.ID
+	Epoch  uint64 // the stream's incarnation, as in record.ID; 0: the client cannot tell
+	// LastSeq is the stream's last sequence in the queue (JetStream: the
+	// stream's, not a consumer's, last sequence), read at connect time,
+	// after every message the client will re-send was fetched: so it is at
+	// least the sequence of every record the client has sent or will send
+	// from this incarnation, unless the queue lost messages.
+	LastSeq uint64
 }
 
 // Welcome is the server's answer to an acceptable Hello. Its values bind
@@ -116,7 +153,9 @@ func (w Welcome) Limits() Limits {
 	return Limits{MaxFrameBytes: int(min(w.MaxFrameBytes, HardMaxFrameBytes)), MaxRecords: int(w.MaxRecords)}
 }
 
-// Data is a DATA frame: a batch of records under a frame id.
+// Data is a DATA frame: a batch of records under a frame id. Each record's
+// ID travels whole: Stream and Epoch in the frame's stream table, Seq and
+// Index with the record.
 type Data struct {
 	FrameID uint64 // >= 1, strictly increasing on a connection
 	Records []record.Record

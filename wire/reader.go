@@ -25,8 +25,8 @@ type Reader struct {
 	hdr  [HeaderLen]byte
 	buf  []byte          // body of the current frame; DATA payloads alias it
 	recs []record.Record // records of the current DATA frame
-	tab  []string        // stream table of the current DATA frame
-	prev []string        // stream table of the previous one, to reuse its strings
+	tab  []streamKey     // stream table of the current DATA frame
+	prev []streamKey     // stream table of the previous one, to reuse its strings
 }
 
 // readBufferSize is the size of the Reader's bufio buffer.
@@ -59,7 +59,7 @@ func NewReader(rd io.Reader) *Reader {
 // The Records of a DATA frame, and their Data, are only valid until the next
 // call to ReadFrame: they alias the Reader's buffers. Their Stream strings
 // may be kept. A body of n declared bytes makes the Reader allocate at most
-// about 2n bytes for it, plus 56 bytes of Record per 18 bytes of DATA body,
+// about 2n bytes for it, plus 64 bytes of record.Record per 18 bytes of DATA body,
 // and never before the length has passed the limit.
 func (r *Reader) ReadFrame() (Frame, error) {
 	if _, err := io.ReadFull(r.br, r.hdr[:]); err != nil {
@@ -174,12 +174,16 @@ func trailing(b []byte, off int, what string) *ProtocolError {
 }
 
 func parseHello(b []byte) (Hello, *ProtocolError) {
+	if len(b) > MaxHandshakeBytes {
+		// What a server reading the first frame with the handshake limit
+		// says, whatever limit this Reader has.
+		return Hello{}, &ProtocolError{Code: CodeFrameTooLarge, Msg: fmt.Sprintf("HELLO body of %d bytes exceeds %d", len(b), MaxHandshakeBytes), Err: ErrFrameTooLarge}
+	}
 	if len(b) < len(Magic) || string(b[:len(Magic)]) != Magic {
 		return Hello{}, protoErr(CodeBadMagic, "HELLO does not start with \"SLUICE\"")
 	}
-	const fixed = len(Magic) + 2 + 2 + 4 + 4
-	if len(b) < fixed {
-		return Hello{}, malformed("HELLO body is %d bytes, want at least %d", len(b), fixed+2+1)
+	if len(b) < helloFixed {
+		return Hello{}, malformed("HELLO body is %d bytes, want at least %d", len(b), helloFixed+2+1)
 	}
 	h := Hello{
 		MinVersion:    be.Uint16(b[6:]),
@@ -187,11 +191,42 @@ func parseHello(b []byte) (Hello, *ProtocolError) {
 		MaxFrameBytes: be.Uint32(b[10:]),
 		Window:        be.Uint32(b[14:]),
 	}
-	s, off, err := parseStr(b, fixed, "instance", 1, MaxIdentityLen)
+	s, off, err := parseStr(b, helloFixed, "instance", 1, MaxIdentityLen)
 	if err != nil {
 		return Hello{}, err
 	}
 	h.Instance = string(s)
+	if h.MaxVersion < 2 { // the layout of version 1 ends here
+		return h, trailing(b, off, "HELLO")
+	}
+	if len(b)-off < 2 {
+		return Hello{}, malformed("body ends before position_count")
+	}
+	n := int(be.Uint16(b[off:]))
+	off += 2
+	if n > MaxPositions {
+		return Hello{}, &ProtocolError{Code: CodeMalformed, Msg: fmt.Sprintf("%d stream positions, limit %d", n, MaxPositions), Err: ErrTooManyStreams}
+	}
+	if n > 0 {
+		h.Positions = make([]StreamPosition, 0, n)
+	}
+	for i := 0; i < n; i++ {
+		s, off, err = parseStr(b, off, "position stream name", 1, MaxStreamLen)
+		if err != nil {
+			return Hello{}, err
+		}
+		if len(b)-off < 16 {
+			return Hello{}, malformed("position %d: body ends inside its sequences", i)
+		}
+		p := StreamPosition{Stream: string(s), Epoch: be.Uint64(b[off:]), LastSeq: be.Uint64(b[off+8:])}
+		off += 16
+		for _, q := range h.Positions {
+			if q.Stream == p.Stream && q.Epoch == p.Epoch {
+				return Hello{}, &ProtocolError{Code: CodeMalformed, Msg: fmt.Sprintf("stream %q epoch %d twice in the positions", p.Stream, p.Epoch), Err: ErrBadPositions}
+			}
+		}
+		h.Positions = append(h.Positions, p)
+	}
 	return h, trailing(b, off, "HELLO")
 }
 
@@ -238,11 +273,11 @@ func (r *Reader) parseData(b []byte) (Data, *ProtocolError) {
 	}
 	nstreams := int(be.Uint16(b[8:]))
 	off := 10
-	if nstreams*3 > len(b)-off { // each entry is at least a u16 and one byte
-		return Data{}, malformed("%d stream names cannot fit in the %d bytes left", nstreams, len(b)-off)
+	if nstreams*(streamEntryOverhead+1) > len(b)-off { // each entry is at least a u16, one byte and a u64
+		return Data{}, malformed("%d stream entries cannot fit in the %d bytes left", nstreams, len(b)-off)
 	}
 	r.prev, r.tab = r.tab, r.prev[:0]
-	var seen map[string]struct{} // for duplicate checks in large tables
+	var seen map[streamKey]struct{} // for duplicate checks in large tables
 	for i := 0; i < nstreams; i++ {
 		var (
 			s   []byte
@@ -252,22 +287,29 @@ func (r *Reader) parseData(b []byte) (Data, *ProtocolError) {
 		if err != nil {
 			return Data{}, err
 		}
+		if len(b)-off < 8 {
+			return Data{}, malformed("stream table entry %d: body ends before its epoch", i)
+		}
+		epoch := be.Uint64(b[off:])
+		off += 8
 		if nstreams <= 8 {
 			for _, t := range r.tab {
-				if t == string(s) {
-					return Data{}, malformed("stream %q twice in the table", s)
+				if t.epoch == epoch && t.name == string(s) {
+					return Data{}, malformed("stream %q epoch %d twice in the table", s, epoch)
 				}
 			}
+			r.tab = append(r.tab, streamKey{r.intern(s), epoch})
 		} else {
+			k := streamKey{r.intern(s), epoch}
 			if seen == nil {
-				seen = make(map[string]struct{}, nstreams)
+				seen = make(map[streamKey]struct{}, nstreams)
 			}
-			if _, dup := seen[string(s)]; dup {
-				return Data{}, malformed("stream %q twice in the table", s)
+			if _, dup := seen[k]; dup {
+				return Data{}, malformed("stream %q epoch %d twice in the table", s, epoch)
 			}
-			seen[string(s)] = struct{}{}
+			seen[k] = struct{}{}
+			r.tab = append(r.tab, k)
 		}
-		r.tab = append(r.tab, r.intern(s))
 	}
 	if len(b)-off < 4 {
 		return Data{}, malformed("body ends before record_count")
@@ -304,7 +346,7 @@ func (r *Reader) parseData(b []byte) (Data, *ProtocolError) {
 		}
 		end := off + int(n)
 		recs[i] = record.Record{
-			ID:   record.ID{Stream: r.tab[si], Seq: be.Uint64(h[2:]), Index: be.Uint32(h[10:])},
+			ID:   record.ID{Stream: r.tab[si].name, Epoch: r.tab[si].epoch, Seq: be.Uint64(h[2:]), Index: be.Uint32(h[10:])},
 			Data: b[off:end:end],
 		}
 		off = end
@@ -327,8 +369,8 @@ func (r *Reader) intern(s []byte) string {
 		if i == 8 {
 			break
 		}
-		if t == string(s) {
-			return t
+		if t.name == string(s) {
+			return t.name
 		}
 	}
 	return string(s)

@@ -16,9 +16,16 @@ func (e *PeerClosedError) Error() string {
 
 // ServerState checks the frames a server (drainer) receives on one
 // connection against the session rules of docs/protocol.md (handshake first,
-// increasing frame ids, the window) and builds its acknowledgements. The zero
-// value is a fresh connection. It is not safe for concurrent use.
+// the rewind check, increasing frame ids, the window) and builds its
+// acknowledgements. The zero value is a fresh connection that checks no
+// stream positions; a drainer sets Committed before the handshake. It is not
+// safe for concurrent use.
 type ServerState struct {
+	// Committed, when set, is asked by Hello for the highest sequence the
+	// server committed per stream incarnation of the HELLO's positions
+	// (see CheckPositions); nil skips the rewind check.
+	Committed Committed
+
 	welcomed bool
 	welcome  Welcome
 	last     uint64   // id of the last DATA frame received
@@ -30,7 +37,10 @@ type ServerState struct {
 // returns the WELCOME to send (see Accept for own). A CLOSE gives a
 // *PeerClosedError; any other frame, or a second call, a *ProtocolError with
 // CodeHandshakeRequired or CodeUnexpectedFrame; an unacceptable HELLO the
-// *ProtocolError of Accept.
+// *ProtocolError of Accept; then, with Committed set, a stream position
+// below what the server committed the *ProtocolError of CheckPositions
+// (CodeStreamRewound). On any error the handshake has not happened: the
+// server sends CloseFor(err) and closes.
 func (s *ServerState) Hello(f Frame, own Welcome) (Welcome, error) {
 	switch {
 	case s.welcomed:
@@ -42,6 +52,9 @@ func (s *ServerState) Hello(f Frame, own Welcome) (Welcome, error) {
 	}
 	w, err := Accept(f.Hello, own)
 	if err != nil {
+		return Welcome{}, err
+	}
+	if err := CheckPositions(f.Hello.Positions, s.Committed); err != nil {
 		return Welcome{}, err
 	}
 	s.welcomed, s.welcome = true, w

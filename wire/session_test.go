@@ -11,11 +11,12 @@ import (
 )
 
 func helloFrame() wire.Frame {
-	return wire.Frame{Type: wire.TypeHello, Hello: wire.Hello{MinVersion: 1, MaxVersion: 1, Window: 2, Instance: "c"}}
+	return wire.Frame{Type: wire.TypeHello, Hello: wire.Hello{MinVersion: 2, MaxVersion: 2, Window: 2, Instance: "c",
+		Positions: []wire.StreamPosition{{Stream: "S", Epoch: 7, LastSeq: 100}}}}
 }
 
 func dataFrame(id uint64) wire.Frame {
-	return wire.Frame{Type: wire.TypeData, Data: wire.Data{FrameID: id, Records: []record.Record{{ID: record.ID{Stream: "S", Seq: id}}}}}
+	return wire.Frame{Type: wire.TypeData, Data: wire.Data{FrameID: id, Records: []record.Record{{ID: record.ID{Stream: "S", Epoch: 7, Seq: id}}}}}
 }
 
 func closeFrame(code wire.CloseCode) wire.Frame {
@@ -37,11 +38,16 @@ func TestServerState(t *testing.T) {
 		}
 	})
 	t.Run("unsupported version", func(t *testing.T) {
-		var s wire.ServerState
-		h := helloFrame()
-		h.Hello.MinVersion, h.Hello.MaxVersion = 2, 3
-		if _, err := s.Hello(h, wire.Welcome{}); errKind(err) != "UNSUPPORTED_VERSION" {
-			t.Fatalf("got %v", err)
+		for _, r := range [][2]uint16{{1, 1}, {3, 4}} {
+			var s wire.ServerState
+			h := helloFrame()
+			h.Hello.MinVersion, h.Hello.MaxVersion = r[0], r[1]
+			if _, err := s.Hello(h, wire.Welcome{}); errKind(err) != "UNSUPPORTED_VERSION" {
+				t.Fatalf("versions %d..%d: got %v", r[0], r[1], err)
+			}
+			if err := s.Receive(dataFrame(1)); errKind(err) != "HANDSHAKE_REQUIRED" {
+				t.Fatalf("Receive after a refused HELLO: %v", err)
+			}
 		}
 	})
 	t.Run("session", func(t *testing.T) {
@@ -94,7 +100,7 @@ func TestServerState(t *testing.T) {
 
 func TestClientState(t *testing.T) {
 	h := helloFrame().Hello
-	welcome := wire.Frame{Type: wire.TypeWelcome, Welcome: wire.Welcome{Version: 1, MaxFrameBytes: 1 << 20, MaxRecords: 10, Window: 2}}
+	welcome := wire.Frame{Type: wire.TypeWelcome, Welcome: wire.Welcome{Version: 2, MaxFrameBytes: 1 << 20, MaxRecords: 10, Window: 2}}
 	t.Run("handshake", func(t *testing.T) {
 		var c wire.ClientState
 		if err := c.Sent(1); !errors.Is(err, wire.ErrWindowFull) || c.CanSend() {
@@ -180,7 +186,9 @@ func TestSession_UnixSocket(t *testing.T) {
 			defer conn.Close()
 			rd := wire.NewReader(conn)
 			rd.Limits.MaxFrameBytes = wire.MaxHandshakeBytes
-			var s wire.ServerState
+			// The drainer has committed S of epoch 3 up to frames/2 before,
+			// and S of an older epoch beyond the client's position.
+			s := wire.ServerState{Committed: committedMap{{"S", 3}: frames / 2, {"S", 2}: 10 * frames}.get}
 			f, err := rd.ReadFrame()
 			if err != nil {
 				return err
@@ -232,7 +240,8 @@ func TestSession_UnixSocket(t *testing.T) {
 	defer conn.Close()
 	rd := wire.NewReader(conn)
 	rd.Limits.MaxFrameBytes = wire.MaxHandshakeBytes
-	h := wire.Hello{MinVersion: 1, MaxVersion: 2, Window: 8, Instance: "test-client"}
+	h := wire.Hello{MinVersion: 1, MaxVersion: 2, Window: 8, Instance: "test-client",
+		Positions: []wire.StreamPosition{{Stream: "S", Epoch: 3, LastSeq: frames}}}
 	b, err := wire.AppendHello(nil, h)
 	if err != nil {
 		t.Fatal(err)
@@ -249,7 +258,7 @@ func TestSession_UnixSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.Window != 4 || w.Version != 1 || w.Server != "test" {
+	if w.Window != 4 || w.Version != 2 || w.Server != "test" {
 		t.Fatalf("WELCOME %+v", w)
 	}
 	var want []record.ID
@@ -264,7 +273,7 @@ func TestSession_UnixSocket(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		recs := []record.Record{{ID: record.ID{Stream: "S", Seq: id, Index: 0}, Data: []byte("{}")}, {ID: record.ID{Stream: "S", Seq: id, Index: 1}}}
+		recs := []record.Record{{ID: record.ID{Stream: "S", Epoch: 3, Seq: id, Index: 0}, Data: []byte("{}")}, {ID: record.ID{Stream: "S", Epoch: 3, Seq: id, Index: 1}}}
 		want = append(want, recs[0].ID, recs[1].ID)
 		b, err := wire.AppendData(nil, id, recs, w.Limits())
 		if err != nil {

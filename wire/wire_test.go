@@ -23,14 +23,17 @@ func sampleFrames() []wire.Frame {
 		// 20 distinct streams, to exercise the interner beyond its
 		// allocation-free small table.
 		many = append(many, record.Record{
-			ID:   record.ID{Stream: fmt.Sprintf("S%02d", i%20), Seq: uint64(i / 2), Index: uint32(i % 2)},
+			ID:   record.ID{Stream: fmt.Sprintf("S%02d", i%20), Epoch: uint64(i % 3), Seq: uint64(i / 2), Index: uint32(i % 2)},
 			Data: bytes.Repeat([]byte{byte(i)}, i),
 		})
 	}
 	return []wire.Frame{
-		{Type: wire.TypeHello, Hello: wire.Hello{MinVersion: 1, MaxVersion: 3, MaxFrameBytes: 1 << 20, Window: 8, Instance: "host-a/1234/ü"}},
-		{Type: wire.TypeWelcome, Welcome: wire.Welcome{Version: 1, MaxFrameBytes: 65536, MaxRecords: 100, Window: 8}},
-		{Type: wire.TypeData, Data: wire.Data{FrameID: 1, Records: []record.Record{{ID: record.ID{Stream: "A", Seq: 1<<64 - 1, Index: 1<<32 - 1}, Data: []byte("x")}}}},
+		{Type: wire.TypeHello, Hello: wire.Hello{MinVersion: 1, MaxVersion: 3, MaxFrameBytes: 1 << 20, Window: 8, Instance: "host-a/1234/ü",
+			Positions: []wire.StreamPosition{{Stream: "A", Epoch: 1<<64 - 1, LastSeq: 1<<64 - 1}, {Stream: "A", Epoch: 0, LastSeq: 0}, {Stream: "ü", Epoch: 5, LastSeq: 6}}}},
+		{Type: wire.TypeHello, Hello: wire.Hello{MinVersion: 2, MaxVersion: 2, Instance: "no positions"}},
+		{Type: wire.TypeHello, Hello: wire.Hello{MinVersion: 1, MaxVersion: 1, Window: 8, Instance: "version-1 layout"}},
+		{Type: wire.TypeWelcome, Welcome: wire.Welcome{Version: 2, MaxFrameBytes: 65536, MaxRecords: 100, Window: 8}},
+		{Type: wire.TypeData, Data: wire.Data{FrameID: 1, Records: []record.Record{{ID: record.ID{Stream: "A", Epoch: 1<<64 - 1, Seq: 1<<64 - 1, Index: 1<<32 - 1}, Data: []byte("x")}}}},
 		{Type: wire.TypeData, Data: wire.Data{FrameID: 2, Records: many}},
 		{Type: wire.TypeData, Data: wire.Data{FrameID: 1<<64 - 1, Records: []record.Record{}}},
 		{Type: wire.TypeAck, Ack: wire.Ack{UpTo: 0}},
@@ -103,9 +106,14 @@ func TestReader_Errors(t *testing.T) {
 	rec := func(si uint16, n uint32, payload string) []byte {
 		return slicesConcat(u16(si), u64(1), u32(0), u32(n), []byte(payload))
 	}
+	ent := func(s string, epoch uint64) []byte { return append(str(s), u64(epoch)...) } // a DATA stream table entry
 	helloBody := func(instance []byte) []byte {
 		return slicesConcat([]byte("SLUICE"), u16(1), u16(1), u32(0), u32(0), instance)
 	}
+	hello2 := func(rest ...[]byte) []byte { // a version-2 HELLO body
+		return slicesConcat(slicesConcat([]byte("SLUICE"), u16(2), u16(2), u32(0), u32(0), str("i")), slicesConcat(rest...))
+	}
+	pos := func(s string, epoch, last uint64) []byte { return slicesConcat(str(s), u64(epoch), u64(last)) }
 
 	tests := []struct {
 		name  string
@@ -135,6 +143,17 @@ func TestReader_Errors(t *testing.T) {
 		{"hello instance past end", frame(wire.TypeHello, helloBody(u16(5)), []byte("ab")), 0, "MALFORMED"},
 		{"hello invalid utf-8", frame(wire.TypeHello, helloBody(str("a\xffb"))), 0, "MALFORMED"},
 		{"hello trailing", frame(wire.TypeHello, helloBody(str("x")), []byte{0}), 0, "MALFORMED"},
+		{"hello v2 no position count", frame(wire.TypeHello, hello2()), 0, "MALFORMED"},
+		{"hello v2 empty positions", frame(wire.TypeHello, hello2(u16(0))), 0, "EOF"},
+		{"hello v2 position count past end", frame(wire.TypeHello, hello2(u16(2), pos("S", 1, 1))), 0, "MALFORMED"},
+		{"hello v2 position cut", frame(wire.TypeHello, hello2(u16(1), pos("S", 1, 1)[:12])), 0, "MALFORMED"},
+		{"hello v2 empty position stream", frame(wire.TypeHello, hello2(u16(1), pos("", 1, 1))), 0, "MALFORMED"},
+		{"hello v2 invalid utf-8 position stream", frame(wire.TypeHello, hello2(u16(1), pos("\xc0", 1, 1))), 0, "MALFORMED"},
+		{"hello v2 duplicate position", frame(wire.TypeHello, hello2(u16(2), pos("S", 1, 1), pos("S", 1, 2))), 0, "MALFORMED"},
+		{"hello v2 same stream, two epochs", frame(wire.TypeHello, hello2(u16(2), pos("S", 1, 1), pos("S", 2, 1))), 0, "EOF"},
+		{"hello v2 65 positions", frame(wire.TypeHello, hello2(u16(65), bytes.Repeat(pos("S", 1, 1), 65))), 0, "MALFORMED"},
+		{"hello over the handshake limit", frame(wire.TypeHello, hello2(u16(64), bytes.Repeat(pos(strings.Repeat("s", 60), 1, 1), 64))[:wire.MaxHandshakeBytes+1]), 0, "FRAME_TOO_LARGE"},
+		{"hello v2 trailing", frame(wire.TypeHello, hello2(u16(1), pos("S", 1, 1), []byte{0})), 0, "MALFORMED"},
 		{"welcome short", frame(wire.TypeWelcome, u16(1)), 0, "MALFORMED"},
 		{"welcome trailing", frame(wire.TypeWelcome, u16(1), u32(1), u32(1), u32(1), str(""), []byte{0}), 0, "MALFORMED"},
 		{"ack short", frame(wire.TypeAck, u32(1)), 0, "MALFORMED"},
@@ -144,19 +163,21 @@ func TestReader_Errors(t *testing.T) {
 		{"data short", frame(wire.TypeData, u64(1)), 0, "MALFORMED"},
 		{"data frame id 0", frame(wire.TypeData, u64(0), u16(0), u32(0)), 0, "MALFORMED"},
 		{"data no record count", frame(wire.TypeData, u64(1), u16(0)), 0, "MALFORMED"},
-		{"data empty stream name", frame(wire.TypeData, u64(1), u16(1), str(""), u32(1), rec(0, 0, "")), 0, "MALFORMED"},
-		{"data duplicate stream", frame(wire.TypeData, u64(1), u16(2), str("A"), str("A"), u32(2), rec(0, 0, ""), rec(1, 0, "")), 0, "MALFORMED"},
-		{"data duplicate stream, large table", frame(wire.TypeData, u64(1), u16(10), str("0"), str("1"), str("2"), str("3"), str("4"), str("5"), str("6"), str("7"), str("8"), str("3")), 0, "MALFORMED"},
-		{"data stream table cannot fit", frame(wire.TypeData, u64(1), u16(65535), str("A"), u32(0)), 0, "MALFORMED"},
-		{"data stream index out of range", frame(wire.TypeData, u64(1), u16(1), str("A"), u32(1), rec(1, 0, "")), 0, "MALFORMED"},
-		{"data stream index skips ahead", frame(wire.TypeData, u64(1), u16(2), str("A"), str("B"), u32(2), rec(1, 0, ""), rec(0, 0, "")), 0, "MALFORMED"},
-		{"data stream unused", frame(wire.TypeData, u64(1), u16(1), str("A"), u32(0)), 0, "MALFORMED"},
+		{"data empty stream name", frame(wire.TypeData, u64(1), u16(1), ent("", 1), u32(1), rec(0, 0, "")), 0, "MALFORMED"},
+		{"data duplicate stream", frame(wire.TypeData, u64(1), u16(2), ent("A", 1), ent("A", 1), u32(2), rec(0, 0, ""), rec(1, 0, "")), 0, "MALFORMED"},
+		{"data same stream, two epochs", frame(wire.TypeData, u64(1), u16(2), ent("A", 1), ent("A", 2), u32(2), rec(0, 0, ""), rec(1, 0, "")), 0, "EOF"},
+		{"data stream entry without epoch", frame(wire.TypeData, u64(1), u16(1), str("A"), u32(1), rec(0, 0, "")), 0, "MALFORMED"},
+		{"data duplicate stream, large table", frame(wire.TypeData, u64(1), u16(10), ent("0", 1), ent("1", 1), ent("2", 1), ent("3", 1), ent("4", 1), ent("5", 1), ent("6", 1), ent("7", 1), ent("8", 1), ent("3", 1)), 0, "MALFORMED"},
+		{"data stream table cannot fit", frame(wire.TypeData, u64(1), u16(65535), ent("A", 1), u32(0)), 0, "MALFORMED"},
+		{"data stream index out of range", frame(wire.TypeData, u64(1), u16(1), ent("A", 1), u32(1), rec(1, 0, "")), 0, "MALFORMED"},
+		{"data stream index skips ahead", frame(wire.TypeData, u64(1), u16(2), ent("A", 1), ent("B", 1), u32(2), rec(1, 0, ""), rec(0, 0, "")), 0, "MALFORMED"},
+		{"data stream unused", frame(wire.TypeData, u64(1), u16(1), ent("A", 1), u32(0)), 0, "MALFORMED"},
 		{"data too many records", frame(wire.TypeData, u64(1), u16(0), u32(65537)), 0, "TOO_MANY_RECORDS"},
 		{"data records cannot fit", frame(wire.TypeData, u64(1), u16(0), u32(65536)), 0, "MALFORMED"},
-		{"data payload past end", frame(wire.TypeData, u64(1), u16(1), str("A"), u32(1), rec(0, 10, "abc"), make([]byte, 0)), 0, "MALFORMED"},
-		{"data record header cut", frame(wire.TypeData, u64(1), u16(1), str("A"), u32(2), rec(0, 1, "a"), rec(0, 0, "")[:17]), 0, "MALFORMED"},
-		{"data fewer records than counted", frame(wire.TypeData, u64(1), u16(1), str("A"), u32(2), rec(0, 0, ""), make([]byte, 18)[:17], []byte{}), 0, "MALFORMED"},
-		{"data trailing", frame(wire.TypeData, u64(1), u16(1), str("A"), u32(1), rec(0, 1, "a"), []byte{0}), 0, "MALFORMED"},
+		{"data payload past end", frame(wire.TypeData, u64(1), u16(1), ent("A", 1), u32(1), rec(0, 10, "abc"), make([]byte, 0)), 0, "MALFORMED"},
+		{"data record header cut", frame(wire.TypeData, u64(1), u16(1), ent("A", 1), u32(2), rec(0, 1, "a"), rec(0, 0, "")[:17]), 0, "MALFORMED"},
+		{"data fewer records than counted", frame(wire.TypeData, u64(1), u16(1), ent("A", 1), u32(2), rec(0, 0, ""), make([]byte, 18)[:17], []byte{}), 0, "MALFORMED"},
+		{"data trailing", frame(wire.TypeData, u64(1), u16(1), ent("A", 1), u32(1), rec(0, 1, "a"), []byte{0}), 0, "MALFORMED"},
 		{"valid then garbage", append(bytes.Clone(data), 0xde, 0xad), 0, "UNEXPECTED_EOF"},
 	}
 	for _, tt := range tests {
@@ -305,7 +326,7 @@ func TestAppendData_Errors(t *testing.T) {
 		{"long stream", 1, []record.Record{{ID: record.ID{Stream: strings.Repeat("s", 256)}}}, wire.Limits{}, wire.ErrBadString},
 		{"invalid utf-8 stream", 1, []record.Record{{ID: record.ID{Stream: "\xc0"}}}, wire.Limits{}, wire.ErrBadString},
 		{"too many records", 1, append(ok, ok...), wire.Limits{MaxRecords: 1}, wire.ErrTooManyRecords},
-		{"too large", 1, ok, wire.Limits{MaxFrameBytes: 8 + 2 + 3 + 4 + 18 + 99}, wire.ErrFrameTooLarge},
+		{"too large", 1, ok, wire.Limits{MaxFrameBytes: 8 + 2 + 11 + 4 + 18 + 99}, wire.ErrFrameTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -320,7 +341,7 @@ func TestAppendData_Errors(t *testing.T) {
 		})
 	}
 	t.Run("exactly at the limit", func(t *testing.T) {
-		if _, err := wire.AppendData(nil, 1, ok, wire.Limits{MaxFrameBytes: 8 + 2 + 3 + 4 + 18 + 100}); err != nil {
+		if _, err := wire.AppendData(nil, 1, ok, wire.Limits{MaxFrameBytes: 8 + 2 + 11 + 4 + 18 + 100}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -347,8 +368,10 @@ func TestAppendData_Errors(t *testing.T) {
 
 func TestAppendHelloWelcome_Errors(t *testing.T) {
 	for _, inst := range []string{"", strings.Repeat("x", 256), "\xff"} {
-		if b, err := wire.AppendHello([]byte("p"), wire.Hello{MinVersion: 1, MaxVersion: 1, Instance: inst}); !errors.Is(err, wire.ErrBadString) || string(b) != "p" {
-			t.Errorf("AppendHello instance %q: %v, dst %q", inst, err, b)
+		for _, top := range []uint16{1, 2} {
+			if b, err := wire.AppendHello([]byte("p"), wire.Hello{MinVersion: 1, MaxVersion: top, Instance: inst}); !errors.Is(err, wire.ErrBadString) || string(b) != "p" {
+				t.Errorf("AppendHello instance %q, max version %d: %v, dst %q", inst, top, err, b)
+			}
 		}
 	}
 	for _, srv := range []string{strings.Repeat("x", 256), "\xff"} {
@@ -397,14 +420,15 @@ func TestAccept(t *testing.T) {
 		want  wire.Welcome
 		code  string
 	}{
-		{"defaults", wire.Hello{MinVersion: 1, MaxVersion: 1}, wire.Welcome{}, wire.Welcome{Version: 1, MaxFrameBytes: wire.DefaultMaxFrameBytes, MaxRecords: wire.DefaultMaxRecords, Window: wire.DefaultWindow}, ""},
-		{"wishes granted", wire.Hello{MinVersion: 1, MaxVersion: 1, MaxFrameBytes: 100000, Window: 4}, own, wire.Welcome{Version: 1, MaxFrameBytes: 100000, MaxRecords: 1000, Window: 4, Server: "d"}, ""},
-		{"wishes capped", wire.Hello{MinVersion: 1, MaxVersion: 1, MaxFrameBytes: 8 << 20, Window: 1000}, own, wire.Welcome{Version: 1, MaxFrameBytes: 1 << 20, MaxRecords: 1000, Window: 16, Server: "d"}, ""},
-		{"tiny frame wish raised", wire.Hello{MinVersion: 1, MaxVersion: 1, MaxFrameBytes: 10}, own, wire.Welcome{Version: 1, MaxFrameBytes: wire.MaxHandshakeBytes, MaxRecords: 1000, Window: 16, Server: "d"}, ""},
-		{"v2 client, v1 server", wire.Hello{MinVersion: 1, MaxVersion: 2}, own, wire.Welcome{Version: 1, MaxFrameBytes: 1 << 20, MaxRecords: 1000, Window: 16, Server: "d"}, ""},
-		{"v2 client, v3 server", wire.Hello{MinVersion: 1, MaxVersion: 2}, wire.Welcome{Version: 3}, wire.Welcome{Version: 2, MaxFrameBytes: wire.DefaultMaxFrameBytes, MaxRecords: wire.DefaultMaxRecords, Window: wire.DefaultWindow}, ""},
-		{"v2-only client", wire.Hello{MinVersion: 2, MaxVersion: 2}, own, wire.Welcome{}, "UNSUPPORTED_VERSION"},
-		{"version 0", wire.Hello{MinVersion: 0, MaxVersion: 1}, own, wire.Welcome{}, "BAD_HANDSHAKE"},
+		{"defaults", wire.Hello{MinVersion: 2, MaxVersion: 2}, wire.Welcome{}, wire.Welcome{Version: 2, MaxFrameBytes: wire.DefaultMaxFrameBytes, MaxRecords: wire.DefaultMaxRecords, Window: wire.DefaultWindow}, ""},
+		{"wishes granted", wire.Hello{MinVersion: 2, MaxVersion: 2, MaxFrameBytes: 100000, Window: 4}, own, wire.Welcome{Version: 2, MaxFrameBytes: 100000, MaxRecords: 1000, Window: 4, Server: "d"}, ""},
+		{"wishes capped", wire.Hello{MinVersion: 2, MaxVersion: 2, MaxFrameBytes: 8 << 20, Window: 1000}, own, wire.Welcome{Version: 2, MaxFrameBytes: 1 << 20, MaxRecords: 1000, Window: 16, Server: "d"}, ""},
+		{"tiny frame wish raised", wire.Hello{MinVersion: 2, MaxVersion: 2, MaxFrameBytes: 10}, own, wire.Welcome{Version: 2, MaxFrameBytes: wire.MaxHandshakeBytes, MaxRecords: 1000, Window: 16, Server: "d"}, ""},
+		{"client 1..2", wire.Hello{MinVersion: 1, MaxVersion: 2}, own, wire.Welcome{Version: 2, MaxFrameBytes: 1 << 20, MaxRecords: 1000, Window: 16, Server: "d"}, ""},
+		{"client 1..3, own.Version not used", wire.Hello{MinVersion: 1, MaxVersion: 3}, wire.Welcome{Version: 3}, wire.Welcome{Version: 2, MaxFrameBytes: wire.DefaultMaxFrameBytes, MaxRecords: wire.DefaultMaxRecords, Window: wire.DefaultWindow}, ""},
+		{"v1-only client", wire.Hello{MinVersion: 1, MaxVersion: 1}, own, wire.Welcome{}, "UNSUPPORTED_VERSION"},
+		{"v3-only client", wire.Hello{MinVersion: 3, MaxVersion: 3}, own, wire.Welcome{}, "UNSUPPORTED_VERSION"},
+		{"version 0", wire.Hello{MinVersion: 0, MaxVersion: 2}, own, wire.Welcome{}, "BAD_HANDSHAKE"},
 		{"empty range", wire.Hello{MinVersion: 2, MaxVersion: 1}, own, wire.Welcome{}, "BAD_HANDSHAKE"},
 	}
 	for _, tt := range tests {
@@ -437,6 +461,7 @@ func TestCheckWelcome(t *testing.T) {
 	}
 	for name, mut := range map[string]func(*wire.Welcome){
 		"version above": func(w *wire.Welcome) { w.Version = 3 },
+		"version 1":     func(w *wire.Welcome) { w.Version = 1 }, // in the range, but not spoken by this package
 		"version 0":     func(w *wire.Welcome) { w.Version = 0 },
 		"tiny frames":   func(w *wire.Welcome) { w.MaxFrameBytes = wire.MaxHandshakeBytes - 1 },
 		"huge frames":   func(w *wire.Welcome) { w.MaxFrameBytes = 1 << 31 },
