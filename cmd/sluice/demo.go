@@ -87,6 +87,9 @@ func demoRunOptions(g *globals, cfg *config.Config, o demoOptions) (demo.Options
 	if err := cfg.Set("sink.framing", o.framing); err != nil {
 		return demo.Options{}, usageError{fmt.Errorf("--framing: %w", err)}
 	}
+	if err := cfg.Validate(); err != nil { // again with the demo's paths, in StartService
+		return demo.Options{}, err
+	}
 	exe, err := selfExe()
 	if err != nil {
 		return demo.Options{}, fmt.Errorf("demo: find own executable to start the drainer: %w", err)
