@@ -92,8 +92,9 @@ func (f *Follower) Committed(res Result) (Report, error) {
 // Wait waits, at most wait, until the drainer committed every expected
 // record of res, and returns the final count (Committed). It checks the
 // committed output only when the live reads (Poll, which another goroutine
-// must keep calling) have seen every expected record. It returns early
-// when ctx is done, with the count at that moment.
+// must keep calling) have seen every expected record, so the live verifier
+// must know the run's result first (Shrink to res.MaxSeq, Expect(res)). It
+// returns early when ctx is done, with the count at that moment.
 func (f *Follower) Wait(ctx context.Context, res Result, wait time.Duration) (Report, error) {
 	deadline := time.Now().Add(wait)
 	t := time.NewTicker(100 * time.Millisecond)
