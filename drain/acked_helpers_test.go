@@ -40,7 +40,7 @@ func tryDialAcked(path, instance string) (*ackedClient, error) {
 		return nil, err
 	}
 	a := &ackedClient{nc: nc, rd: wire.NewReader(nc)}
-	a.hello = wire.Hello{MinVersion: 1, MaxVersion: 1, Instance: instance}
+	a.hello = wire.Hello{MinVersion: wire.Version, MaxVersion: wire.Version, Instance: instance}
 	b, err := wire.AppendHello(nil, a.hello)
 	if err != nil {
 		nc.Close()

@@ -332,7 +332,7 @@ func TestAcked_GroupCommit(t *testing.T) {
 // docs/protocol.md and a counted reason, while another connection keeps
 // working.
 func TestAcked_BadInputClosesOnlyThatConnection(t *testing.T) {
-	hello, _ := wire.AppendHello(nil, wire.Hello{MinVersion: 1, MaxVersion: 1, Instance: "bad"})
+	hello, _ := wire.AppendHello(nil, wire.Hello{MinVersion: wire.Version, MaxVersion: wire.Version, Instance: "bad"})
 	data, _ := wire.AppendData(nil, 1, msg("BAD", 1, 1), wire.Limits{})
 	badCRC := bytes.Clone(data)
 	badCRC[len(badCRC)-1] ^= 1
@@ -446,7 +446,7 @@ func TestAcked_PeerCredentials(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
 		r := startAcked(t, drain.Options{PeerUIDs: []uint32{me + 1}, PeerGIDs: []uint32{myGroup + 1}})
 		c := dial(t, r.Addr())
-		hello, _ := wire.AppendHello(nil, wire.Hello{MinVersion: 1, MaxVersion: 1, Instance: "x"})
+		hello, _ := wire.AppendHello(nil, wire.Hello{MinVersion: wire.Version, MaxVersion: wire.Version, Instance: "x"})
 		c.Write(hello)
 		if cl := readClose(t, c); cl.Code != wire.CodeUnauthorized || !strings.Contains(cl.Reason, fmt.Sprint(me)) {
 			t.Fatalf("CLOSE %v %q, want UNAUTHORIZED naming uid %d", cl.Code, cl.Reason, me)

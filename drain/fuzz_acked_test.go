@@ -23,7 +23,7 @@ import (
 // valid DATA frames before the first invalid one: nothing of an invalid
 // frame is written. Seeds are in testdata/fuzz/FuzzAcked.
 func FuzzAcked(f *testing.F) {
-	hello, _ := wire.AppendHello(nil, wire.Hello{MinVersion: 1, MaxVersion: 1, Instance: "fz"})
+	hello, _ := wire.AppendHello(nil, wire.Hello{MinVersion: wire.Version, MaxVersion: wire.Version, Instance: "fz"})
 	d1, _ := wire.AppendData(nil, 1, msgs("S", 1, 2, 2), wire.Limits{})
 	d2, _ := wire.AppendData(nil, 2, append(msg("S", 2, 2), msg("T", 5, 1)...), wire.Limits{})
 	f.Add(append(append(bytes.Clone(hello), d1...), d2...), uint8(0))

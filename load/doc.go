@@ -5,9 +5,15 @@
 // counts what was duplicated or reordered, with end-to-end latency
 // percentiles.
 //
-// load talks to the queue and reads drainer output the way any user would:
-// it imports no sluice internals, only nats.go (and its jetstream package)
-// and hdrhistogram-go.
+// load talks to the queue and reads drainer output the way any user would.
+// Of sluice it imports only the reader of the drainer's committed output
+// (ledger.ReadCommitted) and the report renderer; besides, nats.go (and its
+// jetstream package), hdrhistogram-go and the Prometheus text format parser.
+//
+// Run is the whole of sluice load: Generate, a Follower of the drainer's
+// output, a report.Sampler for the HTML report, the progress display and
+// the reconnects read from sluice's /metrics; Output writes the summary,
+// the JSON and the HTML page.
 //
 // # Record format
 //
@@ -59,9 +65,10 @@
 // seq order, that is with Publishers: 1 (several publishers interleave
 // their messages); Report.OK never fails a run on it.
 //
-// VerifyDir reads a drainer's output directory (*.jsonl files in name
-// order). A file cannot tell when each of its lines was drained, so the
-// file's modification time is used as the drain time of every line in it:
-// the latency it reports is an upper bound, loose for lines written early
-// in a long-lived file.
+// A Follower reads a drainer's output directory twice over: live while the
+// run goes on (Tail: progress and latency, measured when a line is first
+// read), and at the end from what the drainer committed (ledger.ReadCommitted, which
+// honours the acked drainer's dedup journal): the final figures (lost,
+// duplicated) count only committed records, so bytes a killed drainer wrote
+// but never committed, which its restart cuts off, are never counted.
 package load

@@ -25,7 +25,3 @@ var ErrNotRecord = errors.New("load: not a record")
 // ErrRunMismatch is returned by Verifier.Expect for a Result of another run
 // or with more records than the verifier expects.
 var ErrRunMismatch = errors.New("load: result does not match verifier")
-
-// ErrNoFiles is returned by VerifyDir when the directory holds no *.jsonl
-// file.
-var ErrNoFiles = errors.New("load: no *.jsonl files")

@@ -36,6 +36,11 @@ type GenOptions struct {
 	Retries    int           // re-publishes of a message whose publish failed; 0 = 3, < 0 = none
 	AckTimeout time.Duration // wait for a publish ack before retrying; 0 = 5s
 	NoMsgID    bool          // do not set Nats-Msg-Id; retries may then store duplicates
+
+	// Acked, if not nil, is a live counter for progress displays: Generate
+	// adds every record the queue acknowledges (valid or invalid) as soon as
+	// a publisher sees the ack. Nil: no live counter.
+	Acked *atomic.Int64
 }
 
 // Defaults, see GenOptions.
@@ -307,6 +312,7 @@ func (g *generator) publish(ctx, runCtx context.Context) {
 			last = min(last, g.o.Count)
 		}
 		p.send(ctx, p.build(first, last))
+		p.resolveReady(ctx)
 		for len(p.queue) >= g.o.MaxPending {
 			p.resolve(ctx)
 		}
@@ -406,28 +412,67 @@ func (p *publisher) fail(m *outMsg) {
 // resolve waits for the oldest message's ack, and accounts for it or
 // re-publishes it.
 func (p *publisher) resolve(ctx context.Context) {
-	g := p.g
+	m := p.pop()
+	p.timer.Reset(time.Until(m.deadline))
+	select {
+	case <-m.fut.Ok():
+		p.acked(m)
+	case err := <-m.fut.Err():
+		p.failed(ctx, m, err)
+	case <-p.timer.C:
+		m.shared = true // the abandoned future may still re-send m.data
+		p.failed(ctx, m, ErrAckTimeout)
+	}
+}
+
+// resolveReady accounts for the oldest messages whose outcome is already
+// known, without waiting, so that the counters (GenOptions.Acked above all)
+// follow the acks as they arrive rather than only when the queue of
+// unacknowledged messages is full.
+func (p *publisher) resolveReady(ctx context.Context) {
+	for len(p.queue) > 0 {
+		m := p.queue[0]
+		select {
+		case <-m.fut.Ok():
+			p.pop()
+			p.acked(m)
+		case err := <-m.fut.Err():
+			p.pop()
+			p.failed(ctx, m, err)
+		default:
+			return
+		}
+	}
+}
+
+// pop removes the oldest message from the queue.
+func (p *publisher) pop() *outMsg {
 	m := p.queue[0]
 	p.queue[0] = nil
 	p.queue = p.queue[1:]
-	p.timer.Reset(time.Until(m.deadline))
-	var err error
-	select {
-	case <-m.fut.Ok():
-		g.published.Add(m.last - m.first + 1 - m.invalid)
-		g.invalid.Add(m.invalid)
-		g.messages.Add(1)
-		g.bytes.Add(int64(len(m.data)))
-		if !m.shared && len(p.free) < g.o.MaxPending {
-			p.free = append(p.free, m.data)
-		}
-		return
-	case err = <-m.fut.Err():
-	case <-p.timer.C:
-		err = ErrAckTimeout
-		m.shared = true // the abandoned future may still re-send m.data
+	return m
+}
+
+// acked accounts for a message the queue acknowledged.
+func (p *publisher) acked(m *outMsg) {
+	g := p.g
+	n := m.last - m.first + 1
+	g.published.Add(n - m.invalid)
+	g.invalid.Add(m.invalid)
+	g.messages.Add(1)
+	g.bytes.Add(int64(len(m.data)))
+	if g.o.Acked != nil {
+		g.o.Acked.Add(n)
 	}
-	g.noteErr(err)
+	if !m.shared && len(p.free) < g.o.MaxPending {
+		p.free = append(p.free, m.data)
+	}
+}
+
+// failed notes a failed publish of m and re-publishes it if it has attempts
+// left.
+func (p *publisher) failed(ctx context.Context, m *outMsg, err error) {
+	p.g.noteErr(err)
 	if p.retry(ctx, m) {
 		p.send(ctx, m)
 	}

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-dev/sluice/internal/testkit"
 	"github.com/sluice-dev/sluice/load"
 )
 
@@ -198,5 +200,43 @@ func TestGenerate_Errors(t *testing.T) {
 		if _, err := load.Generate(ctx, js, o, nil); !errors.Is(err, load.ErrBadOptions) {
 			t.Errorf("%s: err = %v, want ErrBadOptions", name, err)
 		}
+	}
+}
+
+// TestGenerate_AckedIsLive checks that GenOptions.Acked follows the acks
+// while the run goes on, not only when a publisher's window of
+// unacknowledged publishes is full or at the end (which made the demo's
+// progress show fewer records published than drained).
+func TestGenerate_AckedIsLive(t *testing.T) {
+	js := startJS(t)
+	var acked atomic.Int64
+	type result struct {
+		res load.Result
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// 1 s at 200 records/s; the window (256) never fills.
+		res, err := load.Generate(context.Background(), js, load.GenOptions{Subject: "ingest.load", Count: 200, Rate: 200, Publishers: 1, Acked: &acked}, nil)
+		done <- result{res, err}
+	}()
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if n := acked.Load(); n < 20 {
+			return fmt.Errorf("%d records acknowledged so far", n)
+		}
+		return nil
+	})
+	select {
+	case r := <-done:
+		t.Fatalf("Generate ended (%d published, %v) before Acked reached 20: the counter is not live", r.res.Published, r.err)
+	default:
+	}
+	r := <-done
+	res := r.res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if got := acked.Load(); got != res.Published+res.Invalid || got != 200 {
+		t.Fatalf("Acked = %d at the end, result published %d + invalid %d", got, res.Published, res.Invalid)
 	}
 }

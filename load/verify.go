@@ -191,6 +191,14 @@ func (v *Verifier) Observe(line []byte, now time.Time) {
 	_ = v.hist.RecordValue(min(max(us, histMin), histMax))
 }
 
+// Received returns how many distinct expected records were observed intact
+// so far (Report.Received), without building a whole Report.
+func (v *Verifier) Received() int64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.received
+}
+
 // Report returns the accounting so far. It may be called at any time.
 func (v *Verifier) Report() Report {
 	v.mu.Lock()

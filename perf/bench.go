@@ -113,6 +113,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.CPUProfileDir != "" {
+		if err := os.MkdirAll(o.CPUProfileDir, 0o755); err != nil {
+			return nil, fmt.Errorf("perf: cpu profile dir: %w", err)
+		}
+		// The sluice run children run in other directories.
+		if o.CPUProfileDir, err = filepath.Abs(o.CPUProfileDir); err != nil {
+			return nil, fmt.Errorf("perf: cpu profile dir: %w", err)
+		}
+	}
 	r := newReport(o)
 	dir, err := os.MkdirTemp(o.Dir, "sluice-bench-")
 	if err != nil {

@@ -1,10 +1,13 @@
 package perf
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -259,4 +262,24 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+// Save writes the report as a table (.txt) and as JSON (.json) to files in
+// dir named by its date and machine, creating dir if needed, and returns
+// their common path without the extension.
+func (r *Report) Save(dir string) (string, error) {
+	base := filepath.Join(dir, fmt.Sprintf("%s-%s-%dcpu", r.Date.Format("2006-01-02T150405Z"), r.Machine.Host, r.Machine.NProc))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("perf: save: %w", err)
+	}
+	for ext, write := range map[string]func(io.Writer) error{".txt": r.WriteTable, ".json": r.WriteJSON} {
+		var b bytes.Buffer
+		if err := write(&b); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(base+ext, b.Bytes(), 0o644); err != nil {
+			return "", fmt.Errorf("perf: save: %w", err)
+		}
+	}
+	return base, nil
 }

@@ -3,9 +3,12 @@ package perf_test
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-dev/sluice/perf"
 )
@@ -189,4 +192,31 @@ func abs(x float64) float64 {
 		return -x
 	}
 	return x
+}
+
+func TestReport_Save(t *testing.T) {
+	r := threeReps()
+	r.Date = time.Date(2026, 11, 24, 16, 31, 47, 0, time.UTC)
+	r.Machine.Host, r.Machine.NProc = "vm", 2
+	dir := filepath.Join(t.TempDir(), "results")
+	base, err := r.Save(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "2026-11-24T163147Z-vm-2cpu"); base != want {
+		t.Fatalf("Save = %q, want %q", base, want)
+	}
+	var txt, js bytes.Buffer
+	if err := r.WriteTable(&txt); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	for ext, want := range map[string][]byte{".txt": txt.Bytes(), ".json": js.Bytes()} {
+		got, err := os.ReadFile(base + ext)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s%s: %v, content equal to the writer's: %v", base, ext, err, bytes.Equal(got, want))
+		}
+	}
 }

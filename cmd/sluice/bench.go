@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"strings"
 
@@ -54,14 +52,6 @@ The defaults take about 2 minutes on 2 cores.`,
 			}
 			o.Exe = exe
 			o.Progress = g.stderr
-			if o.CPUProfileDir != "" {
-				if err := os.MkdirAll(o.CPUProfileDir, 0o755); err != nil {
-					return err
-				}
-				if o.CPUProfileDir, err = filepath.Abs(o.CPUProfileDir); err != nil {
-					return err
-				}
-			}
 			ctx, stop := signalContext(slog.New(slog.NewTextHandler(g.stderr, nil)))
 			defer stop()
 			rep, err := perf.Run(ctx, o)
@@ -69,31 +59,16 @@ The defaults take about 2 minutes on 2 cores.`,
 				return err
 			}
 			rep.Command = "sluice " + strings.Join(os.Args[1:], " ")
-			var txt, js bytes.Buffer
-			if err := rep.WriteTable(&txt); err != nil {
-				return err
-			}
-			if err := rep.WriteJSON(&js); err != nil {
-				return err
-			}
+			write := rep.WriteTable
 			if asJSON {
-				_, err = g.stdout.Write(js.Bytes())
-			} else {
-				_, err = g.stdout.Write(txt.Bytes())
+				write = rep.WriteJSON
 			}
-			if err != nil {
+			if err := write(g.stdout); err != nil {
 				return err
 			}
 			if saveDir != "" {
-				base := filepath.Join(saveDir, fmt.Sprintf("%s-%s-%dcpu",
-					rep.Date.Format("2006-01-02T150405Z"), rep.Machine.Host, rep.Machine.NProc))
-				if err := os.MkdirAll(saveDir, 0o755); err != nil {
-					return err
-				}
-				if err := os.WriteFile(base+".txt", txt.Bytes(), 0o644); err != nil {
-					return err
-				}
-				if err := os.WriteFile(base+".json", js.Bytes(), 0o644); err != nil {
+				base, err := rep.Save(saveDir)
+				if err != nil {
 					return err
 				}
 				fmt.Fprintf(g.stderr, "saved %s.txt and .json\n", base)

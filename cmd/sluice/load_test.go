@@ -7,14 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,7 +29,7 @@ type loadOutputJSON struct {
 	Verify           *load.Report `json:"verify"`
 	VerifyDir        string       `json:"verify_dir"`
 	Reconnects       *int64       `json:"reconnects"`
-	Events           []eventJSON  `json:"events"`
+	Events           []load.Event `json:"events"`
 	Report           string       `json:"report"`
 	Interrupted      bool         `json:"interrupted"`
 	OK               bool         `json:"ok"`
@@ -73,22 +70,23 @@ func TestLoad_EndToEnd(t *testing.T) {
 	svc, metricsURL, out := serviceWithAdmin(t)
 	page := filepath.Join(t.TempDir(), "report.html")
 	var stdout, stderr bytes.Buffer
-	err := runLoad(context.Background(), &stdout, &stderr, loadOptions{
-		url:         svc.emb.ClientURL(),
-		rate:        4000,
-		duration:    2 * time.Second,
-		publishers:  2,
-		maxPending:  64,
-		perMessage:  4,
-		sizeSpread:  80,
-		invalid:     0.01,
-		verify:      out,
-		wait:        30 * time.Second,
-		json:        true,
-		report:      page,
-		metricsURL:  metricsURL,
-		sampleEvery: 250 * time.Millisecond,
-	})
+	err := runLoad(context.Background(), &stdout, &stderr, loadOptions{json: true, RunOptions: load.RunOptions{
+		URL: svc.emb.ClientURL(),
+		Gen: load.GenOptions{
+			Rate:       4000,
+			Duration:   2 * time.Second,
+			Publishers: 2,
+			MaxPending: 64,
+			PerMessage: 4,
+			SizeSpread: 80,
+			Invalid:    0.01,
+		},
+		Verify:      out,
+		Wait:        30 * time.Second,
+		Report:      page,
+		MetricsURL:  metricsURL,
+		SampleEvery: 250 * time.Millisecond,
+	}})
 	if err != nil {
 		t.Fatalf("runLoad: %v\nstderr: %s\nstdout: %s", err, stderr.String(), stdout.String())
 	}
@@ -146,20 +144,20 @@ func TestLoad_EndToEnd(t *testing.T) {
 func TestLoad_LossFails(t *testing.T) {
 	svc, _, _ := serviceWithAdmin(t)
 	empty := t.TempDir()
-	// What the directory holds before the run is skipped.
-	if err := os.WriteFile(filepath.Join(empty, "old.jsonl"), []byte("junk\n{\"id\":\"lossy-1\"}\n"), 0o600); err != nil {
+	// What the directory holds before the run is skipped, in a file named as
+	// the drainer names its output.
+	if err := os.WriteFile(filepath.Join(empty, "sluice-20240101T000000.000Z-000001.jsonl"), []byte("junk\n{\"id\":\"lossy-1\"}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
 	start := time.Now()
-	err := runLoad(context.Background(), &stdout, &stderr, loadOptions{
-		url:        svc.emb.ClientURL(),
-		count:      200,
-		runID:      "lossy",
-		verify:     empty,
-		wait:       300 * time.Millisecond,
-		metricsURL: "http://127.0.0.1:1/metrics", // nothing listens: no reconnect figures
-	})
+	err := runLoad(context.Background(), &stdout, &stderr, loadOptions{RunOptions: load.RunOptions{
+		URL:        svc.emb.ClientURL(),
+		Gen:        load.GenOptions{Count: 200, RunID: "lossy"},
+		Verify:     empty,
+		Wait:       300 * time.Millisecond,
+		MetricsURL: "http://127.0.0.1:1/metrics", // nothing listens: no reconnect figures
+	}})
 	var ec exitCodeError
 	if !errors.As(err, &ec) || ec.code != exitError {
 		t.Fatalf("runLoad = %v, want exit status 1\n%s", err, stdout.String())
@@ -184,7 +182,9 @@ func TestLoad_LossFails(t *testing.T) {
 }
 
 // fakeDrainer subscribes to the load subject with core NATS and writes
-// every record to dir copies times, as a drainer that duplicates would.
+// every record to dir copies times, as a drainer that duplicates would, in
+// a file named as the drainer names its output (the final count reads
+// those only).
 func fakeDrainer(t *testing.T, url, dir string, copies int) {
 	t.Helper()
 	nc, err := nats.Connect(url)
@@ -192,7 +192,7 @@ func fakeDrainer(t *testing.T, url, dir string, copies int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	f, err := os.Create(filepath.Join(dir, "fake.jsonl"))
+	f, err := os.Create(filepath.Join(dir, "sluice-20250101T000000.000Z-000001.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,10 +222,10 @@ func TestLoad_Duplicates(t *testing.T) {
 			dir := t.TempDir()
 			fakeDrainer(t, svc.emb.ClientURL(), dir, 2)
 			var stdout, stderr bytes.Buffer
-			err := runLoad(context.Background(), &stdout, &stderr, loadOptions{
-				url: svc.emb.ClientURL(), count: 300, perMessage: 3, verify: dir, wait: 10 * time.Second,
-				failOnDup: failOnDup, json: true,
-			})
+			err := runLoad(context.Background(), &stdout, &stderr, loadOptions{json: true, RunOptions: load.RunOptions{
+				URL: svc.emb.ClientURL(), Gen: load.GenOptions{Count: 300, PerMessage: 3}, Verify: dir, Wait: 10 * time.Second,
+				FailOnDup: failOnDup,
+			}})
 			var ec exitCodeError
 			if failOnDup != (errors.As(err, &ec) && ec.code == exitError) {
 				t.Fatalf("runLoad = %v with --fail-on-dup=%v", err, failOnDup)
@@ -260,10 +260,10 @@ func TestLoad_ReconnectMarked(t *testing.T) {
 	done := make(chan result, 1)
 	go func() {
 		var stdout, stderr bytes.Buffer
-		err := runLoad(context.Background(), &stdout, &stderr, loadOptions{
-			url: svc.emb.ClientURL(), rate: 2000, duration: 3 * time.Second, verify: out, wait: 2 * time.Second,
-			json: true, report: page, metricsURL: "http://" + svc.admin.Addr() + "/metrics", sampleEvery: 200 * time.Millisecond,
-		})
+		err := runLoad(context.Background(), &stdout, &stderr, loadOptions{json: true, RunOptions: load.RunOptions{
+			URL: svc.emb.ClientURL(), Gen: load.GenOptions{Rate: 2000, Duration: 3 * time.Second}, Verify: out, Wait: 2 * time.Second,
+			Report: page, MetricsURL: "http://" + svc.admin.Addr() + "/metrics", SampleEvery: 200 * time.Millisecond,
+		}})
 		done <- result{stdout.Bytes(), err}
 	}()
 	waitFor(t, 20*time.Second, "records drained before the restart", func() error {
@@ -312,74 +312,4 @@ func countLines(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-func TestReconnectScraper(t *testing.T) {
-	var body atomic.Value
-	body.Store("# HELP x\n")
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, body.Load().(string))
-	}))
-	defer srv.Close()
-	metrics := func(eof, write float64) string {
-		return fmt.Sprintf(`# HELP sluice_sink_reconnects_total Connections replaced.
-# TYPE sluice_sink_reconnects_total counter
-sluice_sink_reconnects_total{reason="eof"} %g
-sluice_sink_reconnects_total{reason="write_error"} %g
-sluice_sink_reconnects_total_other 99
-sluice_sink_write_errors_total 7
-`, eof, write)
-	}
-	ctx := context.Background()
-	s := newReconnectScraper(srv.URL)
-	if _, ok := s.total(); ok {
-		t.Fatal("total known before any scrape")
-	}
-	steps := []struct {
-		body  string
-		label string
-		total int64
-	}{
-		{"# no reconnect yet\n", "", 0}, // the baseline
-		{metrics(2, 0), "reconnect: eof ×2", 2},
-		{metrics(2, 0), "", 2},
-		{metrics(3, 1), "reconnect: eof, write_error", 4},
-		{"sluice_sink_reconnects_total 1\n", "reconnect: unknown", 5},
-	}
-	for i, st := range steps {
-		body.Store(st.body)
-		if got := s.scrape(ctx); got != st.label {
-			t.Errorf("step %d: label %q, want %q", i, got, st.label)
-		}
-		if n, ok := s.total(); !ok || n != st.total {
-			t.Errorf("step %d: total %d, %v; want %d", i, n, ok, st.total)
-		}
-	}
-
-	t.Run("absent endpoint", func(t *testing.T) {
-		s := newReconnectScraper("http://127.0.0.1:1/metrics")
-		if s.scrape(ctx) != "" || s.ok() {
-			t.Error("an absent endpoint produced events or counted as read")
-		}
-		if s := newReconnectScraper(""); s.scrape(ctx) != "" || s.ok() {
-			t.Error("scraping with no URL")
-		}
-	})
-}
-
-func TestVerifyCapacity(t *testing.T) {
-	for _, tc := range []struct {
-		o    load.GenOptions
-		want int64
-	}{
-		{load.GenOptions{Count: 1234, Duration: time.Hour}, 1234},
-		{load.GenOptions{}, verifyMaxRecords},
-		{load.GenOptions{Duration: 10 * time.Second, Rate: 1000}, 10500 + 100 + 4 + 1},
-		{load.GenOptions{Duration: 2 * time.Second}, 10_500_001},
-		{load.GenOptions{Duration: time.Hour}, verifyMaxRecords},
-	} {
-		if got := verifyCapacity(tc.o.WithDefaults()); got != tc.want {
-			t.Errorf("verifyCapacity(%+v) = %d, want %d", tc.o, got, tc.want)
-		}
-	}
 }
