@@ -224,8 +224,19 @@ func TestWriter_AckedReconnectUnderLoad(t *testing.T) {
 	if got := reconnects(t, reg, sink.ReasonPeerClosed) + reconnects(t, reg, sink.ReasonWriteError); got < kills {
 		t.Errorf("reconnects{peer_closed or write_error} = %v, want >= %d", got, kills)
 	}
-	if got := w.Stats().WindowFrames; got != 0 {
-		t.Errorf("window holds %d frames after every done", got)
+	if got := counter(t, reg, "sluice_sink_window_frames"); got != 0 {
+		t.Errorf("window holds %v frames after every done", got)
+	}
+	// Every record is counted delivered once, however often its frame was
+	// re-sent; every write, re-sends included, is a frame written.
+	if got := counter(t, reg, "sluice_sink_records_total"); got != 2*writers*perWriter {
+		t.Errorf("records_total = %v, want %d (each record once)", got, 2*writers*perWriter)
+	}
+	// (A re-sent frame counts in resent_frames_total when it is handed to
+	// the flusher, and in frames_total only if its write completed.)
+	resent := counter(t, reg, "sluice_sink_resent_frames_total")
+	if got := counter(t, reg, "sluice_sink_frames_total"); got < writers*perWriter || got > writers*perWriter+resent {
+		t.Errorf("frames_total = %v, want between %d (each acked frame written once) and %v (plus every re-send)", got, writers*perWriter, writers*perWriter+resent)
 	}
 }
 
