@@ -415,9 +415,9 @@ func (a *acked) flusher(ctx context.Context, l *lease, ac *ackedConn) {
 	w := a.w
 	defer w.wg.Done()
 	defer w.release(l)
-	var batch []*entry
+	var batch, tooBig []*entry
 	for {
-		batch = batch[:0]
+		batch, tooBig = batch[:0], tooBig[:0]
 		var calls []settled
 		a.win.mu.Lock()
 		if a.win.cur != ac || l.broken.Load() {
@@ -435,10 +435,7 @@ func (a *acked) flusher(ctx context.Context, l *lease, ac *ackedConn) {
 				break
 			}
 			if e.tooBig(ac.lim) {
-				w.log.Error("a frame in the window exceeds the limits of the new connection to the drainer; its records are given back for redelivery",
-					"frame_id", e.id, "frame_bytes", e.size, obs.KeyRecords, e.recs, // TODO(obs): keys frame_id, frame_bytes
-					"max_frame_bytes", ac.lim.MaxFrameBytes, "max_records", ac.lim.MaxRecords, // TODO(obs): keys max_frame_bytes, max_records
-					obs.KeyHint, "the drainer lowered its limits; keep them stable across restarts")
+				tooBig = append(tooBig, e) // logged below, outside the lock
 				calls = a.removeLocked(i, fmt.Errorf("frame %d of %d bytes and %d records, limits %d bytes and %d records: %w",
 					e.id, e.size, e.recs, ac.lim.MaxFrameBytes, ac.lim.MaxRecords, ErrFrameLimits), calls)
 				a.win.wakeLocked()
@@ -461,6 +458,13 @@ func (a *acked) flusher(ctx context.Context, l *lease, ac *ackedConn) {
 			_ = l.conn.SetReadDeadline(now.Add(w.opts.AckTimeout))
 		}
 		a.win.mu.Unlock()
+		for _, e := range tooBig { // id, size and recs are immutable
+			w.log.Error("a frame in the window exceeds the limits of the new connection to the drainer; its records are given back for redelivery",
+				"frame_id", e.id, "frame_bytes", e.size, obs.KeyRecords, e.recs, // TODO(obs): keys frame_id, frame_bytes
+				"max_frame_bytes", ac.lim.MaxFrameBytes, "max_records", ac.lim.MaxRecords, // TODO(obs): keys max_frame_bytes, max_records
+				obs.KeyHint, "the drainer lowered its limits; keep them stable across restarts")
+		}
+		clear(tooBig)
 		runSettled(calls)
 
 		var werr error

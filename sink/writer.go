@@ -78,8 +78,10 @@ type Writer struct {
 	cfgErr error // immutable; a bad Options value that Send reports
 
 	// wg counts the connector and each framing's per-connection
-	// goroutines. Every Add happens while another counted goroutine (the
-	// connector) runs, so Close's Wait cannot return before it.
+	// goroutines. The connector's Add happens in Start, under mu and before
+	// Close can set closed; every other Add happens on the connector (in
+	// install, through framing.start) while its own count is held. So
+	// Close's Wait cannot return before any of them.
 	wg sync.WaitGroup
 }
 
@@ -129,11 +131,27 @@ func (w *Writer) Start(ctx context.Context) {
 }
 
 // Send delivers recs as one frame (pipeline.Sink). It is safe for
-// concurrent use. An empty recs is done at once. What "delivered" means,
-// when done is called and what Send returns depend on the framing: see
-// lines.send (delivered once written) and acked.send (delivered once the
-// drainer acknowledged it). In both, done is called at most once, never
-// with a lock of the sink held, and never after Send returned an error.
+// concurrent use; frames never interleave. An empty recs is done at once.
+// In both framings done is called at most once, with no lock of the sink
+// held, and never when Send returned an error.
+//
+// Lines framing: Send writes recs as one frame of lines. It blocks while
+// there is no connection, retries the whole frame on the next connection
+// after a failed or partial write (a partial line left on the old
+// connection is the drainer's to discard at EOF), and returns nil only once
+// the whole frame was written to one connection, after calling done(nil).
+// It returns ctx.Err() or ErrClosed otherwise.
+//
+// Acked framing: Send cuts recs into DATA frames that fit the drainer's
+// limits (never splitting one queue message's records; a message too large
+// for one frame is an error wrapping ErrMessageTooLarge), waits for room in
+// the window, puts the frames there under the next frame ids and returns
+// nil; the frames are written in id order on the current connection, and
+// re-sent on the next one if it fails first. done(nil) is called once the
+// drainer has acknowledged every frame of the Send, done(ErrClosed) if the
+// Writer closes first (done(err wrapping ErrFrameLimits) if a new
+// connection cannot take a frame in the window). Send returns ctx.Err() or
+// ErrClosed while waiting for room.
 func (w *Writer) Send(ctx context.Context, recs []record.Record, done func(error)) error {
 	if w.cfgErr != nil {
 		return w.cfgErr
