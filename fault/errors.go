@@ -13,3 +13,10 @@ var ErrInjectedClose = errors.New("fault: injected connection close")
 // ErrUnknownPoint is wrapped by Apply for a name no point was registered
 // under.
 var ErrUnknownPoint = errors.New("unknown fault point")
+
+// IsInjected reports whether err is, or wraps, an error a point's action
+// injected (ErrInjected or ErrInjectedClose), as opposed to ctx.Err() from
+// a delay cut short: the one check every caller of Hit makes.
+func IsInjected(err error) bool {
+	return errors.Is(err, ErrInjected) || errors.Is(err, ErrInjectedClose)
+}

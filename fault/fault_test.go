@@ -212,3 +212,45 @@ func BenchmarkPoint_HitOffParallel(b *testing.B) {
 		}
 	})
 }
+
+func TestIsInjected(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"error", fault.ErrInjected, true},
+		{"close", fault.ErrInjectedClose, true},
+		{"wrapped error", errors.Join(errors.New("write to s.sock"), fault.ErrInjected), true},
+		{"wrapped close", errors.Join(errors.New("write to s.sock"), fault.ErrInjectedClose), true},
+		{"delay cut short", ctx.Err(), false},
+		{"other", errors.New("broken pipe"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := fault.IsInjected(tc.err); got != tc.want {
+				t.Errorf("IsInjected(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+	// What Hit returns, as the callers see it.
+	p := fault.Register("fault.test.is_injected", "TestIsInjected")
+	t.Cleanup(func() { p.Set(nil) })
+	for _, spec := range []string{"error(1)", "close(1)"} {
+		a, err := fault.ParseAction(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Set(a)
+		if err := p.Hit(context.Background()); !fault.IsInjected(err) {
+			t.Errorf("%s: Hit = %v, IsInjected false", spec, err)
+		}
+	}
+	a, _ := fault.ParseAction("delay(1h)")
+	p.Set(a)
+	if err := p.Hit(ctx); err == nil || fault.IsInjected(err) {
+		t.Errorf("delay with ended ctx: Hit = %v, want ctx.Err() and IsInjected false", err)
+	}
+}

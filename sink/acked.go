@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/fault"
+	"github.com/sluice-dev/sluice/obs"
 	"github.com/sluice-dev/sluice/record"
 	"github.com/sluice-dev/sluice/wire"
 )
@@ -23,41 +24,97 @@ import (
 //
 // Send does not write. It waits for room in the window, appends the frame
 // there under the next frame id, encodes it, and returns; the frame stays in
-// the window until an ACK covers it. Each connection (lease) has two
-// goroutines besides the connector:
+// the window until an ACK covers it. Each connection (lease) starts with a
+// HELLO/WELCOME handshake and then has two goroutines of its own, started
+// by start:
 //
 //   - its flusher, which writes the window's frames on the lease in id order,
 //     starting from the oldest one, so that after a reconnect every
 //     unacknowledged frame is re-sent, in order and with its id, before any
 //     newer frame; it holds a reference to the lease while it runs and stops
-//     when the lease breaks or stops being current;
+//     when the lease breaks or another connection becomes the window's;
 //   - its ack reader, which reads ACK and CLOSE frames and settles the
 //     window: it removes the covered frames and calls their Sends' done.
 //
-// The flusher writes through writeFrame, so leases, references, generation
-// checks and the write lock work as in the lines framing: a frame written on
-// a lease that fails stays in the window and goes out again on the next one.
+// The flusher writes through the core's writeFrame, so leases, references,
+// generation checks and the write lock work as in the lines framing: a frame
+// written on a lease that fails stays in the window and goes out again on
+// the next one.
 //
 // The ack timeout is the ack reader's read deadline: it is set when frames
 // become outstanding on the lease and pushed forward on each ACK that makes
 // progress, and cleared when nothing is outstanding.
+//
+// A connection the sink ends on purpose (a requested or max_age
+// replacement, or Close) gets a CLOSE once its last writer let go (end):
+// NORMAL, or GOING_AWAY when the Writer is closing. The ack reader then
+// reads on, settling any ACK that still comes, until the drainer closes or
+// closeLinger passes, and closes the connection (docs/protocol.md, 4.5).
 
 // Fault point of the ack reader.
 var ackBefore = fault.Register("sink.ack.before",
 	"in the acked sink's ack reader, before an ACK settles the window; a delay makes acks late, close (or error) drops the connection")
 
+const (
+	// closeTimeout bounds the write of a CLOSE frame.
+	closeTimeout = time.Second
+	// closeLinger bounds how long the ack reader reads on after the sink
+	// sent CLOSE (NORMAL or GOING_AWAY), waiting for the drainer to close.
+	closeLinger = time.Second
+)
+
+// acked is the acked framing of one Writer.
+type acked struct {
+	w   *Writer // immutable
+	win window
+}
+
+func newAcked(w *Writer) *acked {
+	a := &acked{w: w}
+	a.win.nextID = 1
+	a.win.max = w.opts.WindowFrames
+	a.win.lim = wire.Limits{MaxFrameBytes: wire.DefaultMaxFrameBytes, MaxRecords: wire.DefaultMaxRecords}
+	a.win.room = make(chan struct{})
+	return a
+}
+
 // window is the acked framing's window: every frame given to Send and not yet
 // acknowledged, in frame id order.
 type window struct {
-	mu      sync.Mutex    // ordered after Writer.mu; see the package doc
+	mu      sync.Mutex    // no other lock is taken while it is held; see the package doc
 	entries []*entry      // guarded by mu; ordered by id
 	nextID  uint64        // guarded by mu; id of the next frame; ids start at 1
 	bytes   int64         // guarded by mu; sum of the entries' sizes
 	max     int           // guarded by mu; frame capacity: min(WindowFrames, the latest WELCOME's window)
 	lim     wire.Limits   // guarded by mu; the latest WELCOME's limits (the protocol defaults before the first)
-	cur     *lease        // guarded by mu; the lease whose flusher may write, nil while none
+	cur     *ackedConn    // guarded by mu; the connection whose flusher may write, nil before the first
 	room    chan struct{} // guarded by mu; closed and replaced whenever room may have appeared
-	closed  bool          // guarded by mu; set by Close
+	closed  bool          // guarded by mu; set by close: nothing enters the window any more
+}
+
+// ackedConn is the acked framing's state of one connection: the lease's fs.
+type ackedConn struct {
+	rd   *wire.Reader  // owned by the ack reader; the handshake's reader, so nothing it buffered is lost
+	wel  wire.Welcome  // immutable; the drainer's WELCOME
+	lim  wire.Limits   // immutable; the limits WELCOME granted
+	kick chan struct{} // capacity 1; wakes the flusher
+
+	cs   wire.ClientState // guarded by acked.win.mu; the session's window and ack checks
+	next uint64           // guarded by acked.win.mu; the flusher has written every window frame with a lower id
+
+	// The goodbye (end) and the reader agree, under acked.win.mu, on who
+	// closes the connection.
+	ending       bool // guarded by acked.win.mu; end is sending CLOSE: the reader's next error ends the session quietly
+	readerDone   bool // guarded by acked.win.mu; the ack reader has exited
+	readerCloses bool // guarded by acked.win.mu; end handed the closing of the connection to the ack reader
+}
+
+// poke wakes the connection's flusher.
+func (ac *ackedConn) poke() {
+	select {
+	case ac.kick <- struct{}{}:
+	default:
+	}
 }
 
 // entry is one DATA frame in the window.
@@ -90,17 +147,12 @@ type settled struct {
 	err  error
 }
 
+// runSettled makes the done calls, with no lock held: done belongs to the
+// caller of Send and may take its own locks.
 func runSettled(calls []settled) {
 	for _, c := range calls {
 		c.done(c.err)
 	}
-}
-
-func (win *window) init(opts *Options) {
-	win.nextID = 1
-	win.max = opts.WindowFrames
-	win.lim = wire.Limits{MaxFrameBytes: wire.DefaultMaxFrameBytes, MaxRecords: wire.DefaultMaxRecords}
-	win.room = make(chan struct{})
 }
 
 // wakeLocked wakes the Sends waiting for room. Called with win.mu held.
@@ -129,8 +181,8 @@ func (e *entry) recycleLocked() {
 // removeLocked takes the entry at index i out of the window with result err
 // and returns the done call to make if that completed its Send. Called with
 // win.mu held.
-func (w *Writer) removeLocked(i int, err error, out []settled) []settled {
-	win := &w.win
+func (a *acked) removeLocked(i int, err error, out []settled) []settled {
+	win := &a.win
 	e := win.entries[i]
 	e.gone = true
 	e.recycleLocked()
@@ -139,8 +191,8 @@ func (w *Writer) removeLocked(i int, err error, out []settled) []settled {
 	win.entries[n-1] = nil // let the frame's memory go
 	win.entries = win.entries[:n-1]
 	win.bytes -= e.size
-	w.m.windowFrames.Set(float64(len(win.entries)))
-	w.m.windowBytes.Set(float64(win.bytes))
+	a.w.m.windowFrames.Set(float64(len(win.entries)))
+	a.w.m.windowBytes.Set(float64(win.bytes))
 	g := e.grp
 	if err != nil && g.err == nil {
 		g.err = err
@@ -211,84 +263,77 @@ func split(recs []record.Record, lim wire.Limits) ([]part, error) {
 	return append(parts, cur), nil
 }
 
-var wireRecsPool = sync.Pool{New: func() any { return new([]record.Record) }}
-
-// sendAcked is Send for the acked framing.
-func (w *Writer) sendAcked(ctx context.Context, recs []record.Record, done func(error)) error {
-	w.win.mu.Lock()
-	lim := w.win.lim
-	w.win.mu.Unlock()
+// send cuts recs into DATA frames that fit the drainer's limits (never
+// splitting one queue message's records; a message too large for one frame
+// is an error wrapping ErrMessageTooLarge), waits for room in the window,
+// puts the frames there under the next frame ids and returns nil; the
+// frames are written in id order on the current connection, and re-sent on
+// the next one if it fails first. done(nil) is called once the drainer has
+// acknowledged every frame of the Send, done(ErrClosed) if the Writer closes
+// first (done(err wrapping ErrFrameLimits) if a new connection cannot take a
+// frame in the window). send returns ctx.Err() or ErrClosed while waiting
+// for room, and then never calls done.
+func (a *acked) send(ctx context.Context, recs []record.Record, done func(error)) error {
+	a.win.mu.Lock()
+	lim := a.win.lim
+	a.win.mu.Unlock()
 	parts, err := split(recs, lim)
 	if err != nil {
 		return err
 	}
 	g := &sendGroup{done: done, left: len(parts)}
-	wp := wireRecsPool.Get().(*[]record.Record)
-	defer func() {
-		clear(*wp)
-		wireRecsPool.Put(wp)
-	}()
 	for _, p := range parts {
-		e, err := w.reserve(ctx, g, p)
+		e, err := a.reserve(ctx, g, p)
 		if err != nil {
-			w.abandon(g)
+			a.abandon(g)
 			return err
 		}
-		wr := (*wp)[:0]
-		for i := p.lo; i < p.hi; i++ {
-			r := &recs[i]
-			wr = append(wr, record.Record{
-				ID:   record.ID{Stream: r.ID.Stream, Seq: r.ID.Seq, Index: r.ID.Index},
-				Data: r.Data,
-			})
-		}
-		*wp = wr
 		bp := dataPool.Get().(*[]byte)
-		buf, err := wire.AppendData(slices.Grow((*bp)[:0], int(p.size)), e.id, wr, lim)
+		buf, err := wire.AppendData(slices.Grow((*bp)[:0], int(p.size)), e.id, recs[p.lo:p.hi], lim)
 		if err != nil {
 			// split checked what AppendData checks, so this is a bug; do
 			// not leave a hole in the window.
 			err = fmt.Errorf("sink: encode DATA frame %d: %w", e.id, err)
-			w.win.mu.Lock()
+			a.win.mu.Lock()
 			g.abandoned = true
-			for i, x := range w.win.entries {
+			for i, x := range a.win.entries {
 				if x == e {
-					_ = w.removeLocked(i, err, nil)
-					w.win.wakeLocked()
+					_ = a.removeLocked(i, err, nil)
+					a.win.wakeLocked()
 					break
 				}
 			}
-			w.win.mu.Unlock()
+			a.win.mu.Unlock()
 			return err
 		}
-		w.win.mu.Lock()
+		a.win.mu.Lock()
 		if e.gone {
-			// Close settled it while we encoded: nobody will write buf.
+			// close settled it while we encoded: nobody will write buf.
 			*bp = buf[:0]
 			dataPool.Put(bp)
 		} else {
 			e.buf, e.bp, e.ready = buf, bp, true
 		}
-		if l := w.win.cur; l != nil {
-			l.poke()
+		if ac := a.win.cur; ac != nil {
+			ac.poke()
 		}
-		w.win.mu.Unlock()
+		a.win.mu.Unlock()
 	}
 	return nil
 }
 
 // reserve waits for room in the window and appends a not yet encoded entry
 // for p to it, under the next frame id.
-func (w *Writer) reserve(ctx context.Context, g *sendGroup, p part) (*entry, error) {
-	win := &w.win
+func (a *acked) reserve(ctx context.Context, g *sendGroup, p part) (*entry, error) {
+	win := &a.win
 	win.mu.Lock()
 	for {
-		if win.closed {
+		if win.closed || a.w.isClosed() {
 			win.mu.Unlock()
 			return nil, ErrClosed
 		}
 		n := len(win.entries)
-		if n < win.max && (n == 0 || win.bytes+p.size <= w.opts.WindowBytes) {
+		if n < win.max && (n == 0 || win.bytes+p.size <= a.w.opts.WindowBytes) {
 			break
 		}
 		room := win.room
@@ -297,7 +342,7 @@ func (w *Writer) reserve(ctx context.Context, g *sendGroup, p part) (*entry, err
 		case <-room:
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-w.done:
+		case <-a.w.done:
 			return nil, ErrClosed
 		}
 		win.mu.Lock()
@@ -306,37 +351,31 @@ func (w *Writer) reserve(ctx context.Context, g *sendGroup, p part) (*entry, err
 	win.nextID++
 	win.entries = append(win.entries, e)
 	win.bytes += p.size
-	w.m.windowFrames.Set(float64(len(win.entries)))
-	w.m.windowBytes.Set(float64(win.bytes))
+	a.w.m.windowFrames.Set(float64(len(win.entries)))
+	a.w.m.windowBytes.Set(float64(win.bytes))
 	win.mu.Unlock()
 	return e, nil
 }
 
 // abandon marks g so that its done is never called: its Send returns an
 // error. Frames of g already in the window are still delivered.
-func (w *Writer) abandon(g *sendGroup) {
-	w.win.mu.Lock()
+func (a *acked) abandon(g *sendGroup) {
+	a.win.mu.Lock()
 	g.abandoned = true
-	w.win.mu.Unlock()
+	a.win.mu.Unlock()
 }
 
-// poke wakes l's flusher.
-func (l *lease) poke() {
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
-}
-
-// closeWindow settles every frame left in the window with ErrClosed. Close
-// calls it once no goroutine of the Writer runs any more.
-func (w *Writer) closeWindow() {
-	w.win.mu.Lock()
+// close settles every frame left in the window with ErrClosed, and lets no
+// new frame in.
+func (a *acked) close() {
+	a.win.mu.Lock()
+	a.win.closed = true
 	var calls []settled
-	for len(w.win.entries) > 0 {
-		calls = w.removeLocked(0, ErrClosed, calls)
+	for len(a.win.entries) > 0 {
+		calls = a.removeLocked(0, ErrClosed, calls)
 	}
-	w.win.mu.Unlock()
+	a.win.wakeLocked()
+	a.win.mu.Unlock()
 	runSettled(calls)
 }
 
@@ -345,45 +384,68 @@ func (e *entry) tooBig(lim wire.Limits) bool {
 	return e.size-wire.HeaderLen > int64(lim.MaxFrameBytes) || e.recs > lim.MaxRecords
 }
 
-// flusher writes the window's frames on l in id order until l breaks, stops
-// being current, or the Writer closes. It owns one reference to l.
-func (w *Writer) flusher(ctx context.Context, l *lease) {
+// start makes l's connection the window's, wakes the previous connection's
+// flusher (so that it sees it is no longer the window's and lets go of its
+// lease), and starts l's flusher and ack reader.
+func (a *acked) start(ctx context.Context, l *lease) {
+	w := a.w
+	ac := l.fs.(*ackedConn)
+	a.win.mu.Lock()
+	prev := a.win.cur
+	a.win.cur = ac
+	a.win.lim = ac.lim
+	a.win.max = min(w.opts.WindowFrames, int(min(ac.wel.Window, 1<<30)))
+	a.win.wakeLocked()
+	a.win.mu.Unlock()
+	if prev != nil {
+		prev.poke()
+	}
+	w.wg.Add(1)
+	go a.ackReader(ctx, l, ac)
+	if w.ref(l) { // the flusher's; cannot fail, install holds a reference
+		w.wg.Add(1)
+		go a.flusher(ctx, l, ac)
+	}
+}
+
+// flusher writes the window's frames on l in id order until l breaks,
+// another connection becomes the window's, or the Writer closes. It owns
+// one reference to l.
+func (a *acked) flusher(ctx context.Context, l *lease, ac *ackedConn) {
+	w := a.w
 	defer w.wg.Done()
 	defer w.release(l)
-	var batch []*entry
+	var batch, tooBig []*entry
 	for {
-		batch = batch[:0]
+		batch, tooBig = batch[:0], tooBig[:0]
 		var calls []settled
-		w.win.mu.Lock()
-		if w.win.cur != l || l.broken.Load() {
-			w.win.mu.Unlock()
+		a.win.mu.Lock()
+		if a.win.cur != ac || l.broken.Load() {
+			a.win.mu.Unlock()
 			return
 		}
 		now := time.Now()
-		idle := l.cs.Unacked() == 0
-		for i := 0; i < len(w.win.entries); i++ {
-			e := w.win.entries[i]
-			if e.id < l.next {
+		idle := ac.cs.Unacked() == 0
+		for i := 0; i < len(a.win.entries); i++ {
+			e := a.win.entries[i]
+			if e.id < ac.next {
 				continue
 			}
 			if !e.ready {
 				break
 			}
-			if e.tooBig(l.lim) {
-				w.log.Error("a frame in the window exceeds the limits of the new connection to the drainer; its records are given back for redelivery",
-					"frame_id", e.id, "frame_bytes", e.size, "records", e.recs,
-					"max_frame_bytes", l.lim.MaxFrameBytes, "max_records", l.lim.MaxRecords,
-					keyHint, "the drainer lowered its limits; keep them stable across restarts")
-				calls = w.removeLocked(i, fmt.Errorf("frame %d of %d bytes and %d records, limits %d bytes and %d records: %w",
-					e.id, e.size, e.recs, l.lim.MaxFrameBytes, l.lim.MaxRecords, ErrFrameLimits), calls)
-				w.win.wakeLocked()
+			if e.tooBig(ac.lim) {
+				tooBig = append(tooBig, e) // logged below, outside the lock
+				calls = a.removeLocked(i, fmt.Errorf("frame %d of %d bytes and %d records, limits %d bytes and %d records: %w",
+					e.id, e.size, e.recs, ac.lim.MaxFrameBytes, ac.lim.MaxRecords, ErrFrameLimits), calls)
+				a.win.wakeLocked()
 				i--
 				continue
 			}
-			if !l.cs.CanSend() || l.cs.Sent(e.id) != nil {
+			if !ac.cs.CanSend() || ac.cs.Sent(e.id) != nil {
 				break
 			}
-			l.next = e.id + 1
+			ac.next = e.id + 1
 			e.sends++
 			e.writes++
 			e.sentAt = now
@@ -392,10 +454,17 @@ func (w *Writer) flusher(ctx context.Context, l *lease) {
 			}
 			batch = append(batch, e)
 		}
-		if idle && l.cs.Unacked() > 0 {
+		if idle && ac.cs.Unacked() > 0 {
 			_ = l.conn.SetReadDeadline(now.Add(w.opts.AckTimeout))
 		}
-		w.win.mu.Unlock()
+		a.win.mu.Unlock()
+		for _, e := range tooBig { // id, size and recs are immutable
+			w.log.Error("a frame in the window exceeds the limits of the new connection to the drainer; its records are given back for redelivery",
+				"frame_id", e.id, "frame_bytes", e.size, obs.KeyRecords, e.recs, // TODO(obs): keys frame_id, frame_bytes
+				"max_frame_bytes", ac.lim.MaxFrameBytes, "max_records", ac.lim.MaxRecords, // TODO(obs): keys max_frame_bytes, max_records
+				obs.KeyHint, "the drainer lowered its limits; keep them stable across restarts")
+		}
+		clear(tooBig)
 		runSettled(calls)
 
 		var werr error
@@ -403,20 +472,16 @@ func (w *Writer) flusher(ctx context.Context, l *lease) {
 			if werr = w.writeFrame(ctx, l, e.buf); werr != nil {
 				break // l is retired (the frames stay in the window) or the Writer closed
 			}
-			w.frames.Add(1)
-			w.records.Add(uint64(e.recs))
-			w.bytes.Add(uint64(e.size))
 			w.m.frames.Inc()
-			w.m.records.Add(float64(e.recs))
 			w.m.bytes.Add(float64(e.size))
 		}
 		if len(batch) > 0 {
-			w.win.mu.Lock()
+			a.win.mu.Lock()
 			for _, e := range batch {
 				e.writes--
 				e.recycleLocked()
 			}
-			w.win.mu.Unlock()
+			a.win.mu.Unlock()
 			clear(batch)
 			if werr != nil {
 				return
@@ -424,7 +489,7 @@ func (w *Writer) flusher(ctx context.Context, l *lease) {
 			continue
 		}
 		select {
-		case <-l.kick:
+		case <-ac.kick:
 		case <-l.gone:
 			return
 		case <-w.done:
@@ -436,14 +501,25 @@ func (w *Writer) flusher(ctx context.Context, l *lease) {
 }
 
 // ackReader reads l's ACK and CLOSE frames and settles the window, until the
-// connection fails or is closed. It replaces readLoop in the acked framing.
-func (w *Writer) ackReader(ctx context.Context, l *lease) {
+// connection fails or is closed, or the session ended after the sink's
+// CLOSE (then it closes the connection if end handed that over).
+func (a *acked) ackReader(ctx context.Context, l *lease, ac *ackedConn) {
+	w := a.w
 	defer w.wg.Done()
+	defer func() {
+		a.win.mu.Lock()
+		ac.readerDone = true
+		closes := ac.readerCloses
+		a.win.mu.Unlock()
+		if closes {
+			_ = l.conn.Close()
+		}
+	}()
 	for {
-		f, err := l.rd.ReadFrame()
+		f, err := ac.rd.ReadFrame()
 		if err == nil && f.Type == wire.TypeAck {
 			if herr := ackBefore.Hit(ctx); herr != nil {
-				if !errors.Is(herr, fault.ErrInjected) && !errors.Is(herr, fault.ErrInjectedClose) {
+				if !fault.IsInjected(herr) {
 					return // ctx ended during a delay: the Writer is stopping
 				}
 				shutdown(l.conn)
@@ -452,44 +528,53 @@ func (w *Writer) ackReader(ctx context.Context, l *lease) {
 			}
 		}
 		var calls []settled
+		ending := false
+		a.win.mu.Lock()
 		if err == nil {
-			w.win.mu.Lock()
 			var up uint64
-			up, err = l.cs.Receive(f)
+			up, err = ac.cs.Receive(f)
 			if err == nil {
 				now := time.Now()
-				n := 0
-				for len(w.win.entries) > 0 && w.win.entries[0].id <= up {
-					e := w.win.entries[0]
+				n, recs := 0, 0
+				for len(a.win.entries) > 0 && a.win.entries[0].id <= up {
+					e := a.win.entries[0]
 					w.m.ackSeconds.Observe(now.Sub(e.sentAt).Seconds())
-					calls = w.removeLocked(0, nil, calls)
+					recs += e.recs
+					calls = a.removeLocked(0, nil, calls)
 					n++
 				}
 				if n > 0 {
 					w.m.ackedFrames.Add(float64(n))
-					w.ackedFrames.Add(uint64(n))
-					w.win.wakeLocked()
-					l.poke() // the session's window has room again
+					w.m.records.Add(float64(recs))
+					a.win.wakeLocked()
+					ac.poke() // the session's window has room again
 				}
-				// Ack progress pushes the ack timeout forward.
-				var deadline time.Time
-				if l.cs.Unacked() > 0 {
-					deadline = now.Add(w.opts.AckTimeout)
+				// Ack progress pushes the ack timeout forward; after the
+				// sink's CLOSE, the linger deadline stays.
+				if !ac.ending {
+					var deadline time.Time
+					if ac.cs.Unacked() > 0 {
+						deadline = now.Add(w.opts.AckTimeout)
+					}
+					_ = l.conn.SetReadDeadline(deadline)
 				}
-				_ = l.conn.SetReadDeadline(deadline)
 			}
-			w.win.mu.Unlock()
 		}
+		ending = ac.ending
+		a.win.mu.Unlock()
 		runSettled(calls)
 		if err != nil {
-			w.readFailed(ctx, l, err)
+			if !ending { // after the sink's CLOSE, any end of the stream is the session's end
+				a.readFailed(ctx, l, ac, err)
+			}
 			return
 		}
 	}
 }
 
 // readFailed ends l after its ack reader met err.
-func (w *Writer) readFailed(ctx context.Context, l *lease, err error) {
+func (a *acked) readFailed(ctx context.Context, l *lease, ac *ackedConn, err error) {
+	w := a.w
 	if errors.Is(err, net.ErrClosed) || w.isClosed() {
 		return // we closed it
 	}
@@ -500,26 +585,26 @@ func (w *Writer) readFailed(ctx context.Context, l *lease, err error) {
 		} else if c >= 0x0100 && c < 0x0400 {
 			lvl = slog.LevelError
 		}
-		w.log.Log(ctx, lvl, "the drainer closed the connection", keyGen, l.gen,
-			keyCode, pc.Close.Code.String(), keyPeerReason, pc.Close.Reason)
+		w.log.Log(ctx, lvl, "the drainer closed the connection", obs.KeyGen, l.gen,
+			obs.KeyCode, pc.Close.Code.String(), obs.KeyPeerReason, pc.Close.Reason)
 		w.fail(ctx, l, ReasonPeerClosed, fmt.Errorf("read from %q: %w", w.opts.Path, err))
 		return
 	}
 	if pe, ok := errors.AsType[*wire.ProtocolError](err); ok {
-		w.log.Error("the drainer broke the acked protocol; closing the connection", keyGen, l.gen,
-			keyCode, pe.Code.String(), keyErr, err, keyHint, "check the drainer's version and implementation against docs/protocol.md")
-		w.failWithClose(ctx, l, wire.CloseFor(err), ReasonProtocolError, fmt.Errorf("read from %q: %w", w.opts.Path, err))
+		w.log.Error("the drainer broke the acked protocol; closing the connection", obs.KeyGen, l.gen,
+			obs.KeyCode, pe.Code.String(), obs.KeyErr, err, obs.KeyHint, "check the drainer's version and implementation against docs/protocol.md")
+		a.failWithClose(ctx, l, wire.CloseFor(err), ReasonProtocolError, fmt.Errorf("read from %q: %w", w.opts.Path, err))
 		return
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		w.win.mu.Lock()
-		n := l.cs.Unacked()
-		w.win.mu.Unlock()
+		a.win.mu.Lock()
+		n := ac.cs.Unacked()
+		a.win.mu.Unlock()
 		w.notify(EventAckTimeout, ReasonAckTimeout)
 		w.log.Warn("no acknowledgement from the drainer in time; re-sending the window on a new connection",
-			keyGen, l.gen, "unacked_frames", n, "ack_timeout", w.opts.AckTimeout,
-			keyHint, "the drainer is stalled or slow to make records durable (disk?); raise sink ack timeout if this is expected")
-		w.failWithClose(ctx, l, wire.Close{Code: wire.CodeTimeout, Reason: fmt.Sprintf("no ACK for %v", w.opts.AckTimeout)},
+			obs.KeyGen, l.gen, "unacked_frames", n, obs.KeyTimeout, w.opts.AckTimeout, // TODO(obs): key unacked_frames
+			obs.KeyHint, "the drainer is stalled or slow to make records durable (disk?); raise sink ack timeout if this is expected")
+		a.failWithClose(ctx, l, wire.Close{Code: wire.CodeTimeout, Reason: fmt.Sprintf("no ACK for %v", w.opts.AckTimeout)},
 			ReasonAckTimeout, fmt.Errorf("no ACK from %q for %v: %w", w.opts.Path, w.opts.AckTimeout, err))
 		return
 	}
@@ -536,7 +621,8 @@ func (w *Writer) readFailed(ctx context.Context, l *lease, err error) {
 // progress (bounded by WriteTimeout, or cut short by Close); no new write
 // starts on a broken lease. Nothing is sent if the connection is already
 // closed.
-func (w *Writer) failWithClose(ctx context.Context, l *lease, c wire.Close, reason string, err error) {
+func (a *acked) failWithClose(ctx context.Context, l *lease, c wire.Close, reason string, err error) {
+	w := a.w
 	held := w.ref(l)
 	w.fail(ctx, l, reason, err)
 	if !held {
@@ -544,39 +630,63 @@ func (w *Writer) failWithClose(ctx context.Context, l *lease, c wire.Close, reas
 	}
 	defer w.release(l)
 	l.wmu.Lock()
-	_ = l.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = l.conn.SetWriteDeadline(time.Now().Add(closeTimeout))
 	_, _ = l.conn.Write(wire.AppendClose(nil, c))
 	l.wmu.Unlock()
 	shutdown(l.conn)
 }
 
-// ref takes a reference to l if its connection is still open.
-func (w *Writer) ref(l *lease) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if _, ok := w.live[l]; !ok {
+// end says goodbye on a connection the sink ends on purpose: unless it
+// broke, l gets CLOSE NORMAL (replaced) or GOING_AWAY (the Writer is
+// closing), its write half is shut down, and the ack reader reads on for
+// at most closeLinger (settling ACKs that still come) and closes it. No
+// write is in progress on l: its last reference is gone.
+func (a *acked) end(l *lease) bool {
+	w := a.w
+	ac := l.fs.(*ackedConn)
+	if l.broken.Load() {
 		return false
 	}
-	l.refs++
+	c := wire.Close{Code: wire.CodeNormal, Reason: "connection replaced"}
+	if w.isClosed() {
+		c = wire.Close{Code: wire.CodeGoingAway, Reason: "sink shutting down"}
+	}
+	a.win.mu.Lock()
+	if ac.readerDone {
+		a.win.mu.Unlock()
+		return false
+	}
+	ac.ending = true
+	a.win.mu.Unlock()
+
+	l.wmu.Lock()
+	_ = l.conn.SetWriteDeadline(time.Now().Add(closeTimeout))
+	_, err := l.conn.Write(wire.AppendClose(nil, c))
+	l.wmu.Unlock()
+	if err != nil {
+		w.log.Debug("could not send CLOSE to the drainer", obs.KeyGen, l.gen, obs.KeyCode, c.Code.String(), obs.KeyErr, err)
+	}
+	closeWrite(l.conn)
+
+	a.win.mu.Lock()
+	defer a.win.mu.Unlock()
+	if ac.readerDone || err != nil {
+		return false
+	}
+	ac.readerCloses = true
+	_ = l.conn.SetReadDeadline(time.Now().Add(closeLinger))
 	return true
 }
-
-// handshakeError is a failed handshake: code is the metric label.
-type handshakeError struct {
-	code string
-	err  error
-}
-
-func (e *handshakeError) Error() string { return e.err.Error() }
-func (e *handshakeError) Unwrap() error { return e.err }
 
 // handshake sends HELLO on conn and reads the WELCOME, within WriteTimeout.
 // On a protocol violation by the drainer it answers with CLOSE. conn is left
 // open either way; the caller closes it on error.
-func (w *Writer) handshake(conn net.Conn) (*wire.Reader, wire.ClientState, wire.Welcome, error) {
+func (a *acked) handshake(conn net.Conn) (any, []any, error) {
+	w := a.w
 	var cs wire.ClientState
-	fail := func(code string, err error) (*wire.Reader, wire.ClientState, wire.Welcome, error) {
-		return nil, cs, wire.Welcome{}, &handshakeError{code: code, err: err}
+	const hint = "check that the drainer speaks the acked framing (sluice drain with framing: acked) and its version"
+	fail := func(code string, err error) (any, []any, error) {
+		return nil, nil, &handshakeError{code: code, hint: hint, err: err}
 	}
 	_ = conn.SetDeadline(time.Now().Add(w.opts.WriteTimeout))
 	h := wire.Hello{
@@ -612,13 +722,17 @@ func (w *Writer) handshake(conn net.Conn) (*wire.Reader, wire.ClientState, wire.
 			return fail(pe.Code.String(), fmt.Errorf("bad answer to HELLO from %q (this sink speaks versions %d..%d): %w", w.opts.Path, h.MinVersion, h.MaxVersion, err))
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = conn.SetWriteDeadline(time.Now().Add(closeTimeout))
 			_, _ = conn.Write(wire.AppendClose(nil, wire.Close{Code: wire.CodeTimeout, Reason: "no WELCOME in time"}))
 		}
 		return fail(ioCode(err), fmt.Errorf("read WELCOME from %q: %w", w.opts.Path, err))
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return rd, cs, f.Welcome, nil
+	wel := f.Welcome
+	ac := &ackedConn{rd: rd, wel: wel, lim: wel.Limits(), kick: make(chan struct{}, 1), cs: cs}
+	attrs := []any{obs.KeyFraming, wire.FramingAcked, "server", wel.Server, "version", wel.Version, // TODO(obs): keys server, version, window, max_frame_bytes, max_records
+		"window", wel.Window, "max_frame_bytes", wel.MaxFrameBytes, "max_records", wel.MaxRecords}
+	return ac, attrs, nil
 }
 
 // ioCode is the handshake failure label of an I/O error.
@@ -627,11 +741,4 @@ func ioCode(err error) string {
 		return "TIMEOUT"
 	}
 	return "IO"
-}
-
-// notify calls Options.Notify, if set.
-func (w *Writer) notify(event, reason string) {
-	if w.opts.Notify != nil {
-		w.opts.Notify(event, reason)
-	}
 }

@@ -212,7 +212,7 @@ func (p *ackPeer) violations() []error {
 func ackedWriter(t testing.TB, path string, opts sink.Options) (*sink.Writer, *prometheus.Registry) {
 	t.Helper()
 	opts.Path = path
-	opts.Framing = sink.FramingAcked
+	opts.Framing = wire.FramingAcked
 	if opts.BackoffMin == 0 {
 		opts.BackoffMin = time.Millisecond
 		opts.BackoffMax = 20 * time.Millisecond

@@ -13,6 +13,8 @@ import (
 	"github.com/sluice-dev/sluice/internal/testkit"
 	"github.com/sluice-dev/sluice/record"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/sink"
 	"github.com/sluice-dev/sluice/wire"
@@ -224,8 +226,19 @@ func TestWriter_AckedReconnectUnderLoad(t *testing.T) {
 	if got := reconnects(t, reg, sink.ReasonPeerClosed) + reconnects(t, reg, sink.ReasonWriteError); got < kills {
 		t.Errorf("reconnects{peer_closed or write_error} = %v, want >= %d", got, kills)
 	}
-	if got := w.Stats().WindowFrames; got != 0 {
-		t.Errorf("window holds %d frames after every done", got)
+	if got := counter(t, reg, "sluice_sink_window_frames"); got != 0 {
+		t.Errorf("window holds %v frames after every done", got)
+	}
+	// Every record is counted delivered once, however often its frame was
+	// re-sent; every write, re-sends included, is a frame written.
+	if got := counter(t, reg, "sluice_sink_records_total"); got != 2*writers*perWriter {
+		t.Errorf("records_total = %v, want %d (each record once)", got, 2*writers*perWriter)
+	}
+	// (A re-sent frame counts in resent_frames_total when it is handed to
+	// the flusher, and in frames_total only if its write completed.)
+	resent := counter(t, reg, "sluice_sink_resent_frames_total")
+	if got := counter(t, reg, "sluice_sink_frames_total"); got < writers*perWriter || got > writers*perWriter+resent {
+		t.Errorf("frames_total = %v, want between %d (each acked frame written once) and %v (plus every re-send)", got, writers*perWriter, writers*perWriter+resent)
 	}
 }
 
@@ -477,4 +490,128 @@ func TestWriter_AckedFaultPoint(t *testing.T) {
 	if got := dl.list(); !slices.Equal(got, []string{"1:<nil>"}) {
 		t.Errorf("done calls %v", got)
 	}
+}
+
+// TestWriter_AckedGoodbye: a connection the sink ends on purpose gets a
+// CLOSE before it is closed (docs/protocol.md, 4.5): NORMAL when a requested
+// reconnect or MaxConnAge replaced it, once its last writer let go, and
+// GOING_AWAY on Close. The drainer sees no error, the frames acked before
+// stay settled once, and the replacement is counted under its own reason,
+// not as a failure.
+func TestWriter_AckedGoodbye(t *testing.T) {
+	closesOf := func(p *ackPeer) []wire.CloseCode {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		var codes []wire.CloseCode
+		for _, c := range p.closes {
+			codes = append(codes, c.Code)
+		}
+		return codes
+	}
+	waitCloses := func(t *testing.T, p *ackPeer, want ...wire.CloseCode) {
+		t.Helper()
+		testkit.WaitFor(t, 10*time.Second, func() error {
+			if got := closesOf(p); !slices.Equal(got, want) {
+				return fmt.Errorf("CLOSE codes from the sink %v, want %v", got, want)
+			}
+			return nil
+		})
+	}
+	sendOne := func(t *testing.T, w *sink.Writer, seq uint64, dl *doneLog) {
+		t.Helper()
+		n := dl.n.Load()
+		if err := w.Send(bg, msg(seq, 2), dl.fn(fmt.Sprint(seq))); err != nil {
+			t.Fatal(err)
+		}
+		testkit.WaitFor(t, 10*time.Second, func() error {
+			if got := dl.n.Load(); got != n+1 {
+				return fmt.Errorf("%d dones, want %d", got, n+1)
+			}
+			return nil
+		})
+	}
+	noFailure := func(t *testing.T, p *ackPeer, reg *prometheus.Registry) {
+		t.Helper()
+		for _, r := range []string{sink.ReasonPeerClosed, sink.ReasonWriteError, sink.ReasonProtocolError, sink.ReasonAckTimeout} {
+			if got := reconnects(t, reg, r); got != 0 {
+				t.Errorf("reconnects{%s} = %v, want 0", r, got)
+			}
+		}
+		if v := p.violations(); len(v) > 0 {
+			t.Errorf("the drainer saw protocol violations: %v", v)
+		}
+	}
+
+	t.Run("reconnect", func(t *testing.T) {
+		path := socketPath(t)
+		p := startAckPeer(t, path, &ackPeer{})
+		w, reg := ackedWriter(t, path, sink.Options{})
+		var dl doneLog
+		sendOne(t, w, 1, &dl)
+		// The connection is idle (everything acked) when it is replaced:
+		// its flusher must still let go of it.
+		w.Reconnect(sink.ReasonRequested)
+		waitCloses(t, p, wire.CodeNormal)
+		sendOne(t, w, 2, &dl)
+		if got := reconnects(t, reg, sink.ReasonRequested); got != 1 {
+			t.Errorf("reconnects{requested} = %v, want 1", got)
+		}
+		if a, b := p.framesOn(0), p.framesOn(1); !slices.Equal(a, []uint64{1}) || !slices.Equal(b, []uint64{2}) {
+			t.Errorf("frames on the connections: %v then %v, want [1] then [2]", a, b)
+		}
+		noFailure(t, p, reg)
+		w.Close()
+		waitCloses(t, p, wire.CodeNormal, wire.CodeGoingAway)
+		if got := dl.list(); !slices.Equal(got, []string{"1:<nil>", "2:<nil>"}) {
+			t.Errorf("done calls %v", got)
+		}
+	})
+
+	t.Run("max_age", func(t *testing.T) {
+		path := socketPath(t)
+		p := startAckPeer(t, path, &ackPeer{})
+		w, reg := ackedWriter(t, path, sink.Options{MaxConnAge: 100 * time.Millisecond})
+		var dl doneLog
+		sendOne(t, w, 1, &dl)
+		testkit.WaitFor(t, 10*time.Second, func() error {
+			if got := closesOf(p); len(got) < 2 {
+				return fmt.Errorf("CLOSE codes from the sink %v, want at least two replacements", got)
+			}
+			return nil
+		})
+		for i, c := range closesOf(p) {
+			if c != wire.CodeNormal {
+				t.Errorf("CLOSE %d from the sink: %v, want NORMAL", i, c)
+			}
+		}
+		if got := reconnects(t, reg, sink.ReasonMaxAge); got < 2 {
+			t.Errorf("reconnects{max_age} = %v, want at least 2", got)
+		}
+		noFailure(t, p, reg)
+	})
+
+	t.Run("close", func(t *testing.T) {
+		path := socketPath(t)
+		p := startAckPeer(t, path, &ackPeer{})
+		w, reg := ackedWriter(t, path, sink.Options{})
+		var dl doneLog
+		sendOne(t, w, 1, &dl)
+		noFailure(t, p, reg)
+		start := time.Now()
+		w.Close()
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("Close took %v", d)
+		}
+		waitCloses(t, p, wire.CodeGoingAway)
+		// The drainer's end of the connection is closed too.
+		testkit.WaitFor(t, 10*time.Second, func() error {
+			p.d.mu.Lock()
+			defer p.d.mu.Unlock()
+			if len(p.d.conns) != 1 {
+				return fmt.Errorf("%d connections accepted", len(p.d.conns))
+			}
+			return nil
+		})
+		p.d.finish(t)
+	})
 }

@@ -24,6 +24,6 @@ var ErrMessageTooLarge = errors.New("sink: a queue message's records exceed the 
 // delivered and the pipeline redelivers them.
 var ErrFrameLimits = errors.New("sink: frame exceeds the limits of the drainer's new connection")
 
-// ErrUnknownFraming is returned by Send when Options.Framing is neither
-// "lines" nor "acked".
+// ErrUnknownFraming is wrapped by the error Send returns when
+// Options.Framing is neither wire.FramingLines nor wire.FramingAcked.
 var ErrUnknownFraming = errors.New("sink: unknown framing")

@@ -84,6 +84,26 @@ func counter(t testing.TB, reg *prometheus.Registry, name string, labels ...stri
 	return 0
 }
 
+// total sums every series of one sink metric in reg (all label values);
+// 0 when it has none.
+func total(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
+
 func reconnects(t testing.TB, reg *prometheus.Registry, reason string) float64 {
 	t.Helper()
 	return counter(t, reg, "sluice_sink_reconnects_total", "reason", reason)

@@ -3,15 +3,21 @@ package sink
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"sync"
 
 	"github.com/sluice-dev/sluice/record"
 )
 
-// This file is the "lines" framing: a frame is its records' bytes, each
-// followed by '\n', written with one Write call to one connection. Delivery
-// ends at the kernel, so a frame is done once its Write returned. The
-// "acked" framing is in acked.go; Send dispatches on Options.Framing.
+// lines is the "lines" framing: a frame is its records' bytes, each
+// followed by '\n', written with one Write call to one connection. There is
+// no handshake and no per-connection state; delivery ends at the kernel, so
+// a frame is done once its Write returned. Each connection has one
+// goroutine, readLoop, which only notices a drainer that went away.
+type lines struct {
+	w *Writer // immutable
+}
 
 // maxPooledFrame caps the buffers kept for reuse, so one huge frame does not
 // pin its memory forever.
@@ -22,46 +28,33 @@ var framePool = sync.Pool{New: func() any {
 	return &b
 }}
 
-// Send delivers recs as one frame (pipeline.Sink).
-//
-// Lines framing: Send writes recs as one frame of lines. It blocks while there is no
+// handshake does nothing: a lines connection is usable once connected.
+func (*lines) handshake(net.Conn) (any, []any, error) { return nil, nil, nil }
+
+// start starts l's reader.
+func (f *lines) start(ctx context.Context, l *lease) {
+	f.w.wg.Add(1)
+	go f.readLoop(ctx, l)
+}
+
+// end lets the core close the connection: a lines session has no goodbye.
+func (*lines) end(*lease) bool { return false }
+
+// close has nothing to settle: a lines Send finishes before it returns.
+func (*lines) close() {}
+
+// send writes recs as one frame of lines. It blocks while there is no
 // connection, retries the whole frame on the next connection after a failed
 // or partial write (a partial line left on the old connection is the
 // drainer's to discard at EOF), and returns nil only once the whole frame was
 // written to one connection, after calling done(nil). It returns ctx.Err()
-// or ErrClosed otherwise, and then never calls done. Send is safe for
-// concurrent use; frames never interleave.
-//
-// Acked framing: Send cuts recs into DATA frames that fit the drainer's
-// limits (never splitting one queue message's records; a message too large
-// for one frame is an error wrapping ErrMessageTooLarge), waits for room in
-// the window, puts the frames there under the next frame ids and returns
-// nil; the frames are written in id order on the current connection, and
-// re-sent on the next one if it fails first. done(nil) is called once the
-// drainer has acknowledged every frame of the Send, done(ErrClosed) if the
-// Writer closes first (done(err wrapping ErrFrameLimits) if a new connection
-// cannot take a frame in the window). Send returns ctx.Err() or ErrClosed
-// while waiting for room, and then never calls done.
-func (w *Writer) Send(ctx context.Context, recs []record.Record, done func(error)) error {
-	if w.cfgErr != nil {
-		return w.cfgErr
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if w.isClosed() {
-		return ErrClosed
-	}
-	if len(recs) == 0 {
-		done(nil)
-		return nil
-	}
-	if w.ackd {
-		return w.sendAcked(ctx, recs, done)
-	}
+// or ErrClosed otherwise, and then never calls done. Frames never
+// interleave.
+func (f *lines) send(ctx context.Context, recs []record.Record, done func(error)) error {
+	w := f.w
 	bp := framePool.Get().(*[]byte)
 	frame := appendLines((*bp)[:0], recs)
-	err := w.sendFrame(ctx, frame)
+	err := f.sendFrame(ctx, frame)
 	if cap(frame) <= maxPooledFrame {
 		*bp = frame[:0]
 		framePool.Put(bp)
@@ -69,13 +62,9 @@ func (w *Writer) Send(ctx context.Context, recs []record.Record, done func(error
 	if err != nil {
 		return err
 	}
-	n := uint64(len(frame))
-	w.frames.Add(1)
-	w.records.Add(uint64(len(recs)))
-	w.bytes.Add(n)
 	w.m.frames.Inc()
 	w.m.records.Add(float64(len(recs)))
-	w.m.bytes.Add(float64(n))
+	w.m.bytes.Add(float64(len(frame)))
 	done(nil)
 	return nil
 }
@@ -99,8 +88,10 @@ func appendLines(b []byte, recs []record.Record) []byte {
 }
 
 // sendFrame writes frame whole to one connection, moving to the next
-// connection after a failure, until it succeeds, ctx ends or w is closed.
-func (w *Writer) sendFrame(ctx context.Context, frame []byte) error {
+// connection after a failure, until it succeeds, ctx ends or the Writer is
+// closed.
+func (f *lines) sendFrame(ctx context.Context, frame []byte) error {
+	w := f.w
 	for {
 		l, err := w.acquire(ctx)
 		if err != nil {
@@ -117,5 +108,22 @@ func (w *Writer) sendFrame(ctx context.Context, frame []byte) error {
 			return ctx.Err()
 		}
 		// The lease is retired; acquire waits for the connector's next one.
+	}
+}
+
+// readLoop reads and discards whatever the drainer sends on l (a lines
+// drainer sends nothing), so that a drainer that goes away is noticed even
+// when nobody writes. It exits when the connection fails or is closed.
+func (f *lines) readLoop(ctx context.Context, l *lease) {
+	w := f.w
+	defer w.wg.Done()
+	var buf [512]byte
+	for {
+		if _, err := l.conn.Read(buf[:]); err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				w.fail(ctx, l, ReasonPeerClosed, fmt.Errorf("read from %q: %w", w.opts.Path, err))
+			}
+			return
+		}
 	}
 }

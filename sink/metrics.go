@@ -60,19 +60,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		frames: f.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_sink_frames_total",
-			Help: "Frames completely written to the drainer's socket.",
+			Help: "Frames written whole to the drainer's socket, each write counted: a frame the acked framing re-sends on a new connection counts again (sluice_sink_resent_frames_total counts those).",
 		}),
 		records: f.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_sink_records_total",
-			Help: "Records in frames completely written to the drainer's socket.",
+			Help: "Records delivered, each counted once: lines framing, records of frames written whole to the socket; acked framing, records of DATA frames the drainer acknowledged.",
 		}),
 		bytes: f.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_sink_bytes_total",
-			Help: "Bytes of frames completely written to the drainer's socket.",
+			Help: "Bytes of the frames counted in sluice_sink_frames_total: re-sent frames count again.",
 		}),
 		dialFailures: f.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_sink_dial_failures_total",
-			Help: "Failed attempts to connect to the drainer's socket.",
+			Help: "Failed attempts to connect to the drainer's socket (a connection whose acked handshake then fails is counted in sluice_sink_handshake_failures_total instead).",
 		}),
 		writeSeconds: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sluice_sink_write_seconds",
@@ -89,7 +89,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		ackedFrames: f.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_sink_acked_frames_total",
-			Help: "DATA frames acknowledged by the drainer (acked framing).",
+			Help: "DATA frames acknowledged by the drainer (acked framing), each counted once.",
 		}),
 		resentFrames: f.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_sink_resent_frames_total",
@@ -102,7 +102,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		handshakeFailures: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_sink_handshake_failures_total",
-			Help: "Failed acked-framing handshakes, by close code (the drainer's CLOSE code, the sink's own check, TIMEOUT or IO).",
+			Help: "Connections whose acked-framing handshake failed after the connect succeeded, by close code (the drainer's CLOSE code, the sink's own check, TIMEOUT or IO); each is retried with backoff like a failed dial.",
 		}, []string{"code"}),
 	}
 	for _, r := range reasons {

@@ -41,10 +41,12 @@ type Options struct {
 	// net.Dialer dialling "unix".
 	Dial func(ctx context.Context, path string) (net.Conn, error)
 
-	// Framing is the socket protocol: FramingLines (newline-delimited
-	// records, delivered once written) or FramingAcked (docs/protocol.md:
-	// binary frames acknowledged by the drainer once durable). "": lines.
-	Framing string
+	// Framing is the socket protocol: wire.FramingLines (newline-delimited
+	// records, delivered once written) or wire.FramingAcked
+	// (docs/protocol.md: binary frames acknowledged by the drainer once
+	// durable). Any other value makes Start log and Send return an error
+	// wrapping ErrUnknownFraming. "": lines.
+	Framing wire.Framing
 	// Instance is the producer identity sent in HELLO (acked framing), 1..255
 	// bytes of UTF-8; longer names are cut. "": "<hostname>-<pid>".
 	Instance string
@@ -69,12 +71,6 @@ type Options struct {
 	// nil: no calls.
 	Notify func(event, reason string)
 }
-
-// The framings of Options.Framing.
-const (
-	FramingLines = "lines" // newline-delimited records; delivered once written
-	FramingAcked = "acked" // length-prefixed frames acknowledged by the drainer
-)
 
 // Events passed to Options.Notify.
 const (
@@ -106,7 +102,7 @@ func (o *Options) setDefaults() {
 		o.Registerer = prometheus.NewRegistry()
 	}
 	if o.Framing == "" {
-		o.Framing = FramingLines
+		o.Framing = wire.FramingLines
 	}
 	if o.Instance == "" {
 		host, err := os.Hostname()

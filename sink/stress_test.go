@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,14 +20,20 @@ import (
 	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/record"
 	"github.com/sluice-dev/sluice/sink"
+	"github.com/sluice-dev/sluice/wire"
 )
 
-// This file is the race-widening stress harness of DESIGN.md promise 1: many
-// writers at full speed, reconnects forced every few milliseconds (by the
-// sink's Reconnect and by the listener dropping connections), the
-// sink.reconnect.before_close window widened by a fault delay, and a reader
-// on the socket that checks every frame arrived whole, in one piece, on one
-// connection, and that every frame the sink reported delivered is there.
+// This file is the race-widening stress harness of DESIGN.md promise 1, the
+// sink's conformance suite: many writers at full speed, reconnects forced
+// every few milliseconds (by the sink's Reconnect and by the listener
+// dropping connections), the sink.reconnect.before_close window widened by a
+// fault delay, and a reader on the socket that checks every frame arrived
+// whole, in one piece, on one connection, and that every frame the sink
+// reported delivered is there. It runs as one table over every framing
+// (TestStress_Writer): in the lines framing the reader checks lines; in the
+// acked framing it is a drainer that speaks the protocol, acknowledges each
+// frame on arrival and deduplicates by message identity, and the run must
+// also show every record exactly once after dedup.
 //
 // naive_test.go runs the same harness against a sink with the origin bug to
 // show that the harness catches it.
@@ -54,6 +61,7 @@ type stressOpts struct {
 	BeforeClose     string        // action on sink.reconnect.before_close during the load ("" leaves it off). e.g. "delay(0ms,3ms)"
 	MaxRecords      int           // records per frame are 1..MaxRecords. 0: 48
 	RecordPad       int           // payload bytes per record. 0: 100
+	Framing         wire.Framing  // what the listener speaks. "": lines
 }
 
 func (o *stressOpts) setDefaults() {
@@ -78,11 +86,14 @@ func (o *stressOpts) setDefaults() {
 	if o.RecordPad <= 0 {
 		o.RecordPad = 100
 	}
+	if o.Framing == "" {
+		o.Framing = wire.FramingLines
+	}
 }
 
 // stressResult is what a harness run saw. Torn, Interleaved, Split, Missing,
-// Strays, DoubleDone, Panics and StaleWrites are failures (see Failed); the
-// rest describe the run.
+// Undone, Strays, DoubleDone, Panics and StaleWrites are failures (see
+// Failed); the rest describe the run.
 type stressResult struct {
 	Sent        int           // frames the sink reported delivered (done(nil))
 	SendErrors  int           // Sends that returned an error (frame not delivered)
@@ -90,12 +101,15 @@ type stressResult struct {
 	Drops       int           // connections the listener dropped
 	Conns       int           // connections the listener accepted
 	Whole       int           // complete frame occurrences the reader saw
-	Duplicates  int           // frames seen whole more than once (allowed with lines framing)
+	Committed   int           // distinct frames the reader saw whole at least once (acked framing: messages committed after dedup)
+	Duplicates  int           // frames seen whole more than once (allowed: lines framing after a failed write; acked framing, re-sent frames the drainer drops by message identity)
+	Goodbyes    int           // acked framing: CLOSE NORMAL or GOING_AWAY frames from the sink (connections it ended on purpose)
 	Cut         int           // partial frames at the end of a dropped connection (allowed: the sink retries them whole)
 	Torn        int           // lines that are not a record this run sent, byte for byte
 	Interleaved int           // a frame's records mixed with another frame's on one connection
 	Split       int           // a frame that continues on a connection where it did not start, or is cut short on a connection the listener did not drop
-	Missing     int           // frames reported delivered but never seen whole
+	Missing     int           // frames reported delivered but never seen whole (acked framing: a record identity never committed)
+	Undone      int           // Sends that returned nil but whose done was never called with nil by the end of the run (acked framing: a frame lost from the window)
 	Strays      int           // records found outside the socket (in a file): writes to a recycled descriptor
 	DoubleDone  int           // done called more than once for a frame
 	Panics      int           // writers that panicked
@@ -106,13 +120,13 @@ type stressResult struct {
 
 // Failed reports whether the run broke promise 1.
 func (r stressResult) Failed() bool {
-	return r.Torn+r.Interleaved+r.Split+r.Missing+r.Strays+r.DoubleDone+r.Panics > 0 || r.StaleWrites > 0
+	return r.Torn+r.Interleaved+r.Split+r.Missing+r.Undone+r.Strays+r.DoubleDone+r.Panics > 0 || r.StaleWrites > 0
 }
 
 func (r stressResult) String() string {
-	return fmt.Sprintf("sent=%d send_errors=%d requested=%d drops=%d conns=%d whole=%d dup=%d cut=%d | torn=%d interleaved=%d split=%d missing=%d strays=%d double_done=%d panics=%d stale_writes=%d | %v first=%q",
-		r.Sent, r.SendErrors, r.Requested, r.Drops, r.Conns, r.Whole, r.Duplicates, r.Cut,
-		r.Torn, r.Interleaved, r.Split, r.Missing, r.Strays, r.DoubleDone, r.Panics, r.StaleWrites,
+	return fmt.Sprintf("sent=%d send_errors=%d requested=%d drops=%d conns=%d whole=%d committed=%d dup=%d cut=%d goodbyes=%d | torn=%d interleaved=%d split=%d missing=%d undone=%d strays=%d double_done=%d panics=%d stale_writes=%d | %v first=%q",
+		r.Sent, r.SendErrors, r.Requested, r.Drops, r.Conns, r.Whole, r.Committed, r.Duplicates, r.Cut, r.Goodbyes,
+		r.Torn, r.Interleaved, r.Split, r.Missing, r.Undone, r.Strays, r.DoubleDone, r.Panics, r.StaleWrites,
 		r.Elapsed.Round(time.Millisecond), r.FirstError)
 }
 
@@ -179,6 +193,7 @@ type stressLog struct {
 	torn       int              // guarded by mu
 	interleave int              // guarded by mu
 	split      int              // guarded by mu
+	goodbyes   int              // guarded by mu
 	first      string           // guarded by mu
 }
 
@@ -267,6 +282,114 @@ func (g *stressLog) read(sc *stressConn, opts stressOpts) {
 	}
 }
 
+// readAcked is read for the acked framing: it answers the handshake, checks
+// every frame with the protocol's own checks (so a torn or interleaved
+// frame is a protocol error: torn), acknowledges each DATA frame at once and
+// commits each queue message, deduplicated by its identity (stream, seq):
+// whole counts a message's arrivals, the first one commits it. Each message
+// must arrive whole in one frame: records 0..n-1 of writer frame (w, f),
+// with identity STRESS/(w<<32|f)/i and the bytes stressRecord makes for it.
+func (g *stressLog) readAcked(sc *stressConn, opts stressOpts) {
+	rd := wire.NewReader(sc.c)
+	rd.Limits = wire.Limits{MaxFrameBytes: wire.MaxHandshakeBytes}
+	var ss wire.ServerState
+	f, err := rd.ReadFrame()
+	if err != nil {
+		g.endAcked(sc, err, false)
+		return
+	}
+	wel, err := ss.Hello(f, wire.Welcome{})
+	if err != nil {
+		g.endAcked(sc, err, false)
+		return
+	}
+	b, _ := wire.AppendWelcome(nil, wel)
+	if _, err := sc.c.Write(b); err != nil {
+		return
+	}
+	rd.Limits = wel.Limits()
+	var ack []byte
+	for frames := 1; ; frames++ {
+		f, err := rd.ReadFrame()
+		if err == nil {
+			err = ss.Receive(f)
+		}
+		if err != nil {
+			g.endAcked(sc, err, true)
+			return
+		}
+		g.mu.Lock()
+		recs := f.Data.Records
+		for i := 0; i < len(recs); {
+			id := recs[i].ID
+			j := i
+			for j < len(recs) && recs[j].ID.Stream == id.Stream && recs[j].ID.Seq == id.Seq {
+				j++
+			}
+			g.commit(sc, frames, recs[i:j], opts)
+			i = j
+		}
+		g.mu.Unlock()
+		a, err := ss.Ack(f.Data.FrameID)
+		if err != nil {
+			g.mu.Lock()
+			g.fail(&g.torn, "conn %d: listener cannot ack frame %d: %v", sc.idx, f.Data.FrameID, err)
+			g.mu.Unlock()
+			return
+		}
+		ack = wire.AppendAck(ack[:0], a)
+		if _, err := sc.c.Write(ack); err != nil {
+			// The sink went away; read what it sent before.
+			continue
+		}
+	}
+}
+
+// commit checks one message's records (recs, all with one identity) and
+// commits it. Called with g.mu held.
+func (g *stressLog) commit(sc *stressConn, frame int, recs []record.Record, opts stressOpts) {
+	id := recs[0].ID
+	w, f := int(id.Seq>>32), int(id.Seq&(1<<32-1))
+	n := stressFrameLen(w, f, opts.MaxRecords)
+	if id.Stream != "STRESS" || len(recs) != n {
+		g.fail(&g.split, "conn %d frame %d: message %s/%d has %d records, want %d in one frame", sc.idx, frame, id.Stream, id.Seq, len(recs), n)
+		return
+	}
+	for i, r := range recs {
+		rw, rf, ri, rn, ok := parseStressRecord(r.Data, opts.RecordPad)
+		if !ok || rw != w || rf != f || ri != i || rn != n || r.ID.Index != uint32(i) {
+			g.fail(&g.torn, "conn %d frame %d: record %s/%d/%d carries %.60q", sc.idx, frame, r.ID.Stream, r.ID.Seq, r.ID.Index, r.Data)
+			return
+		}
+	}
+	g.whole[frameKey{w, f}]++
+}
+
+// endAcked accounts for how an acked connection ended.
+func (g *stressLog) endAcked(sc *stressConn, err error, welcomed bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	pc, peerClosed := errors.AsType[*wire.PeerClosedError](err)
+	_, proto := errors.AsType[*wire.ProtocolError](err)
+	switch {
+	case peerClosed && (pc.Close.Code == wire.CodeNormal || pc.Close.Code == wire.CodeGoingAway):
+		g.goodbyes++
+	case peerClosed:
+		g.fail(&g.torn, "conn %d: the sink closed with %v (%q)", sc.idx, pc.Close.Code, pc.Close.Reason)
+	case proto:
+		g.fail(&g.torn, "conn %d: %v", sc.idx, err)
+	case errors.Is(err, io.ErrUnexpectedEOF) && sc.dropped.Load():
+		g.cut++
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		g.fail(&g.split, "conn %d: frame cut short at EOF of a connection the listener did not drop: %v", sc.idx, err)
+	case errors.Is(err, io.EOF), sc.dropped.Load():
+	case !welcomed:
+		// The sink may give up on a connection before its handshake.
+	default:
+		g.fail(&g.torn, "conn %d: read: %v", sc.idx, err)
+	}
+}
+
 // stressListener accepts connections on a Unix socket, reads each with
 // stressLog.read, and drops connections on request.
 type stressListener struct {
@@ -310,7 +433,11 @@ func (s *stressListener) serve(c *net.UnixConn) {
 	go func() {
 		defer s.wg.Done()
 		defer c.Close()
-		s.log.read(sc, s.opts)
+		if s.opts.Framing == wire.FramingAcked {
+			s.log.readAcked(sc, s.opts)
+		} else {
+			s.log.read(sc, s.opts)
+		}
 	}()
 }
 
@@ -440,11 +567,15 @@ func runStress(t testing.TB, newSink func(path string) stressSink, opts stressOp
 	s := newSink(path)
 	var res stressResult
 
-	// done[w][f]: how many times done(nil) was called for the frame.
+	// done[w][f]: how many times done(nil) was called for the frame;
+	// accepted[w][f]: its Send returned nil, so done(nil) is owed.
 	done := make([][]atomic.Int32, opts.Writers)
+	accepted := make([][]bool, opts.Writers)
 	for w := range done {
 		done[w] = make([]atomic.Int32, opts.FramesPerWriter)
+		accepted[w] = make([]bool, opts.FramesPerWriter)
 	}
+	var owed, paid atomic.Int64 // Sends that returned nil; done(nil) calls
 	var sendErrs, panics atomic.Int64
 	var errMu sync.Mutex
 	var firstSendErr error
@@ -494,9 +625,13 @@ func runStress(t testing.TB, newSink func(path string) stressSink, opts stressOp
 				err := s.Send(ctx, recs, func(err error) {
 					if err == nil {
 						ctr.Add(1)
+						paid.Add(1)
 					}
 				})
-				if err != nil {
+				if err == nil {
+					accepted[w][f] = true
+					owed.Add(1)
+				} else {
 					sendErrs.Add(1)
 					errMu.Lock()
 					if firstSendErr == nil {
@@ -548,6 +683,12 @@ func runStress(t testing.TB, newSink func(path string) stressSink, opts stressOp
 	res.Elapsed = time.Since(start)
 	close(stop)
 	drivers.Wait()
+	// Let the sink finish what it accepted (the acked framing's window
+	// drains once the reconnects stop), bounded by a stall guard; what is
+	// still owed after it counts as Undone.
+	for settle := time.Now().Add(20 * time.Second); paid.Load() < owed.Load() && time.Now().Before(settle); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if err := s.Close(); err != nil {
 		t.Errorf("stress: Close: %v", err)
 	}
@@ -564,10 +705,11 @@ func runStress(t testing.TB, newSink func(path string) stressSink, opts stressOp
 
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	res.Torn, res.Interleaved, res.Split, res.Cut = g.torn, g.interleave, g.split, g.cut
+	res.Torn, res.Interleaved, res.Split, res.Cut, res.Goodbyes = g.torn, g.interleave, g.split, g.cut, g.goodbyes
 	res.FirstError = g.first
 	for _, n := range g.whole {
 		res.Whole += n
+		res.Committed++
 		if n > 1 {
 			res.Duplicates++
 		}
@@ -575,6 +717,12 @@ func runStress(t testing.TB, newSink func(path string) stressSink, opts stressOp
 	for w := range done {
 		for f := range done[w] {
 			switch d := done[w][f].Load(); {
+			case d == 0 && accepted[w][f]:
+				res.Undone++
+				if res.FirstError == "" {
+					res.FirstError = fmt.Sprintf("frame w%d/f%d: Send returned nil, done(nil) never called", w, f)
+				}
+				continue
 			case d == 0:
 				continue
 			case d > 1:
@@ -621,40 +769,61 @@ func arenaCheck(opts stressOpts) []byte {
 	return b
 }
 
-// TestStress_Writer drives the real sink through the harness: 8 writers at
-// full speed, a requested reconnect every 2ms and a dropped connection every
-// 7ms, with the before_close window widened by a random delay of up to 3ms,
-// under -race. Nothing may be torn, interleaved, split or missing.
+// TestStress_Writer drives the real sink through the harness, once per
+// framing: 8 writers at full speed, a requested reconnect every 2ms and a
+// dropped connection every 7ms, with the before_close window widened by a
+// random delay of up to 3ms, under -race. Nothing may be torn, interleaved,
+// split, missing or left undone. The acked framing must also deliver every
+// record exactly once after the drainer's dedup by message identity (each
+// message committed once, whole), and say goodbye (CLOSE NORMAL or
+// GOING_AWAY) on the connections it ends on purpose.
 func TestStress_Writer(t *testing.T) {
-	opts := stressOpts{
-		Duration:    2 * time.Second,
-		BeforeClose: "delay(0ms,3ms)",
-	}
-	if testing.Short() {
-		opts.Duration = 500 * time.Millisecond
-	}
-	res := runStress(t, func(path string) stressSink {
-		w := sink.New(sink.Options{
-			Path:         path,
-			Logger:       discard,
-			BackoffMin:   time.Millisecond,
-			BackoffMax:   5 * time.Millisecond,
-			WriteTimeout: 10 * time.Second,
+	for _, framing := range wire.Framings {
+		t.Run(string(framing), func(t *testing.T) {
+			opts := stressOpts{
+				Duration:    2 * time.Second,
+				BeforeClose: "delay(0ms,3ms)",
+				Framing:     framing,
+			}
+			if testing.Short() {
+				opts.Duration = 500 * time.Millisecond
+			}
+			res := runStress(t, func(path string) stressSink {
+				w := sink.New(sink.Options{
+					Path:         path,
+					Logger:       discard,
+					BackoffMin:   time.Millisecond,
+					BackoffMax:   5 * time.Millisecond,
+					WriteTimeout: 10 * time.Second,
+					Framing:      framing,
+				})
+				w.Start(context.Background())
+				return w
+			}, opts, nil)
+			t.Logf("real sink, %s framing: %v", framing, res)
+			if res.Failed() {
+				t.Fatalf("the sink broke promise 1 (%s framing): %v", framing, res)
+			}
+			if res.SendErrors > 0 {
+				t.Errorf("%d Sends failed during the load; the sink should have retried them", res.SendErrors)
+			}
+			// The run must have exercised what it claims to: frames, and
+			// many connections replaced by both kinds of reconnect.
+			if res.Sent < 100 || res.Conns < 20 || res.Drops < 5 {
+				t.Errorf("the run was too weak to prove anything: %v", res)
+			}
+			if framing == wire.FramingAcked {
+				// Exactly once after dedup: every frame reported done was
+				// committed (Missing), none is left undone (Undone), and
+				// nothing the drainer committed was not sent.
+				if res.Committed != res.Sent {
+					t.Errorf("the drainer committed frames the sink never reported done: %v", res)
+				}
+				if res.Goodbyes == 0 {
+					t.Errorf("no CLOSE NORMAL or GOING_AWAY over %d connections the sink replaced: %v", res.Conns, res)
+				}
+			}
 		})
-		w.Start(context.Background())
-		return w
-	}, opts, nil)
-	t.Logf("real sink: %v", res)
-	if res.Failed() {
-		t.Fatalf("the sink broke promise 1: %v", res)
-	}
-	if res.SendErrors > 0 {
-		t.Errorf("%d Sends failed during the load; the sink should have retried them", res.SendErrors)
-	}
-	// The run must have exercised what it claims to: frames, and many
-	// connections replaced by both kinds of reconnect.
-	if res.Sent < 100 || res.Conns < 20 || res.Drops < 5 {
-		t.Errorf("the run was too weak to prove anything: %v", res)
 	}
 }
 
@@ -740,4 +909,98 @@ func unixPair(t testing.TB) (*net.UnixConn, *net.UnixConn, error) {
 		return nil, nil, err
 	}
 	return c1, c2, nil
+}
+
+// TestStress_HarnessAcked checks the acked reader itself: a message
+// committed once however often it arrives, a message cut across frames, a
+// record whose bytes do not match its identity, a corrupt frame, and the
+// sink's goodbye are each counted as what they are.
+func TestStress_HarnessAcked(t *testing.T) {
+	opts := stressOpts{MaxRecords: 48, RecordPad: 10, Framing: wire.FramingAcked}
+	opts.setDefaults()
+	var key frameKey // a frame with at least 2 records
+	for f := 0; ; f++ {
+		if stressFrameLen(1, f, opts.MaxRecords) >= 2 {
+			key = frameKey{1, f}
+			break
+		}
+	}
+	message := func(k frameKey) []record.Record {
+		n := stressFrameLen(k.w, k.f, opts.MaxRecords)
+		rs := make([]record.Record, n)
+		for i := range rs {
+			rs[i] = record.Record{
+				ID:   record.ID{Stream: "STRESS", Seq: uint64(k.w)<<32 | uint64(k.f), Index: uint32(i)},
+				Data: stressRecord(nil, k.w, k.f, i, n, opts.RecordPad),
+			}
+		}
+		return rs
+	}
+	data := func(t *testing.T, id uint64, rs []record.Record) []byte {
+		t.Helper()
+		b, err := wire.AppendData(nil, id, rs, wire.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	whole := message(key)
+	wrong := message(key)
+	wrong[1].Data = stressRecord(nil, key.w, key.f+1, 1, len(wrong), opts.RecordPad)
+	corrupt := data(t, 1, whole)
+	corrupt[len(corrupt)-1] ^= 0xff
+	cases := []struct {
+		name   string
+		frames func(t *testing.T) [][]byte
+		check  func(g *stressLog) bool
+	}{
+		{"twice", func(t *testing.T) [][]byte { return [][]byte{data(t, 1, whole), data(t, 2, whole)} }, func(g *stressLog) bool {
+			return g.whole[key] == 2 && len(g.whole) == 1 && g.torn+g.split == 0
+		}},
+		{"cut across frames", func(t *testing.T) [][]byte { return [][]byte{data(t, 1, whole[:1]), data(t, 2, whole[1:])} }, func(g *stressLog) bool {
+			return g.split == 2 && len(g.whole) == 0
+		}},
+		{"wrong bytes", func(t *testing.T) [][]byte { return [][]byte{data(t, 1, wrong)} }, func(g *stressLog) bool {
+			return g.torn == 1 && len(g.whole) == 0
+		}},
+		{"corrupt frame", func(t *testing.T) [][]byte { return [][]byte{corrupt} }, func(g *stressLog) bool {
+			return g.torn == 1 && len(g.whole) == 0
+		}},
+		{"goodbye", func(t *testing.T) [][]byte {
+			return [][]byte{data(t, 1, whole), wire.AppendClose(nil, wire.Close{Code: wire.CodeNormal})}
+		}, func(g *stressLog) bool {
+			return g.goodbyes == 1 && g.whole[key] == 1 && g.torn+g.split == 0
+		}},
+		{"cut at EOF, not dropped", func(t *testing.T) [][]byte { b := data(t, 1, whole); return [][]byte{b[:len(b)-3]} }, func(g *stressLog) bool {
+			return g.split == 1 && len(g.whole) == 0
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c1, c2, err := unixPair(t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hello, err := wire.AppendHello(nil, wire.Hello{MinVersion: wire.Version, MaxVersion: wire.Version, Window: 8, Instance: "harness"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			frames := tc.frames(t)
+			go func() {
+				c1.Write(hello)
+				for _, f := range frames {
+					c1.Write(f)
+				}
+				c1.CloseWrite()
+				io.Copy(io.Discard, c1) // the WELCOME and ACKs
+				c1.Close()
+			}()
+			g := &stressLog{whole: map[frameKey]int{}}
+			g.readAcked(&stressConn{c: c2}, opts)
+			c2.Close()
+			if !tc.check(g) {
+				t.Errorf("whole=%v torn=%d split=%d cut=%d goodbyes=%d first=%q", g.whole, g.torn, g.split, g.cut, g.goodbyes, g.first)
+			}
+		})
+	}
 }

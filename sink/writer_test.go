@@ -67,9 +67,14 @@ func TestWriter_Send(t *testing.T) {
 	if n := d.accepted.Load(); n != 1 {
 		t.Errorf("drainer accepted %d connections, want 1", n)
 	}
-	st := w.Stats()
-	if st.Frames != 3 || st.Records != 6 || st.Reconnects != 0 || !st.Connected {
-		t.Errorf("Stats = %+v, want 3 frames, 6 records, 0 reconnects, connected", st)
+	if !w.Connected() {
+		t.Error("Connected() = false with the drainer listening")
+	}
+	if got := total(t, reg, "sluice_sink_reconnects_total"); got != 0 {
+		t.Errorf("sluice_sink_reconnects_total = %v over all reasons, want 0", got)
+	}
+	if got, want := counter(t, reg, "sluice_sink_bytes_total"), float64(len(strings.Join(want, "\n"))+1); got != want {
+		t.Errorf("sluice_sink_bytes_total = %v, want %v", got, want)
 	}
 	if got := counter(t, reg, "sluice_sink_frames_total"); got != 3 {
 		t.Errorf("sluice_sink_frames_total = %v, want 3", got)
@@ -278,8 +283,8 @@ func stress(t *testing.T, faulty bool) {
 		if accepted := d.accepted.Load(); int64(got) != accepted-1 {
 			return fmt.Errorf("reconnects{requested}+{write_error} = %v, drainer accepted %d connections", got, accepted)
 		}
-		if st := w.Stats(); st.Reconnects != uint64(got) {
-			return fmt.Errorf("Stats().Reconnects = %d, metric %v", st.Reconnects, got)
+		if all := total(t, reg, "sluice_sink_reconnects_total"); all != got {
+			return fmt.Errorf("sluice_sink_reconnects_total = %v over all reasons, %v requested or write_error", all, got)
 		}
 		return nil
 	})
@@ -322,7 +327,7 @@ func stress(t *testing.T, faulty bool) {
 		}
 		total += sent[wr]
 	}
-	t.Logf("%d frames over %d connections, %d bytes, %d injected write errors", total, d.accepted.Load(), w.Stats().Bytes, injected)
+	t.Logf("%d frames over %d connections, %v bytes, %d injected write errors", total, d.accepted.Load(), counter(t, reg, "sluice_sink_bytes_total"), injected)
 }
 
 // TestWriter_DrainerRestart stops the drainer while a frame is to be sent:
@@ -337,14 +342,14 @@ func TestWriter_DrainerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	d1.stop()
-	failuresBefore := w.Stats().DialFailures
+	failuresBefore := counter(t, reg, "sluice_sink_dial_failures_total")
 
 	ch := sendAsync(context.Background(), w, recs("during-1", "during-2"))
 	// The drainer is gone: the connector must be failing to dial, and the
 	// Send cannot have completed.
 	testkit.WaitFor(t, 10*time.Second, func() error {
-		if f := w.Stats().DialFailures; f < failuresBefore+3 {
-			return fmt.Errorf("%d dial failures, want at least %d", f, failuresBefore+3)
+		if f := counter(t, reg, "sluice_sink_dial_failures_total"); f < failuresBefore+3 {
+			return fmt.Errorf("%v dial failures, want at least %v", f, failuresBefore+3)
 		}
 		return nil
 	})
@@ -407,8 +412,8 @@ func TestWriter_NoDrainer(t *testing.T) {
 	if failures < 3 {
 		t.Errorf("%v dial failures in %v, want at least 3: the connector does not retry", failures, elapsed)
 	}
-	if uint64(failures) != w.Stats().DialFailures && w.Stats().DialFailures < uint64(failures) {
-		t.Errorf("Stats().DialFailures = %d, metric %v", w.Stats().DialFailures, failures)
+	if got := total(t, reg, "sluice_sink_handshake_failures_total"); got != 0 {
+		t.Errorf("sluice_sink_handshake_failures_total = %v, want 0: nothing connected, so no handshake ran", got)
 	}
 	if got := counter(t, reg, "sluice_sink_connected"); got != 0 {
 		t.Errorf("sluice_sink_connected = %v, want 0", got)
@@ -421,13 +426,13 @@ func TestWriter_Close(t *testing.T) {
 	t.Run("waiting", func(t *testing.T) {
 		defer goleak.VerifyNone(t)
 		path := socketPath(t)
-		w, _ := newWriter(t, sink.Options{Path: path, BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond})
+		w, reg := newWriter(t, sink.Options{Path: path, BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond})
 		var chs []<-chan sendResult
 		for range 4 {
 			chs = append(chs, sendAsync(context.Background(), w, recs("x")))
 		}
 		testkit.WaitFor(t, 10*time.Second, func() error {
-			if w.Stats().DialFailures < 2 {
+			if counter(t, reg, "sluice_sink_dial_failures_total") < 2 {
 				return errors.New("the connector has not tried to dial yet")
 			}
 			return nil
