@@ -292,7 +292,7 @@ func TestService_DrainerRestartsDuringLoad(t *testing.T) {
 		_, stopDrain = startDrain(t, cfg.Sink.Socket, out(i))
 		want := float64(i)
 		waitFor(t, 30*time.Second, "the sink to reconnect", func() error {
-			if n := totalReconnects(svc); n < want {
+			if n := metricSum(t, svc, "sluice_sink_reconnects_total"); n < want {
 				return fmt.Errorf("%v reconnects", n)
 			}
 			return nil
@@ -314,10 +314,6 @@ func TestService_DrainerRestartsDuringLoad(t *testing.T) {
 	if lost > bound {
 		t.Fatalf("lost %d records, more than the socket buffers can hold (%d)", lost, bound)
 	}
-}
-
-func totalReconnects(svc *service) float64 {
-	return float64(svc.snk.Stats().Reconnects)
 }
 
 // metricSum adds up every series of the named metric in the service's

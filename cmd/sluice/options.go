@@ -84,7 +84,7 @@ func sinkOptions(cfg *config.Config) sink.Options {
 		BackoffMax:   s.BackoffMax,
 		WriteTimeout: s.WriteTimeout,
 		MaxConnAge:   s.MaxConnAge,
-		Framing:      string(s.Framing),
+		Framing:      s.Framing,
 		Instance:     s.Instance,
 		AckTimeout:   s.AckTimeout,
 		WindowFrames: s.WindowFrames,
