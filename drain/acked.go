@@ -76,7 +76,7 @@ func (s *Server) handleAcked(c *conn) {
 				ac.end(err, false)
 				return
 			}
-			c.log.Debug("handshake done", "instance", f.Hello.Instance, "window", w.Window, "max_frame_bytes", w.MaxFrameBytes)
+			c.log.Debug("handshake done", obs.KeyInstance, f.Hello.Instance, obs.KeyWindow, w.Window, obs.KeyMaxFrameBytes, w.MaxFrameBytes)
 			rd.Limits = w.Limits()
 			ac.acks = make(chan *pending, w.Window)
 		}

@@ -325,7 +325,7 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			}
 			failures++
 			wait := acceptBackoff.Delay(failures)
-			s.logLimited("accept", slog.LevelWarn, "accepting a connection failed; retrying", obs.KeyErr, err, "retry_in", wait, obs.KeyAttempts, failures) // TODO(obs): a key for retry_in
+			s.logLimited("accept", slog.LevelWarn, "accepting a connection failed; retrying", obs.KeyErr, err, obs.KeyRetryIn, wait, obs.KeyAttempts, failures)
 			backoff.Sleep(s.ctx, wait)                                                                                                                      // s.ctx ends when shutdown begins
 			continue
 		}

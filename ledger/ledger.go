@@ -156,7 +156,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 		if err := l.compact(l.point); err != nil {
 			return fail(err)
 		}
-		log.Info("dedup journal rewritten in the current version", obs.KeyFile, path, "from_version", r.version, "to_version", journalVersion) // TODO(obs): keys for journal versions
+		log.Info("dedup journal rewritten in the current version", obs.KeyFile, path, obs.KeyFromVersion, r.version, obs.KeyVersion, journalVersion)
 	}
 	return l, nil
 }

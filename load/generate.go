@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
+
+	"github.com/sluice-dev/sluice/internal/backoff"
 )
 
 // GenOptions configures Generate. The zero value of each field means its
@@ -357,6 +359,10 @@ func (p *publisher) build(first, last int64) *outMsg {
 	return m
 }
 
+// publishBackoff spaces the re-publishes of a message after client-side
+// errors.
+var publishBackoff = backoff.Policy{Min: 5 * time.Millisecond, Max: 200 * time.Millisecond}
+
 // send publishes m and queues it for its ack, retrying client-side errors
 // with a short backoff.
 func (p *publisher) send(ctx context.Context, m *outMsg) {
@@ -378,8 +384,7 @@ func (p *publisher) send(ctx context.Context, m *outMsg) {
 		if !p.retry(ctx, m) {
 			return
 		}
-		backoff := min(5*time.Millisecond<<m.attempts, 200*time.Millisecond)
-		p.timer.Reset(backoff)
+		p.timer.Reset(publishBackoff.Delay(m.attempts))
 		select {
 		case <-p.timer.C:
 		case <-ctx.Done():

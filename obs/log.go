@@ -39,6 +39,34 @@ const (
 	KeyPeerReason = "peer_reason"     // the reason text the peer sent with CLOSE
 	KeySuppressed = "suppressed"      // log lines of this kind dropped by rate limiting since the last one
 	KeyTimeout    = "timeout"         // a configured time limit
+	KeyRetryIn    = "retry_in"        // the wait before the next attempt
+
+	KeyConsumer          = "consumer"            // a durable consumer's name
+	KeyEpoch             = "epoch"               // a stream incarnation (record.MsgID.Epoch)
+	KeyDataDir           = "data_dir"            // the embedded server's data directory
+	KeyInProcess         = "in_process"          // a connection to the embedded server, without TCP
+	KeyReconnects        = "reconnects"          // reconnects of a connection so far
+	KeySubjects          = "subjects"            // the subjects a stream captures
+	KeyDeadLetterSubject = "dead_letter_subject" // the dead-letter subject
+	KeyAckWait           = "ack_wait"            // the consumer's ack wait
+	KeyMaxAckPending     = "max_ack_pending"     // the consumer's max ack pending
+	KeyFatal             = "fatal"               // a nats-server log line at fatal level
+
+	KeyDir     = "dir"     // a directory (the flight recorder's dumps)
+	KeyWindow  = "window"  // a window: the flight recorder's, or the acked framing's granted frames
+	KeyWorkers = "workers" // the pipeline's worker count
+	KeyOut     = "out"     // the drainer's output directory or "-"
+	KeySignal  = "signal"  // the signal that started or aborted shutdown
+
+	KeyInstance      = "instance"        // the producer identity sent in HELLO
+	KeyServer        = "server"          // the drainer identity sent in WELCOME
+	KeyVersion       = "version"         // a protocol or file-format version
+	KeyFromVersion   = "from_version"    // the version a file was written in
+	KeyFrameID       = "frame_id"        // an acked DATA frame's id
+	KeyFrameBytes    = "frame_bytes"     // an encoded frame's size
+	KeyMaxFrameBytes = "max_frame_bytes" // the largest frame body a drainer accepts
+	KeyMaxRecords    = "max_records"     // the most records a drainer accepts in one frame
+	KeyUnacked       = "unacked_frames"  // frames sent and not yet acknowledged
 )
 
 // NewLogger returns a logger writing to w in format "text" or "json" at level

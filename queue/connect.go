@@ -35,7 +35,7 @@ func Connect(ctx context.Context, emb *Embedded, opts ConnectOptions) (*nats.Con
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("reconnected to NATS", obs.KeyURL, nc.ConnectedUrlRedacted(), keyReconnects, nc.Stats().Reconnects)
+			log.Info("reconnected to NATS", obs.KeyURL, nc.ConnectedUrlRedacted(), obs.KeyReconnects, nc.Stats().Reconnects)
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
@@ -73,7 +73,7 @@ func Connect(ctx context.Context, emb *Embedded, opts ConnectOptions) (*nats.Con
 		nc.Close()
 		return nil, err
 	}
-	log.Info("connected to NATS", obs.KeyURL, nc.ConnectedUrlRedacted(), keyInProcess, emb != nil)
+	log.Info("connected to NATS", obs.KeyURL, nc.ConnectedUrlRedacted(), obs.KeyInProcess, emb != nil)
 	return nc, nil
 }
 

@@ -89,7 +89,7 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		return nil, fmt.Errorf("%w: on %s with data in %s: not ready for clients after %s (see the nats-server log lines above)", ErrEmbeddedStart, cfg.Listen, cfg.DataDir, readyTimeout)
 	}
 	e := &Embedded{srv: srv, log: logger.With(obs.KeyComponent, component)}
-	e.log.Info("embedded NATS JetStream server started", obs.KeyURL, srv.ClientURL(), keyDataDir, cfg.DataDir)
+	e.log.Info("embedded NATS JetStream server started", obs.KeyURL, srv.ClientURL(), obs.KeyDataDir, cfg.DataDir)
 	return e, nil
 }
 
@@ -129,7 +129,7 @@ func (l *serverLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprint
 
 func (l *serverLogger) Fatalf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
-	l.log.Error(msg, keyFatal, true)
+	l.log.Error(msg, obs.KeyFatal, true)
 	var cause error
 	for _, a := range v {
 		if e, ok := a.(error); ok {

@@ -163,12 +163,12 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Source, error) {
 		stream:   stream,
 		cons:     cons,
 		cfg:      cfg,
-		log:      cfg.Logger.With(obs.KeyComponent, component, obs.KeyStream, cfg.Stream, keyConsumer, cfg.Consumer),
+		log:      cfg.Logger.With(obs.KeyComponent, component, obs.KeyStream, cfg.Stream, obs.KeyConsumer, cfg.Consumer),
 		m:        newMetrics(cfg.Registerer),
 		epoch:    epochOf(stream.CachedInfo()),
 		prefetch: !cfg.DisablePrefetch,
 	}
-	s.log.Info("consuming", keyEpoch, s.epoch, keySubjects, cfg.Subjects, keyDeadLetterSubject, cfg.DeadLetterSubject, keyAckWait, cfg.AckWait, keyMaxAckPending, cfg.MaxAckPending)
+	s.log.Info("consuming", obs.KeyEpoch, s.epoch, obs.KeySubjects, cfg.Subjects, obs.KeyDeadLetterSubject, cfg.DeadLetterSubject, obs.KeyAckWait, cfg.AckWait, obs.KeyMaxAckPending, cfg.MaxAckPending)
 	return s, nil
 }
 

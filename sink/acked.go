@@ -460,8 +460,8 @@ func (a *acked) flusher(ctx context.Context, l *lease, ac *ackedConn) {
 		a.win.mu.Unlock()
 		for _, e := range tooBig { // id, size and recs are immutable
 			w.log.Error("a frame in the window exceeds the limits of the new connection to the drainer; its records are given back for redelivery",
-				"frame_id", e.id, "frame_bytes", e.size, obs.KeyRecords, e.recs, // TODO(obs): keys frame_id, frame_bytes
-				"max_frame_bytes", ac.lim.MaxFrameBytes, "max_records", ac.lim.MaxRecords, // TODO(obs): keys max_frame_bytes, max_records
+				obs.KeyFrameID, e.id, obs.KeyFrameBytes, e.size, obs.KeyRecords, e.recs,
+				obs.KeyMaxFrameBytes, ac.lim.MaxFrameBytes, obs.KeyMaxRecords, ac.lim.MaxRecords,
 				obs.KeyHint, "the drainer lowered its limits; keep them stable across restarts")
 		}
 		clear(tooBig)
@@ -602,7 +602,7 @@ func (a *acked) readFailed(ctx context.Context, l *lease, ac *ackedConn, err err
 		a.win.mu.Unlock()
 		w.notify(EventAckTimeout, ReasonAckTimeout)
 		w.log.Warn("no acknowledgement from the drainer in time; re-sending the window on a new connection",
-			obs.KeyGen, l.gen, "unacked_frames", n, obs.KeyTimeout, w.opts.AckTimeout, // TODO(obs): key unacked_frames
+			obs.KeyGen, l.gen, obs.KeyUnacked, n, obs.KeyTimeout, w.opts.AckTimeout,
 			obs.KeyHint, "the drainer is stalled or slow to make records durable (disk?); raise sink ack timeout if this is expected")
 		a.failWithClose(ctx, l, wire.Close{Code: wire.CodeTimeout, Reason: fmt.Sprintf("no ACK for %v", w.opts.AckTimeout)},
 			ReasonAckTimeout, fmt.Errorf("no ACK from %q for %v: %w", w.opts.Path, w.opts.AckTimeout, err))
@@ -730,8 +730,8 @@ func (a *acked) handshake(conn net.Conn) (any, []any, error) {
 	_ = conn.SetDeadline(time.Time{})
 	wel := f.Welcome
 	ac := &ackedConn{rd: rd, wel: wel, lim: wel.Limits(), kick: make(chan struct{}, 1), cs: cs}
-	attrs := []any{obs.KeyFraming, wire.FramingAcked, "server", wel.Server, "version", wel.Version, // TODO(obs): keys server, version, window, max_frame_bytes, max_records
-		"window", wel.Window, "max_frame_bytes", wel.MaxFrameBytes, "max_records", wel.MaxRecords}
+	attrs := []any{obs.KeyFraming, wire.FramingAcked, obs.KeyServer, wel.Server, obs.KeyVersion, wel.Version,
+		obs.KeyWindow, wel.Window, obs.KeyMaxFrameBytes, wel.MaxFrameBytes, obs.KeyMaxRecords, wel.MaxRecords}
 	return ac, attrs, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/testkit"
+	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/record"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -452,8 +453,8 @@ func TestWriter_AckedSplit(t *testing.T) {
 		t.Errorf("done calls %v", got)
 	}
 	err := w.Send(bg, msg(9, 6), func(error) { t.Error("done for a refused Send") })
-	if !errors.Is(err, sink.ErrMessageTooLarge) {
-		t.Errorf("Send of a 6-record message with max_records 5: %v, want ErrMessageTooLarge", err)
+	if !errors.Is(err, sink.ErrMessageTooLarge) || !errors.Is(err, pipeline.ErrTooLarge) {
+		t.Errorf("Send of a 6-record message with max_records 5: %v, want ErrMessageTooLarge wrapping pipeline.ErrTooLarge", err)
 	}
 }
 

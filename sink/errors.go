@@ -1,6 +1,11 @@
 package sink
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/sluice-dev/sluice/pipeline"
+)
 
 // ErrClosed is returned by Send once Close has been called, including to
 // Sends that were waiting for a connection or writing when Close ran. The
@@ -15,8 +20,10 @@ var errLeaseBroken = errors.New("sink: connection already broken")
 // ErrMessageTooLarge is returned by Send (acked framing) when the records of
 // one queue message do not fit in one DATA frame under the limits the
 // drainer granted in WELCOME (max_frame_bytes, max_records). A message's
-// records must travel in one frame (docs/protocol.md, section 4.3).
-var ErrMessageTooLarge = errors.New("sink: a queue message's records exceed the drainer's frame limits")
+// records must travel in one frame (docs/protocol.md, section 4.3). It
+// wraps pipeline.ErrTooLarge, which is how the pipeline recognises it (and
+// dead-letters the message instead of retrying it forever).
+var ErrMessageTooLarge = fmt.Errorf("sink: a queue message's records exceed the drainer's frame limits: %w", pipeline.ErrTooLarge)
 
 // ErrFrameLimits is passed to a Send's done (acked framing) when a frame
 // already in the window does not fit the limits of a new connection (the

@@ -66,7 +66,7 @@ close frame with the reason.`,
 				}
 				defer admin.Close()
 			}
-			logger.Info("drainer listening", obs.KeySocket, cfg.Drain.Socket, keyOut, cfg.Drain.Out)
+			logger.Info("drainer listening", obs.KeySocket, cfg.Drain.Socket, obs.KeyOut, cfg.Drain.Out)
 			return srv.Serve(ctx)
 		},
 	}

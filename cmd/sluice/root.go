@@ -25,18 +25,6 @@ const (
 	exitUsage = 2 // bad flags or arguments
 )
 
-// Log attribute keys the shared set in package obs does not have yet; the
-// rest are obs.Key* constants.
-// TODO(obs): move these to obs/log.go.
-const (
-	keyDataDir = "data_dir" // the embedded queue's data directory
-	keyDir     = "dir"      // the flight recorder's dump directory
-	keyWindow  = "window"   // the flight recorder's window
-	keyWorkers = "workers"  // the pipeline's worker count
-	keyOut     = "out"      // the drainer's output directory or "-"
-	keySignal  = "signal"   // the signal that started or aborted shutdown
-)
-
 // usageError marks an error in how the command was called.
 type usageError struct{ err error }
 
@@ -152,14 +140,14 @@ func signalContext(logger *slog.Logger) (context.Context, func()) {
 	go func() {
 		select {
 		case s := <-ch:
-			logger.Info("shutting down gracefully; send the signal again to abort", keySignal, s.String())
+			logger.Info("shutting down gracefully; send the signal again to abort", obs.KeySignal, s.String())
 			cancel()
 		case <-done:
 			return
 		}
 		select {
 		case s := <-ch:
-			logger.Error("second signal: aborting without waiting for in-flight work", keySignal, s.String())
+			logger.Error("second signal: aborting without waiting for in-flight work", obs.KeySignal, s.String())
 			os.Exit(exitError)
 		case <-done:
 		}

@@ -54,7 +54,7 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 			return nil, err
 		}
 		s.fr.NotifySignal()
-		logger.Info("flight recorder on", keyDir, cfg.Flight.Dir, keyWindow, cfg.Flight.Window)
+		logger.Info("flight recorder on", obs.KeyDir, cfg.Flight.Dir, obs.KeyWindow, cfg.Flight.Window)
 	}
 	if cfg.Queue.URL == "" {
 		eo := embeddedOptions(cfg)
@@ -62,7 +62,7 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 		if s.emb, err = queue.StartEmbedded(eo); err != nil {
 			return nil, err
 		}
-		logger.Info("embedded queue started", obs.KeyURL, s.emb.ClientURL(), keyDataDir, cfg.Queue.DataDir)
+		logger.Info("embedded queue started", obs.KeyURL, s.emb.ClientURL(), obs.KeyDataDir, cfg.Queue.DataDir)
 	}
 	co := connectOptions(cfg)
 	co.Logger = logger
@@ -132,7 +132,7 @@ func (s *service) run(ctx context.Context) error {
 			return recs > 0, s.pipe.Progress()
 		})
 	}
-	s.log.Info("sluice running", obs.KeySocket, s.cfg.Sink.Socket, obs.KeyFraming, s.cfg.Sink.Framing, keyWorkers, s.cfg.Pipeline.Workers)
+	s.log.Info("sluice running", obs.KeySocket, s.cfg.Sink.Socket, obs.KeyFraming, s.cfg.Sink.Framing, obs.KeyWorkers, s.cfg.Pipeline.Workers)
 	err := s.pipe.Run(ctx)
 	s.close()
 	return err

@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// Policy is a capped exponential backoff with full jitter above a floor.
+// Policy is a capped exponential backoff, jittered uniformly between a
+// floor (Min) and the current cap (Min doubled per failure, at most Max).
 // The zero value is not useful; set both fields.
 type Policy struct {
 	Min time.Duration // the shortest wait, and the floor of every jittered wait; > 0
