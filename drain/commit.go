@@ -1,7 +1,6 @@
 package drain
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -98,7 +97,7 @@ func (cm *committer) commit(batch []*pending) error {
 		return cm.failed
 	}
 	s := cm.s
-	if err := writeBefore.Hit(s.ctx); errors.Is(err, fault.ErrInjected) || errors.Is(err, fault.ErrInjectedClose) {
+	if err := writeBefore.Hit(s.ctx); fault.IsInjected(err) {
 		return fmt.Errorf("drain: dropped a group commit of %d frames: %w", len(batch), err)
 	}
 	clear(cm.inBatch)
@@ -164,7 +163,7 @@ func (cm *committer) commit(batch []*pending) error {
 		if testHookAfterWrite != nil {
 			testHookAfterWrite()
 		}
-		if err := commitAfterWrite.Hit(s.ctx); errors.Is(err, fault.ErrInjected) || errors.Is(err, fault.ErrInjectedClose) {
+		if err := commitAfterWrite.Hit(s.ctx); fault.IsInjected(err) {
 			return cm.fail(fmt.Errorf("drain: injected failure between the output write and the journal commit (drain.commit.after_write): %w", err))
 		}
 		evicted, err := cm.l.Commit(point, cm.keys)

@@ -98,7 +98,7 @@ func (s *Server) endLines(c *conn, err error, partial int) {
 // writeChunk writes p, whole lines only, to the output and counts it. It
 // reports false when c must be closed.
 func (s *Server) writeChunk(c *conn, p []byte) bool {
-	if err := writeBefore.Hit(s.ctx); errors.Is(err, fault.ErrInjected) || errors.Is(err, fault.ErrInjectedClose) {
+	if err := writeBefore.Hit(s.ctx); fault.IsInjected(err) {
 		// The chunk is dropped, as a drainer that died here would.
 		s.connError(c, ReasonInjected, err)
 		return false

@@ -34,6 +34,10 @@ const (
 	dumpTime   = "20060102T150405.000Z" // sorts as it reads; no ':' so it is a valid name everywhere
 )
 
+// DefaultFlightDir is where the flight recorder writes dumps unless told
+// otherwise: beside sluice's other files, relative to its working directory.
+const DefaultFlightDir = "./sluice-traces"
+
 // FlightOptions configures a FlightRecorder. The zero value of each field
 // selects its default.
 type FlightOptions struct {
@@ -44,7 +48,7 @@ type FlightOptions struct {
 	// 16 MiB.
 	MaxBytes uint64
 	// Dir is where dumps are written; it is created with mode 0700 if
-	// missing. Empty means os.TempDir(). Dump files have mode 0600: a trace
+	// missing. Empty means DefaultFlightDir. Dump files have mode 0600: a trace
 	// holds stack traces and trace.Log messages.
 	Dir string
 	// MinInterval is the least time between the starts of two triggered
@@ -85,7 +89,7 @@ func (o FlightOptions) WithDefaults() (FlightOptions, error) {
 		o.MaxBytes = 16 << 20
 	}
 	if o.Dir == "" {
-		o.Dir = os.TempDir()
+		o.Dir = DefaultFlightDir
 	}
 	if o.MinInterval == 0 {
 		o.MinInterval = 10 * time.Second

@@ -142,3 +142,10 @@ func clipIdentity(s string) string {
 	}
 	return s[:n]
 }
+
+// WithDefaults returns o with every zero field replaced by its default: the
+// Options a Writer built from o runs with.
+func (o Options) WithDefaults() Options {
+	o.setDefaults()
+	return o
+}

@@ -59,10 +59,6 @@ func TestOptions_DefaultsMatchConfig(t *testing.T) {
 			"ServerID":        "computed at run time (host and pid)",
 		}},
 		{"obs.FlightOptions", flightOptions(&def), map[string]string{
-			// TODO(issue 8): one default for the dump directory. The
-			// library's is os.TempDir(); the CLI keeps dumps beside its
-			// other files.
-			"Dir":           "the CLI's dump directory (./sluice-traces) is not the library's (os.TempDir())",
 			"MaxTotalBytes": notConfigured,
 		}},
 	} {
