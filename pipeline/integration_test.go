@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,6 +133,73 @@ func TestPipeline_SlowAckWithAckedSink(t *testing.T) {
 	for seq, c := range src.acked {
 		if c != 1 {
 			t.Errorf("message %d acked %d times", seq, c)
+		}
+	}
+}
+
+// TestPipeline_TooLargeWithAckedSink sends, through the real acked sink and
+// drainer, a message with more records than one DATA frame may hold (the
+// drainer grants wire.DefaultMaxRecords): the sink refuses it with an error
+// wrapping pipeline.ErrTooLarge, and the pipeline dead-letters it whole,
+// once, while the messages around it are delivered. Before, it was nak'ed
+// and redelivered forever.
+func TestPipeline_TooLargeWithAckedSink(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	reg := prometheus.NewRegistry()
+	sock := filepath.Join(testkit.ShortDir(t), "d.sock")
+	srv, err := drain.New(drain.Options{Socket: sock, Out: filepath.Join(t.TempDir(), "out"), Framing: wire.FramingAcked,
+		Logger: quiet, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	drainCtx, stopDrain := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(drainCtx) }()
+	defer func() {
+		stopDrain()
+		if err := <-served; err != nil {
+			t.Errorf("drainer Serve: %v", err)
+		}
+	}()
+	w := sink.New(sink.Options{Path: sock, Framing: "acked", Logger: quiet, Registerer: reg})
+	w.Start(context.Background())
+	defer w.Close()
+
+	huge := strings.Repeat("1\n", wire.DefaultMaxRecords+10)
+	src := newFakeSource(`{"a":1}`, huge, `{"a":3}`)
+	dlq := &fakeDLQ{}
+	o := opts(reg)
+	o.MaxInflightRecords = 4 * wire.DefaultMaxRecords
+	o.ChunkRecords = 4 * wire.DefaultMaxRecords // one chunk holds all three
+	p := pipeline.New(src, dlq, process.Validator{}, w, o)
+	stop := start(t, p)
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if _, a, _ := src.counts(); a != 3 {
+			return fmt.Errorf("%d of 3 messages acked", a)
+		}
+		return nil
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	dlq.mu.Lock()
+	got := dlq.got
+	dlq.mu.Unlock()
+	if len(got) != 1 || !strings.HasPrefix(got[0], "2/-1 ") {
+		t.Fatalf("dead letters: %d (%.80q), want message 2 once, whole (index -1)", len(got), got)
+	}
+	if _, _, naked := src.counts(); naked != 0 {
+		t.Errorf("%d naks: a message too large for a frame must not be redelivered", naked)
+	}
+	if v, _ := metricValue(t, reg, "sluice_pipeline_messages_too_large_total", "", ""); v != 1 {
+		t.Errorf("sluice_pipeline_messages_too_large_total = %v, want 1", v)
+	}
+	for _, seq := range []uint64{1, 3} {
+		if src.acked[seq] != 1 {
+			t.Errorf("message %d acked %d times, want once", seq, src.acked[seq])
 		}
 	}
 }
