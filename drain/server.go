@@ -326,7 +326,7 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			failures++
 			wait := acceptBackoff.Delay(failures)
 			s.logLimited("accept", slog.LevelWarn, "accepting a connection failed; retrying", obs.KeyErr, err, obs.KeyRetryIn, wait, obs.KeyAttempts, failures)
-			backoff.Sleep(s.ctx, wait)                                                                                                                      // s.ctx ends when shutdown begins
+			backoff.Sleep(s.ctx, wait) // s.ctx ends when shutdown begins
 			continue
 		}
 		failures = 0
