@@ -122,6 +122,23 @@ func (d *state) add(id record.MsgID) (evicted int) {
 	return evicted
 }
 
+// forgetAbove forgets every committed sequence of key above seq: they count
+// as new again.
+func (d *state) forgetAbove(key incarnation, seq uint64) {
+	s := d.streams[key]
+	if s == nil {
+		return
+	}
+	s.low = min(s.low, seq)
+	s.spans = slices.DeleteFunc(s.spans, func(sp span) bool { return sp.lo > seq })
+	if n := len(s.spans); n > 0 && s.spans[n-1].hi > seq {
+		s.spans[n-1].hi = seq
+	}
+	if s.low == 0 && len(s.spans) == 0 {
+		delete(d.streams, key)
+	}
+}
+
 // entries returns the number of spans held, over all incarnations, plus
 // one per incarnation: the measure that maxSpans bounds per incarnation.
 func (d *state) entries() int {

@@ -81,6 +81,25 @@
 // journal, only what it records as committed is read; without one (the
 // lines framing), every line.
 //
+// # Rewinds
+//
+// A queue can go back within one incarnation of a stream: its store loses
+// its tail in a host crash, or is restored from a backup. Its new messages
+// then take sequences the ledger already holds, and would be dropped as
+// duplicates. A drainer compares a producer's stream positions (the HELLO
+// of docs/protocol.md) with Committed; on a rewind it records a fence
+// (Fence) in RewindName, a JSON file beside the journal written atomically
+// (temporary file, fsync, rename, directory fsync):
+//
+//	{"version": 1, "fences": [{"stream": "INGEST", "epoch": 1764633600000000000,
+//	  "last_seq": 200, "committed": 401, "detected": "2026-12-02T13:40:00Z"}]}
+//
+// and refuses that incarnation until the operator accepts the rewind:
+// Forget forgets the committed sequences above last_seq (the journal is
+// compacted into a snapshot without them) and then removes the fence. The
+// output keeps the records of the lost messages. Open refuses a fence file
+// it cannot read (ErrDamaged).
+//
 // # Bounded dedup state
 //
 // Per stream incarnation, a low-water mark and at most Options.DedupSpans

@@ -58,8 +58,9 @@ func (o Options) withDefaults() Options {
 // (the dedup state) and, for a directory, the journal that keeps it
 // durable together with the output's commit point.
 //
-// Has, Commit, Entries and Close belong to one goroutine (the drainer's
-// committer); Committed may be called from any goroutine at any time.
+// Has, Commit, Entries, Fence, Forget and Close belong to one goroutine
+// (the drainer's committer); Committed, Fenced and Fences may be called
+// from any goroutine at any time.
 type Ledger struct {
 	dir      string   // "" for a memory-only ledger
 	f        *os.File // the journal; holds an exclusive flock for the Ledger's lifetime; nil in memory
@@ -68,8 +69,9 @@ type Ledger struct {
 	maxBytes int64    // compact when size passes this
 	buf      []byte   // reused encoding buffer
 
-	mu sync.RWMutex // written by Commit's update of d, read by Committed
-	d  *state       // Has reads it without mu: only Commit, on the same goroutine, writes it
+	mu     sync.RWMutex // written by Commit's update of d, Fence and Forget; read by Committed, Fenced and Fences
+	d      *state       // Has reads it without mu: only Commit and Forget, on the same goroutine, write it
+	fences []Rewind     // refused rewinds (RewindName); replaced, never changed in place
 }
 
 // NewMemory returns a Ledger that keeps the dedup state in memory only
@@ -105,6 +107,13 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	fail := func(err error) (*Ledger, error) {
 		f.Close()
 		return nil, err
+	}
+	if l.fences, err = readFences(dir); err != nil {
+		return fail(err)
+	}
+	for _, r := range l.fences {
+		log.Warn("the drainer refused a rewind of this stream and refuses it until the rewind is accepted (sluice drain --accept-rewind)",
+			obs.KeyStream, r.Stream, obs.KeyEpoch, r.Epoch, obs.KeyLastSeq, r.LastSeq, obs.KeyCommitted, r.Committed, obs.KeyFile, filepath.Join(dir, RewindName))
 	}
 	r := &replay{d: l.d}
 	valid, err := journalRecords(f, r.apply)
