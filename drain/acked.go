@@ -68,6 +68,9 @@ func (s *Server) handleAcked(c *conn) {
 		var w wire.Welcome
 		w, err = ac.st.Hello(f, s.own)
 		if err == nil {
+			err = ac.admit(f.Hello.Positions)
+		}
+		if err == nil {
 			ac.wmu.Lock()
 			ac.wbuf, _ = wire.AppendWelcome(ac.wbuf[:0], w) // w came from Accept: valid
 			err = ac.writeLocked(ac.wbuf)
@@ -324,6 +327,9 @@ func (ac *ackedConn) end(err error, handshake bool) {
 			lvl = slog.LevelWarn
 		}
 		c.log.Log(context.Background(), lvl, "peer closed the session", obs.KeyCode, pc.Close.Code.String(), obs.KeyPeerReason, pc.Close.Reason)
+	case errors.Is(err, wire.ErrStreamRewound): // admit logged and counted it
+		rc := wire.CloseFor(err)
+		cl = &rc
 	case errors.As(err, &pe):
 		s.m.protoErrors.WithLabelValues(pe.Code.String()).Inc()
 		s.connError(c, ReasonProtocol, err)

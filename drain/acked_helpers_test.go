@@ -35,12 +35,18 @@ func dialAcked(t testing.TB, path, instance string) *ackedClient {
 }
 
 func tryDialAcked(path, instance string) (*ackedClient, error) {
+	return tryDialAckedAt(path, instance, nil)
+}
+
+// tryDialAckedAt connects to path and completes the handshake as instance,
+// with stream positions ps in the HELLO.
+func tryDialAckedAt(path, instance string, ps []wire.StreamPosition) (*ackedClient, error) {
 	nc, err := net.Dial("unix", path)
 	if err != nil {
 		return nil, err
 	}
 	a := &ackedClient{nc: nc, rd: wire.NewReader(nc)}
-	a.hello = wire.Hello{MinVersion: wire.Version, MaxVersion: wire.Version, Instance: instance}
+	a.hello = wire.Hello{MinVersion: wire.Version, MaxVersion: wire.Version, Instance: instance, Positions: ps}
 	b, err := wire.AppendHello(nil, a.hello)
 	if err != nil {
 		nc.Close()

@@ -57,6 +57,7 @@ type committer struct {
 	out     *output
 	l       *ledger.Ledger // the dedup state; journaled in the output directory, in memory only for stdout
 	reqs    chan *pending  // closed by shutdown once every connection ended
+	admits  chan *admission
 	done    chan struct{}  // closed when run returns
 	failed  error          // sticky: nothing is committed after a failure
 	keys    []record.MsgID // scratch: the batch's new messages
@@ -67,7 +68,19 @@ type committer struct {
 func (cm *committer) run() {
 	defer close(cm.done)
 	batch := make([]*pending, 0, maxBatch)
-	for p := range cm.reqs {
+	for {
+		var p *pending
+		select {
+		case a := <-cm.admits:
+			a.err <- cm.admit(a)
+			continue
+		case q, ok := <-cm.reqs:
+			if !ok {
+				cm.l.Close()
+				return
+			}
+			p = q
+		}
 		batch = append(batch[:0], p)
 	more:
 		for len(batch) < maxBatch {
@@ -88,7 +101,6 @@ func (cm *committer) run() {
 			p.c.acks <- p // never blocks: the window bounds a connection's frames
 		}
 	}
-	cm.l.Close()
 }
 
 // commit makes batch durable; on error nothing of it is acknowledged.

@@ -40,6 +40,7 @@ type metrics struct {
 	protoErrors *prometheus.CounterVec
 	dedupSpans  prometheus.Gauge
 	evicted     prometheus.Counter
+	rewinds     *prometheus.CounterVec
 }
 
 // newMetrics registers the drainer's metrics on reg (nil: a private
@@ -113,6 +114,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "sluice_drain_dedup_evicted_total",
 		Help: "Ranges of committed sequences forgotten because a stream passed the dedup bound; their redeliveries would be written again.",
 	})
+	m.rewinds = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_drain_rewinds_total",
+		Help: "Producer connections whose queue stream went back below what the drainer committed (acked framing), by outcome: refused (STREAM_REWOUND, the default) or accepted (--accept-rewind).",
+	}, []string{"outcome"})
+	for _, o := range []string{rewindRefused, rewindAccepted} {
+		m.rewinds.WithLabelValues(o)
+	}
 	for _, r := range reasons {
 		m.connErrors.WithLabelValues(r) // export zeros
 	}

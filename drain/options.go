@@ -98,6 +98,19 @@ type Options struct {
 	// range is forgotten: a redelivery of one of its messages is written
 	// again (a duplicate), never dropped. Zero: 1 Mi ranges.
 	DedupSpans int
+	// AcceptRewind (acked framing) accepts a rewind of a stream instead of
+	// refusing it. A rewind is a producer's HELLO whose position for a
+	// stream incarnation is below what the drainer committed of it (the
+	// queue lost the tail of its store, or was restored from a backup):
+	// its new messages will reuse sequences the drainer holds. By default
+	// the drainer refuses the connection with STREAM_REWOUND, records the
+	// refusal (ledger.RewindName in the output directory) and refuses that
+	// incarnation until a drainer started with AcceptRewind accepts it:
+	// that forgets the committed sequences above the queue's last one, so
+	// the queue's new messages are written, and lets the producer in. The
+	// records of the lost messages stay in the output. Turn it on for one
+	// start after a rewind, then off again. False: refuse.
+	AcceptRewind bool
 	// JournalBytes (acked framing, directory output) is the size past which
 	// the dedup journal is compacted into a snapshot. Zero: 64 MiB.
 	JournalBytes int64

@@ -49,6 +49,8 @@ type Server struct {
 	// commitReqs hands acked frames to the committer. Connections send on
 	// it; shutdown closes it once every connection has ended.
 	commitReqs chan *pending
+	// admits hands HELLO rewind checks to the committer (acked).
+	admits chan *admission
 
 	// ctx is cancelled when shutdown begins: it cuts injected delays short.
 	ctx    context.Context
@@ -140,6 +142,7 @@ func New(opts Options) (*Server, error) {
 		s.handle = s.handleAcked
 		s.own = wire.Welcome{Server: opts.ServerID}
 		s.commitReqs = make(chan *pending, maxBatch)
+		s.admits = make(chan *admission)
 	}
 	return s, nil
 }
@@ -167,7 +170,7 @@ func (s *Server) Listen() error {
 		cm  *committer
 	)
 	if s.opts.Framing == wire.FramingAcked {
-		cm = &committer{s: s, reqs: s.commitReqs, done: make(chan struct{}),
+		cm = &committer{s: s, reqs: s.commitReqs, admits: s.admits, done: make(chan struct{}),
 			inBatch: map[record.MsgID]struct{}{}, inFrame: map[record.MsgID]struct{}{}}
 		lopts := ledger.Options{DedupSpans: s.opts.DedupSpans, JournalBytes: s.opts.JournalBytes, Logger: s.log}
 		if s.opts.Out == "-" {
@@ -182,6 +185,7 @@ func (s *Server) Listen() error {
 			}
 			cm.l = l
 			s.m.dedupSpans.Set(float64(l.Entries()))
+			s.logFences(l)
 		}
 	}
 	abandon := func() {

@@ -111,10 +111,6 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	if l.fences, err = readFences(dir); err != nil {
 		return fail(err)
 	}
-	for _, r := range l.fences {
-		log.Warn("the drainer refused a rewind of this stream and refuses it until the rewind is accepted (sluice drain --accept-rewind)",
-			obs.KeyStream, r.Stream, obs.KeyEpoch, r.Epoch, obs.KeyLastSeq, r.LastSeq, obs.KeyCommitted, r.Committed, obs.KeyFile, filepath.Join(dir, RewindName))
-	}
 	r := &replay{d: l.d}
 	valid, err := journalRecords(f, r.apply)
 	if err != nil {

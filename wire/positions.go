@@ -26,8 +26,8 @@ func (e *RewoundError) Error() string {
 	p := e.Position
 	return fmt.Sprintf("stream %q epoch %d went back: the queue's last sequence is %d but the drainer committed up to %d; "+
 		"new messages would reuse sequences %d..%d and be dropped as duplicates. The queue lost messages (store tail lost in a crash, restore from backup). "+
-		"To recover: move the drainer's output directory aside, or make the drainer forget stream %q epoch %d above sequence %d; the sink keeps retrying",
-		p.Stream, p.Epoch, p.LastSeq, e.Committed, p.LastSeq+1, e.Committed, p.Stream, p.Epoch, p.LastSeq)
+		"To recover: accept the rewind (sluice drain --accept-rewind forgets the sequences above %d of that stream and epoch), or move the drainer's output directory aside; the sink keeps retrying",
+		p.Stream, p.Epoch, p.LastSeq, e.Committed, p.LastSeq+1, e.Committed, p.LastSeq)
 }
 
 // Unwrap returns ErrStreamRewound.
