@@ -177,6 +177,14 @@ type Drain struct {
 	// record's identity, "stream:seq:index" and a tab. Default false: the
 	// lines are exactly the records.
 	WriteIdentity bool `yaml:"write_identity"`
+	// AcceptRewind (acked framing) accepts a rewind of the queue instead
+	// of refusing it: when a producer's queue stream went back below what
+	// the drainer committed (its store lost its tail, or was restored from
+	// a backup), the drainer forgets the sequences committed above the
+	// queue's last one and writes the queue's new messages that reuse
+	// them. Default false: the drainer refuses that stream (STREAM_REWOUND)
+	// until a start with this set; turn it on for that one start.
+	AcceptRewind bool `yaml:"accept_rewind"`
 }
 
 // Flight configures the flight recorder: the last seconds of the Go

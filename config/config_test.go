@@ -664,11 +664,11 @@ func TestKeys_EnvAndSet(t *testing.T) {
 		"string": "zz", "int": "9999", "duration": "3s", "bytes": "3MiB", "mode": "0640", "list": "a,b", "bool": "true",
 	}
 	keys := config.Keys()
-	if len(keys) != 52 {
-		t.Errorf("len(Keys()) = %d, want 52", len(keys))
+	if len(keys) != 53 {
+		t.Errorf("len(Keys()) = %d, want 53", len(keys))
 	}
 	for _, want := range []string{"pipeline.workers int", "queue.subjects list", "faults list",
-		"drain.socket_mode mode", "pipeline.max_inflight_bytes bytes", "queue.tls.ca_file string", "sink.backoff_min duration"} {
+		"drain.socket_mode mode", "drain.accept_rewind bool", "pipeline.max_inflight_bytes bytes", "queue.tls.ca_file string", "sink.backoff_min duration"} {
 		if !slices.Contains(keys, want) {
 			t.Errorf("Keys() lacks %q", want)
 		}

@@ -681,20 +681,31 @@ func (a *acked) end(l *lease) bool {
 // handshake sends HELLO on conn and reads the WELCOME, within WriteTimeout.
 // On a protocol violation by the drainer it answers with CLOSE. conn is left
 // open either way; the caller closes it on error.
-func (a *acked) handshake(conn net.Conn) (any, []any, error) {
+func (a *acked) handshake(ctx context.Context, conn net.Conn) (any, []any, error) {
 	w := a.w
 	var cs wire.ClientState
 	const hint = "check that the drainer speaks the acked framing (sluice drain with framing: acked) and its version"
 	fail := func(code string, err error) (any, []any, error) {
 		return nil, nil, &handshakeError{code: code, hint: hint, err: err}
 	}
-	_ = conn.SetDeadline(time.Now().Add(w.opts.WriteTimeout))
+	deadline := time.Now().Add(w.opts.WriteTimeout)
 	h := wire.Hello{
 		MinVersion: wire.Version,
 		MaxVersion: wire.Version,
 		Window:     uint32(min(w.opts.WindowFrames, 1<<31)),
 		Instance:   w.opts.Instance,
 	}
+	if w.opts.Positions != nil {
+		pctx, cancel := context.WithDeadline(ctx, deadline)
+		ps, err := w.opts.Positions(pctx)
+		cancel()
+		if err != nil {
+			return nil, nil, &handshakeError{code: "POSITIONS", hint: "the sink could not read the queue's stream positions for the drainer's rewind check; check the queue connection",
+				err: fmt.Errorf("read the queue's stream positions for HELLO: %w", err)}
+		}
+		h.Positions = ps
+	}
+	_ = conn.SetDeadline(deadline)
 	b, err := wire.AppendHello(nil, h)
 	if err != nil {
 		return fail("IO", fmt.Errorf("encode HELLO: %w", err))
@@ -711,9 +722,14 @@ func (a *acked) handshake(conn net.Conn) (any, []any, error) {
 	if err != nil {
 		if pc, ok := errors.AsType[*wire.PeerClosedError](err); ok {
 			msg := fmt.Errorf("the drainer at %q refused the handshake with %s (%q): %w", w.opts.Path, pc.Close.Code, pc.Close.Reason, err)
-			if pc.Close.Code == wire.CodeUnsupportedVersion {
+			switch pc.Close.Code {
+			case wire.CodeUnsupportedVersion:
 				msg = fmt.Errorf("the drainer at %q speaks no protocol version in common with this sink, which speaks versions %d..%d; the drainer says %q: %w",
 					w.opts.Path, h.MinVersion, h.MaxVersion, pc.Close.Reason, err)
+			case wire.CodeStreamRewound:
+				return nil, nil, &handshakeError{code: pc.Close.Code.String(), stuck: true,
+					hint: "the queue lost messages the drainer had committed (its store's tail in a crash, or a restore from backup), so its new messages reuse their sequences; nothing is delivered or acknowledged until the rewind is accepted: restart the drainer once with --accept-rewind (drain.accept_rewind), or move its output directory aside",
+					err:  fmt.Errorf("the drainer at %q refused this sink: the queue went back (%s): %w", w.opts.Path, pc.Close.Reason, err)}
 			}
 			return fail(pc.Close.Code.String(), msg)
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -615,4 +616,65 @@ func TestWriter_AckedGoodbye(t *testing.T) {
 		})
 		p.d.finish(t)
 	})
+}
+
+// TestWriter_AckedStreamPositions: every HELLO carries the positions that
+// Options.Positions reports at that moment; a STREAM_REWOUND refusal is
+// retried every BackoffMax (not with the fast backoff of a streak) and
+// logged once at ERROR with the remedy; a failing Positions fails the
+// attempt, counted as POSITIONS, and is retried. Nothing is delivered
+// until the drainer lets the sink in.
+func TestWriter_AckedStreamPositions(t *testing.T) {
+	path := socketPath(t)
+	p := startAckPeer(t, path, &ackPeer{refuse: 4, refuseCode: wire.CodeStreamRewound}) // connection 0 sends no HELLO: Positions failed
+	var calls atomic.Uint64
+	positions := func(context.Context) ([]wire.StreamPosition, error) {
+		n := calls.Add(1)
+		if n == 1 {
+			return nil, errors.New("queue unreachable")
+		}
+		return []wire.StreamPosition{{Stream: "T", Epoch: 9, LastSeq: 100 * n}}, nil
+	}
+	var lb logBuf
+	const maxWait = 100 * time.Millisecond
+	w, reg := ackedWriter(t, path, sink.Options{Logger: lb.logger(), Positions: positions, BackoffMin: time.Millisecond, BackoffMax: maxWait})
+	var dl doneLog
+	t0 := time.Now()
+	if err := w.Send(bg, msg(1, 1), dl.fn("1")); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if n := dl.n.Load(); n != 1 {
+			return fmt.Errorf("%d dones", n)
+		}
+		return nil
+	})
+	if took := time.Since(t0); took < 3*maxWait {
+		t.Errorf("three STREAM_REWOUND refusals were retried within %v; each retry must wait BackoffMax (%v)", took, maxWait)
+	}
+	if got := counter(t, reg, "sluice_sink_handshake_failures_total", "code", "STREAM_REWOUND"); got != 3 {
+		t.Errorf("handshake_failures{STREAM_REWOUND} = %v, want 3", got)
+	}
+	if got := counter(t, reg, "sluice_sink_handshake_failures_total", "code", "POSITIONS"); got != 1 {
+		t.Errorf("handshake_failures{POSITIONS} = %v, want 1", got)
+	}
+	p.mu.Lock()
+	hellos := slices.Clone(p.hellos)
+	p.mu.Unlock()
+	if len(hellos) != 4 {
+		t.Fatalf("%d HELLOs, want 4", len(hellos))
+	}
+	for i, h := range hellos {
+		want := []wire.StreamPosition{{Stream: "T", Epoch: 9, LastSeq: 100 * uint64(i+2)}}
+		if !slices.Equal(h.Positions, want) {
+			t.Errorf("HELLO %d positions %+v, want %+v", i, h.Positions, want)
+		}
+	}
+	s := lb.String()
+	if n := strings.Count(s, "level=ERROR msg=\"the drainer refused this sink"); n != 1 {
+		t.Errorf("%d ERROR lines for the refusals, want 1 (once a minute):\n%s", n, s)
+	}
+	if !strings.Contains(s, "--accept-rewind") {
+		t.Errorf("the refusal's log does not say how to recover:\n%s", s)
+	}
 }

@@ -82,30 +82,47 @@ func (w *Writer) awaitWork(ctx context.Context) bool {
 	}
 }
 
+// stuckLogEvery paces the ERROR lines of a refusal only the operator can
+// cure (handshakeError.stuck).
+const stuckLogEvery = time.Minute
+
 // dial connects to the drainer and runs the framing's handshake, retrying
 // with pol's capped exponential backoff. It logs the first failure of a
-// streak only. It returns the connection, the framing's state and log
+// streak only, except a stuck refusal: that is retried every pol.Max and
+// logged at ERROR once per stuckLogEvery. It returns the connection, the framing's state and log
 // attributes for it, and the number of failed attempts, or ctx.Err().
 func (w *Writer) dial(ctx context.Context, pol backoff.Policy) (conn net.Conn, fs any, attrs []any, failures int, err error) {
+	var loud time.Time // when a stuck refusal was last logged
 	for {
 		dctx, cancel := context.WithTimeout(ctx, w.opts.WriteTimeout)
 		conn, err = w.opts.Dial(dctx, w.opts.Path)
 		cancel()
 		if err == nil {
-			fs, attrs, err = w.fr.handshake(conn)
+			fs, attrs, err = w.fr.handshake(ctx, conn)
 			if err == nil {
 				return conn, fs, attrs, failures, nil
 			}
 			_ = conn.Close() // never shared
-			code, hint := "IO", ""
+			code, hint, stuck := "IO", "", false
 			if he, ok := errors.AsType[*handshakeError](err); ok {
-				code, hint = he.code, he.hint
+				code, hint, stuck = he.code, he.hint, he.stuck
 			}
 			w.m.handshakeFailures.WithLabelValues(code).Inc()
 			if ctx.Err() != nil {
 				return nil, nil, nil, failures, ctx.Err()
 			}
 			failures++
+			if stuck {
+				if time.Since(loud) >= stuckLogEvery {
+					loud = time.Now()
+					w.log.Error("the drainer refused this sink; retrying every "+pol.Max.String()+" until the operator acts",
+						obs.KeyCode, code, obs.KeyErr, err, obs.KeyHint, hint, obs.KeyAttempts, failures)
+				}
+				if backoff.Sleep(ctx, pol.Max) != nil {
+					return nil, nil, nil, failures, ctx.Err()
+				}
+				continue
+			}
 			if failures == 1 {
 				w.log.Error("handshake with the drainer failed; retrying with backoff",
 					obs.KeyCode, code, obs.KeyErr, err, obs.KeyHint, hint)

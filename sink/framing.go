@@ -14,12 +14,13 @@ import (
 // locks.
 type framing interface {
 	// handshake starts a session on conn, a new connection that nothing
-	// else uses yet, within the Writer's WriteTimeout. It returns the
+	// else uses yet, within the Writer's WriteTimeout (ctx ends with the
+	// Writer). It returns the
 	// per-connection state the core keeps in lease.fs for the framing, and
 	// slog attributes describing the session for the "connected" log line.
 	// On error the core closes conn and retries with backoff; an error
 	// that is a *handshakeError is counted by its code.
-	handshake(conn net.Conn) (fs any, attrs []any, err error)
+	handshake(ctx context.Context, conn net.Conn) (fs any, attrs []any, err error)
 	// start begins the framing's work on l, which has just become the
 	// current lease. It starts l's goroutines, each counted in Writer.wg,
 	// and may take references to l with Writer.ref. The core holds a
@@ -40,10 +41,14 @@ type framing interface {
 
 // handshakeError is a failed handshake: code is the label of
 // sluice_sink_handshake_failures_total, hint what the operator can do.
+// stuck is a refusal that retrying soon will not cure, only the operator
+// (the drainer's STREAM_REWOUND): it is retried at BackoffMax and logged at
+// ERROR, not only at the first failure of a streak.
 type handshakeError struct {
-	code string
-	hint string
-	err  error
+	code  string
+	hint  string
+	stuck bool
+	err   error
 }
 
 func (e *handshakeError) Error() string { return e.err.Error() }

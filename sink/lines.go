@@ -29,7 +29,7 @@ var framePool = sync.Pool{New: func() any {
 }}
 
 // handshake does nothing: a lines connection is usable once connected.
-func (*lines) handshake(net.Conn) (any, []any, error) { return nil, nil, nil }
+func (*lines) handshake(context.Context, net.Conn) (any, []any, error) { return nil, nil, nil }
 
 // start starts l's reader.
 func (f *lines) start(ctx context.Context, l *lease) {

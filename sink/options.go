@@ -50,6 +50,15 @@ type Options struct {
 	// Instance is the producer identity sent in HELLO (acked framing), 1..255
 	// bytes of UTF-8; longer names are cut. "": "<hostname>-<pid>".
 	Instance string
+	// Positions (acked framing) reports where the queue stands, one
+	// position per stream incarnation, for the HELLO of every new
+	// connection; the drainer refuses the connection (STREAM_REWOUND) when
+	// a position is below what it committed of that incarnation: the queue
+	// went back and its new messages would be dropped as duplicates. It is
+	// called before each handshake, with a context bounded by
+	// WriteTimeout; an error fails that attempt, which is retried with
+	// backoff. nil: no positions, and the drainer cannot tell.
+	Positions func(ctx context.Context) ([]wire.StreamPosition, error)
 	// AckTimeout is how long the acked framing waits for acknowledgement
 	// progress while frames are unacknowledged before it replaces the
 	// connection (reason "ack_timeout") and re-sends them. 0: 10s.

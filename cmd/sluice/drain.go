@@ -30,6 +30,13 @@ output, across reconnects and restarts of either side. With --out - (stdout)
 records are acknowledged once written to stdout and the dedup state is kept
 in memory only: a drainer restart forgets it.
 
+If the queue goes back below what the drainer committed (its store lost its
+tail in a crash, or was restored from a backup), the drainer refuses that
+producer (STREAM_REWOUND) rather than drop its new messages as duplicates,
+and keeps refusing it, across restarts, until it is started once with
+--accept-rewind: that forgets the sequences committed above the queue's last
+one, so the new messages that reuse them are written.
+
 --allow-uid / --allow-gid restrict the peers that may connect (checked with
 SO_PEERCRED); a refused peer is logged, counted and, in acked framing, sent a
 close frame with the reason.`,
@@ -79,6 +86,7 @@ close frame with the reason.`,
 	f.StringSlice("allow-uid", nil, "only peers with these user ids may connect (drain.allow_uids; repeatable)")
 	f.StringSlice("allow-gid", nil, "only peers with these group ids may connect (drain.allow_gids; repeatable)")
 	f.Bool("write-identity", false, "acked: prefix each output line with stream:seq:index and a tab (drain.write_identity)")
+	f.Bool("accept-rewind", false, "acked: accept a queue that went back below what was committed, writing its new messages (drain.accept_rewind); for one start after a rewind")
 	f.StringVar(&metricsAddr, "metrics", "off", "address for the drainer's /metrics, e.g. 127.0.0.1:9465, or off")
 	return cmd
 }
@@ -92,4 +100,5 @@ var drainFlagKeys = flagKeys{
 	"allow-uid":      "drain.allow_uids",
 	"allow-gid":      "drain.allow_gids",
 	"write-identity": "drain.write_identity",
+	"accept-rewind":  "drain.accept_rewind",
 }

@@ -114,6 +114,7 @@ func drainOptions(cfg *config.Config) (drain.Options, error) {
 		PeerUIDs:      uids,
 		PeerGIDs:      gids,
 		WriteIdentity: d.WriteIdentity,
+		AcceptRewind:  d.AcceptRewind,
 	}, nil
 }
 

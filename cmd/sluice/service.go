@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-dev/sluice/process"
 	"github.com/sluice-dev/sluice/queue"
 	"github.com/sluice-dev/sluice/sink"
+	"github.com/sluice-dev/sluice/wire"
 )
 
 // service is sluice run: the queue (embedded or external), the pipeline, the
@@ -76,6 +77,7 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 	}
 	so := sinkOptions(cfg)
 	so.Notify, so.Logger, so.Registerer = s.notify, logger, s.reg
+	so.Positions = s.positions
 	s.snk = sink.New(so)
 	po := pipelineOptions(cfg)
 	po.Logger, po.Registerer = logger, s.reg
@@ -111,6 +113,16 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 // notify receives the sink's anomalies (reconnects, write errors, ack
 // timeouts) and asks the flight recorder, if on, for a dump. It never
 // blocks.
+// positions is where the queue stands, for the drainer's rewind check in
+// each HELLO.
+func (s *service) positions(ctx context.Context) ([]wire.StreamPosition, error) {
+	id, err := s.src.Last(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return []wire.StreamPosition{{Stream: id.Stream, Epoch: id.Epoch, LastSeq: id.Seq}}, nil
+}
+
 func (s *service) notify(event, reason string) {
 	if s.fr == nil {
 		return
