@@ -64,6 +64,16 @@
 // is written as a space, so one record stays one line (for JSON, sluice's
 // payload, that changes no meaning).
 //
+// Rewinds: a HELLO's stream positions are checked against the ledger on
+// the committer goroutine, which owns it (rewind.go). A position below the
+// committed sequence of its (stream, epoch) is a queue that went back: the
+// connection gets CLOSE STREAM_REWOUND and the incarnation is fenced
+// durably (ledger.Fence), so it stays refused after the queue's sequences
+// pass the committed one again and across restarts; with
+// Options.AcceptRewind the drainer instead forgets the sequences above the
+// queue's last one (ledger.Forget) and admits it. Counted in
+// sluice_drain_rewinds_total{outcome}.
+//
 // Bad peers: a malformed handshake or frame, or an oversized one, gets the
 // CLOSE code of docs/protocol.md section 9 (sluice_drain_protocol_errors_total
 // by code, reason protocol_error); a peer with no complete frame (or HELLO)

@@ -36,6 +36,9 @@ func Connect(ctx context.Context, emb *Embedded, opts ConnectOptions) (*nats.Con
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("reconnected to NATS", obs.KeyURL, nc.ConnectedUrlRedacted(), obs.KeyReconnects, nc.Stats().Reconnects)
+			if opts.OnReconnect != nil {
+				opts.OnReconnect()
+			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-dev/sluice/internal/testkit"
 
@@ -168,3 +169,50 @@ func TestConnect_External(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestConnect_OnReconnect: when the server comes back after a loss (here:
+// restarted on the same address and store), OnReconnect is called, so that
+// sluice can start a new drainer session whose HELLO carries the stream's
+// position as the restarted server sees it.
+func TestConnect_OnReconnect(t *testing.T) {
+	store := t.TempDir()
+	start := func(port int) *server.Server {
+		srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: store, NoSigs: true, NoLog: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Start()
+		if !srv.ReadyForConnections(stallGuard) {
+			t.Fatal("test server not ready")
+		}
+		return srv
+	}
+	srv := start(-1)
+	port := srv.Addr().(*net.TCPAddr).Port
+	reconnected := make(chan struct{}, 1)
+	nc, err := queue.Connect(context.Background(), nil, queue.ConnectOptions{URL: "nats://127.0.0.1:" + itoa(port), Logger: quietLogger(),
+		OnReconnect: func() {
+			select {
+			case reconnected <- struct{}{}:
+			default:
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	select {
+	case <-reconnected:
+		t.Fatal("OnReconnect called while the server is down")
+	default:
+	}
+	srv = start(port)
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	select {
+	case <-reconnected:
+	case <-time.After(stallGuard):
+		t.Fatalf("OnReconnect not called within %v of the server's restart", stallGuard)
+	}
+}

@@ -70,6 +70,12 @@ type ConnectOptions struct {
 	TLS TLSOptions
 	// Logger receives connection events. nil: slog.Default().
 	Logger *slog.Logger
+	// OnReconnect, when set, is called (on the NATS client's goroutine; it
+	// must not block) each time the connection is re-established after a
+	// loss. The server may have restarted with a store that lost its tail:
+	// sluice run starts a new drainer session so that its HELLO re-runs
+	// the drainer's rewind check. nil: nothing.
+	OnReconnect func()
 }
 
 // TLSOptions are client TLS files. Each "" means none; CertFile and

@@ -19,10 +19,15 @@ const (
 	// ReasonProtocolError: acked framing, the drainer sent a frame that
 	// breaks the protocol; the sink answered with CLOSE.
 	ReasonProtocolError = "protocol_error"
+	// ReasonSourceReconnected: the caller's connection to the queue was
+	// re-established (sluice run, acked framing), so a new session's
+	// HELLO re-runs the drainer's rewind check against the queue as it is
+	// now.
+	ReasonSourceReconnected = "source_reconnected"
 )
 
 var reasons = []string{ReasonWriteError, ReasonWriteTimeout, ReasonPeerClosed, ReasonMaxAge, ReasonRequested,
-	ReasonAckTimeout, ReasonProtocolError}
+	ReasonAckTimeout, ReasonProtocolError, ReasonSourceReconnected}
 
 type metrics struct {
 	reconnects   *prometheus.CounterVec

@@ -65,8 +65,17 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 		}
 		logger.Info("embedded queue started", obs.KeyURL, s.emb.ClientURL(), obs.KeyDataDir, cfg.Queue.DataDir)
 	}
+	so := sinkOptions(cfg)
+	so.Notify, so.Logger, so.Registerer = s.notify, logger, s.reg
+	so.Positions = s.positions // reads s.src, set below, before the sink starts
+	s.snk = sink.New(so)
 	co := connectOptions(cfg)
 	co.Logger = logger
+	if cfg.Sink.Framing == wire.FramingAcked {
+		// The server may be back with a store that lost its tail: a new
+		// session's HELLO lets the drainer check.
+		co.OnReconnect = func() { s.snk.Reconnect(sink.ReasonSourceReconnected) }
+	}
 	if s.nc, err = queue.Connect(ctx, s.emb, co); err != nil {
 		return nil, err
 	}
@@ -75,10 +84,6 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 	if s.src, err = queue.Open(ctx, s.nc, qo); err != nil {
 		return nil, err
 	}
-	so := sinkOptions(cfg)
-	so.Notify, so.Logger, so.Registerer = s.notify, logger, s.reg
-	so.Positions = s.positions
-	s.snk = sink.New(so)
 	po := pipelineOptions(cfg)
 	po.Logger, po.Registerer = logger, s.reg
 	s.pipe = pipeline.New(s.src, s.src, process.Validator{}, s.snk, po)
