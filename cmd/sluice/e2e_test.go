@@ -240,15 +240,7 @@ func TestService_EndToEnd(t *testing.T) {
 		t.Fatalf("service shutdown: %v", err)
 	}
 	stopDrain()
-	got := outputCounts(t, out)
-	for n := range total {
-		if got[n] != 1 {
-			t.Fatalf("record %d drained %d times, want exactly once", n, got[n])
-		}
-	}
-	if len(got) != total {
-		t.Fatalf("drained %d distinct records, want %d", len(got), total)
-	}
+	exactlyOnce(t, total, out)
 }
 
 // socketBufferRecords bounds how many records can sit in a Unix socket's
