@@ -183,7 +183,7 @@ func settingDiffs(have jetstream.StreamConfig, spec streamSpec) []settingDiff {
 	want, k := spec.cfg, spec.limitsKey
 	var out []settingDiff
 	if have.Retention != want.Retention {
-		out = append(out, settingDiff{"retention", have.Retention.String(), want.Retention.String()})
+		out = append(out, settingDiff{"retention", retentionName(have.Retention), retentionName(want.Retention)})
 	}
 	if have.Discard != want.Discard {
 		out = append(out, settingDiff{k + "discard", discardName(have.Discard), discardName(want.Discard)})
@@ -333,6 +333,19 @@ func unacknowledged(ctx context.Context, st jetstream.Stream, consumer string) (
 		return fmt.Sprintf("consumer %q has %d messages not yet delivered and %d delivered but not acknowledged", consumer, ci.NumPending, ci.NumAckPending), nil
 	}
 	return "", nil
+}
+
+// retentionName is the policy's name as the nats CLI writes it.
+func retentionName(r jetstream.RetentionPolicy) string {
+	switch r {
+	case jetstream.LimitsPolicy:
+		return "limits"
+	case jetstream.InterestPolicy:
+		return "interest"
+	case jetstream.WorkQueuePolicy:
+		return "workqueue"
+	}
+	return r.String()
 }
 
 func discardName(d jetstream.DiscardPolicy) string {
