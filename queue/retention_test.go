@@ -184,6 +184,12 @@ func wantErr(t *testing.T, err, is error, words ...string) {
 	if !errors.Is(err, is) {
 		t.Fatalf("error %v, want %v", err, is)
 	}
+	contains(t, err, words...)
+}
+
+// contains checks that err's text mentions each of words.
+func contains(t *testing.T, err error, words ...string) {
+	t.Helper()
 	for _, w := range words {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not mention %s", err, w)
@@ -309,4 +315,16 @@ func TestOpen_WorkQueueOneConsumer(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "work queue") || !strings.Contains(err.Error(), "queue.consumer") {
 		t.Fatalf("Open with a second consumer name = %v, want an error saying the work queue allows one consumer", err)
 	}
+}
+
+// TestOpen_NoRoomForLimit: a byte limit the server cannot reserve is
+// refused naming the key to lower.
+func TestOpen_NoRoomForLimit(t *testing.T) {
+	emb := startServer(t, testConfig(t))
+	nc := connect(t, emb)
+	_, err := queue.Open(context.Background(), nc, queue.Options{MaxBytes: 1 << 60, Logger: quietLogger()})
+	if err == nil {
+		t.Fatal("Open with a 1 EiB stream succeeded")
+	}
+	contains(t, err, "queue.max_bytes 1048576TiB", "insufficient storage", "lower queue.max_bytes")
 }

@@ -29,6 +29,11 @@ import (
 // dead-letter stream keeps limits retention: sluice never consumes it, and
 // its own byte and age limits bound it.
 
+// errCodeNoStorage is JetStream's error for a stream whose max_bytes the
+// server or account cannot reserve ("insufficient storage resources
+// available").
+const errCodeNoStorage jetstream.ErrorCode = 10047
+
 // streamSpec is what Open wants of one stream.
 type streamSpec struct {
 	cfg jetstream.StreamConfig
@@ -117,8 +122,12 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, spec streamSpec, 
 		if err == nil {
 			return st, nil
 		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeNoStorage {
+			return nil, fmt.Errorf("queue: create stream %q with %smax_bytes %s: %w (the server reserves a stream's max_bytes when it is created: free disk space, lower %smax_bytes, or raise the server's or account's JetStream storage limit)", want.Name, spec.limitsKey, formatBytes(want.MaxBytes), err, spec.limitsKey)
+		}
 		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return nil, fmt.Errorf("queue: create stream %q capturing %v: %w (if the server lacks room for %s, lower %smax_bytes)", want.Name, want.Subjects, err, formatBytes(want.MaxBytes), spec.limitsKey)
+			return nil, fmt.Errorf("queue: create stream %q capturing %v: %w", want.Name, want.Subjects, err)
 		}
 		// Another instance created it first, perhaps differently.
 		st, err = js.Stream(ctx, want.Name)
