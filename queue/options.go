@@ -193,9 +193,10 @@ type Options struct {
 	DisablePrefetch bool
 }
 
-// WithDefaults returns o with every zero field replaced by its default.
-// Registerer stays nil (no registration) and Subjects is copied, so the
-// result shares nothing with o's caller.
+// WithDefaults returns o with every zero field replaced by its default and
+// every negative stream limit by NoLimit. Registerer stays nil (no
+// registration) and Subjects is copied, so the result shares nothing with
+// o's caller.
 func (o Options) WithDefaults() Options {
 	if o.Stream == "" {
 		o.Stream = DefaultStream
