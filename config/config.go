@@ -86,6 +86,31 @@ type Queue struct {
 	// MaxAckPending caps unacknowledged messages on the consumer; at least 1.
 	// Default 20000.
 	MaxAckPending int `yaml:"max_ack_pending"`
+	// MaxBytes bounds the consumed stream, a work queue that holds only
+	// messages not yet acknowledged. At least 64KiB; 0: no limit. Default 1GiB.
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// MaxAge removes messages older than this from the consumed stream,
+	// delivered or not. 0 (the default): none.
+	MaxAge time.Duration `yaml:"max_age"`
+	// Discard is what a full consumed stream does: "new" (the default)
+	// refuses the publish, so the producer gets an error; "old" drops the
+	// oldest messages, delivered or not.
+	Discard string `yaml:"discard"`
+	// DeadLetterMaxBytes bounds the dead-letter stream. At least 64KiB; 0:
+	// no limit. Default 256MiB.
+	DeadLetterMaxBytes ByteSize `yaml:"dead_letter_max_bytes"`
+	// DeadLetterMaxAge removes dead letters older than this. 0: none.
+	// Default 168h (7 days).
+	DeadLetterMaxAge time.Duration `yaml:"dead_letter_max_age"`
+	// DeadLetterDiscard is what a full dead-letter stream does: "new" (the
+	// default) refuses the dead letter, so its message is redelivered
+	// until there is room; "old" drops the oldest dead letters.
+	DeadLetterDiscard string `yaml:"dead_letter_discard"`
+	// Migrate lets sluice bring existing streams with other settings (from
+	// an earlier version) to these at start, logging each change and never
+	// dropping a stored message. Default false: such a stream is an error
+	// that says what differs.
+	Migrate bool `yaml:"migrate"`
 	// Credentials for an external server. Never logged; Redacted hides
 	// Password and Token. Empty: none.
 	User     string `yaml:"user"`
@@ -234,15 +259,21 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Queue: Queue{
-			DataDir:           "./sluice-data",
-			Listen:            "127.0.0.1:4222",
-			Stream:            "INGEST",
-			Subjects:          []string{"ingest.>"},
-			Consumer:          "sluice",
-			DeadLetterSubject: "dlq.ingest",
-			DeadLetterStream:  "DLQ",
-			AckWait:           30 * time.Second,
-			MaxAckPending:     20000,
+			DataDir:            "./sluice-data",
+			Listen:             "127.0.0.1:4222",
+			Stream:             "INGEST",
+			Subjects:           []string{"ingest.>"},
+			Consumer:           "sluice",
+			DeadLetterSubject:  "dlq.ingest",
+			DeadLetterStream:   "DLQ",
+			AckWait:            30 * time.Second,
+			MaxAckPending:      20000,
+			MaxBytes:           1 * GiB,
+			MaxAge:             0,
+			Discard:            DiscardNew,
+			DeadLetterMaxBytes: 256 * MiB,
+			DeadLetterMaxAge:   7 * 24 * time.Hour,
+			DeadLetterDiscard:  DiscardNew,
 		},
 		Pipeline: Pipeline{
 			Workers:            min(runtime.NumCPU(), MaxWorkers),

@@ -26,6 +26,14 @@ const (
 
 	// AdminOff as admin.listen disables the admin server.
 	AdminOff = "off"
+
+	// DiscardNew and DiscardOld are the choices for queue.discard and
+	// queue.dead_letter_discard.
+	DiscardNew = "new"
+	DiscardOld = "old"
+	// MinStreamBytes is the least non-zero queue.max_bytes and
+	// queue.dead_letter_max_bytes allowed.
+	MinStreamBytes = 64 * KiB
 )
 
 // Validate reports every impossible value at once, joined with errors.Join
@@ -72,6 +80,12 @@ func (c *Config) problems() []*FieldError {
 	}
 	v.positive("queue.ack_wait", q.AckWait)
 	v.atLeast("queue.max_ack_pending", q.MaxAckPending, 1)
+	v.streamBytes("queue.max_bytes", q.MaxBytes)
+	v.streamBytes("queue.dead_letter_max_bytes", q.DeadLetterMaxBytes)
+	v.notNegative("queue.max_age", q.MaxAge)
+	v.notNegative("queue.dead_letter_max_age", q.DeadLetterMaxAge)
+	v.oneOf("queue.discard", q.Discard, DiscardNew, DiscardOld)
+	v.oneOf("queue.dead_letter_discard", q.DeadLetterDiscard, DiscardNew, DiscardOld)
 	if q.NKeyFile != "" && q.CredsFile != "" {
 		v.fail("queue.nkey_file", "set either queue.nkey_file or queue.creds_file, not both")
 	}
@@ -211,6 +225,20 @@ func (v *validator) atLeast(key string, n, lo int) {
 func (v *validator) positive(key string, d time.Duration) {
 	if d <= 0 {
 		v.fail(key, "must be positive (got %s)", d)
+	}
+}
+
+func (v *validator) notNegative(key string, d time.Duration) {
+	if d < 0 {
+		v.fail(key, "must not be negative; 0 means none (got %s)", d)
+	}
+}
+
+// streamBytes checks a stream's byte limit: 0 (none) or at least
+// MinStreamBytes.
+func (v *validator) streamBytes(key string, b ByteSize) {
+	if b != 0 && b < MinStreamBytes {
+		v.fail(key, "must be at least %s, or 0 for no limit (got %s)", MinStreamBytes, b)
 	}
 }
 

@@ -52,6 +52,10 @@ const (
 	KeyDeadLetterSubject = "dead_letter_subject" // the dead-letter subject
 	KeyAckWait           = "ack_wait"            // the consumer's ack wait
 	KeyMaxAckPending     = "max_ack_pending"     // the consumer's max ack pending
+	KeyMaxBytes          = "max_bytes"           // a stream's byte limit
+	KeyMaxAge            = "max_age"             // a stream's age limit
+	KeyDiscard           = "discard"             // what a full stream does: new or old
+	KeyChanges           = "changes"             // settings changed, as "key old -> new"
 	KeyFatal             = "fatal"               // a nats-server log line at fatal level
 
 	KeyDir     = "dir"     // a directory (the flight recorder's dumps)

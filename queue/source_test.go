@@ -229,8 +229,8 @@ func TestSource_DeadLetter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := in.CachedInfo().State.Msgs; n != 1 {
-		t.Fatalf("INGEST holds %d messages, want only the original 1", n)
+	if n := in.CachedInfo().State.LastSeq; n != 1 {
+		t.Fatalf("INGEST's last sequence is %d, want only the original message's 1 (no dead letter in it)", n)
 	}
 	expectEmpty(t, e.src, 300*time.Millisecond)
 	if got := metric(t, e.reg, "sluice_queue_dead_letters_total"); got != 2 {
