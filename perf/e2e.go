@@ -76,7 +76,9 @@ func EndToEnd(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 	}()
 	sock := filepath.Join(dir, "s.sock")
 	out := filepath.Join(dir, "out")
-	env := append(os.Environ(), "SLUICE_FAULTS=", "SLUICE_SINK_BACKOFF_MIN=10ms", "SLUICE_SINK_BACKOFF_MAX=50ms")
+	// The stream is loaded whole before the drain is timed: no byte limit,
+	// so a large --records run is not refused.
+	env := append(os.Environ(), "SLUICE_FAULTS=", "SLUICE_SINK_BACKOFF_MIN=10ms", "SLUICE_SINK_BACKOFF_MAX=50ms", "SLUICE_QUEUE_MAX_BYTES=0")
 
 	args := []string{"run"}
 	if o.CPUProfile != "" {
