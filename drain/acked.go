@@ -140,6 +140,15 @@ func (s *Server) render(ac *ackedConn, d wire.Data) *pending {
 		keys:  slices.Grow(rb.keys[:0], n)[:n],
 		ends:  slices.Grow(rb.ends[:0], n)[:n],
 		lines: slices.Grow(rb.lines[:0], size)}
+	if s.opts.Store != nil { // the payloads as they are, for Store.Append
+		p.ids = slices.Grow(rb.ids[:0], n)[:n]
+		for i, r := range d.Records {
+			p.keys[i], p.ids[i] = r.ID.Msg(), r.ID
+			p.lines = append(p.lines, r.Data...)
+			p.ends[i] = len(p.lines)
+		}
+		return p
+	}
 	for i, r := range d.Records {
 		p.keys[i] = r.ID.Msg()
 		if s.opts.WriteIdentity {
@@ -164,6 +173,7 @@ func (s *Server) render(ac *ackedConn, d wire.Data) *pending {
 type renderBuf struct {
 	lines []byte
 	keys  []record.MsgID
+	ids   []record.ID
 	ends  []int
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -165,5 +166,23 @@ func ackFirstDrainer(sock, out string) int {
 				mu.Unlock()
 			}
 		}()
+	}
+}
+
+// The example drainer written with package drain's Store
+// (examples/go-drainer) passes every check, crash recovery included.
+func TestConformance_GoExampleDrainer(t *testing.T) {
+	dir := testkit.ShortDir(t)
+	bin := filepath.Join(dir, "go-drainer")
+	build := exec.Command("go", "build", "-o", bin, "../../examples/go-drainer")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build examples/go-drainer: %v\n%s", err, out)
+	}
+	sock, out := filepath.Join(dir, "d.sock"), filepath.Join(dir, "out.jsonl")
+	rs := runConformance(t, sock, out, fmt.Sprintf("exec %q %q %q", bin, sock, out))
+	for _, r := range rs {
+		if r.Status != conformance.Pass {
+			t.Errorf("%s: %s %s", r.Name, r.Status, r.Detail)
+		}
 	}
 }
