@@ -90,6 +90,8 @@ const (
 	KeyRatioAcked1    = "ratio_acked_1_vs_consume"
 	KeyRatioAcked100S = "ratio_acked_100_vs_socket"
 	KeyRatioAcked100C = "ratio_acked_100_vs_consume100"
+	KeyRatioAckedLine = "ratio_acked_100_vs_lines_100"
+	KeyJSConsumeCPU   = "raw_js_consume_cpu"
 )
 
 // e2eCase is one end-to-end configuration.
@@ -153,6 +155,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		r.add(KeyJSPublish, jr.PublishPerSec())
 		r.add(KeyJSConsume, jr.ConsumePerSec())
+		r.add(KeyJSConsumeCPU, jr.ConCPU.Seconds()/float64(jr.Messages)*1e6)
 		fmt.Fprintf(o.Progress, "  raw JetStream    %12.0f msgs/s published, %.0f msgs/s consumed\n", jr.PublishPerSec(), jr.ConsumePerSec())
 
 		for _, c := range e2eCases {
@@ -180,8 +183,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 			r.add(c.key, er.RecordsPerSec())
 			r.addRSS(c.key, er)
-			fmt.Fprintf(o.Progress, "  %-26s %9.0f records/s  RSS peak %.1f MiB steady %.1f MiB\n",
-				c.name, er.RecordsPerSec(), mib(er.PeakRSS), mib(er.SteadyRSS))
+			r.add(c.key+"_cpu_sluice", er.CPUPerMillion(er.SluiceCPU))
+			r.add(c.key+"_cpu_drain", er.CPUPerMillion(er.DrainCPU))
+			fmt.Fprintf(o.Progress, "  %-26s %9.0f records/s  RSS peak %.1f MiB steady %.1f MiB  CPU-s/M records: sluice %.2f drainer %.2f\n",
+				c.name, er.RecordsPerSec(), mib(er.PeakRSS), mib(er.SteadyRSS), er.CPUPerMillion(er.SluiceCPU), er.CPUPerMillion(er.DrainCPU))
 		}
 
 		r.addRatios()

@@ -40,6 +40,13 @@ type E2EResult struct {
 	Elapsed   time.Duration // drainer start until every record is in its files
 	PeakRSS   int64         // sluice's VmHWM at the end, bytes (preload included)
 	SteadyRSS int64         // median of sluice's VmRSS sampled while draining, bytes
+	SluiceCPU time.Duration // CPU time of sluice run (with its embedded JetStream server) while draining
+	DrainCPU  time.Duration // CPU time of the drainer, start to end
+}
+
+// CPUPerMillion returns CPU-seconds per million records of d.
+func (r E2EResult) CPUPerMillion(d time.Duration) float64 {
+	return d.Seconds() / float64(r.Records) * 1e6
 }
 
 // RecordsPerSec is the end-to-end record rate.
@@ -128,6 +135,10 @@ func EndToEnd(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 		dargs = append(dargs, "--framing", o.Framing)
 	}
 	var rss []float64
+	cpu0, err := ReadCPU(svc.cmd.Process.Pid)
+	if err != nil {
+		return res, fmt.Errorf("perf: sluice run's CPU time: %w", err)
+	}
 	start := time.Now()
 	drainer, err := startChild(o.Exe, dargs, env, filepath.Join(dir, "drain.log"))
 	if err != nil {
@@ -160,6 +171,14 @@ func EndToEnd(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 				rss = append(rss, float64(st.VmRSS))
 			}
 		}
+	}
+	cpu1, err := ReadCPU(svc.cmd.Process.Pid)
+	if err == nil {
+		res.SluiceCPU = cpu1 - cpu0
+		res.DrainCPU, err = ReadCPU(drainer.cmd.Process.Pid)
+	}
+	if err != nil {
+		return res, fmt.Errorf("perf: CPU time: %w", err)
 	}
 	st, err := ReadStatus(svc.cmd.Process.Pid)
 	if err != nil {
