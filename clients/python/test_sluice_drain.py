@@ -197,7 +197,7 @@ class ServerTest(unittest.TestCase):
             if self.auto_ack:
                 b.ack()
         self.srv = sd.Server(self.path, on_batch, dedup=dedup, name="drain@host-a", close_wait=0.5, **kw)
-        t = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        t = self.serving = threading.Thread(target=self.srv.serve_forever, daemon=True)
         t.start()
         self.addCleanup(t.join, 10)
         self.addCleanup(self.srv.close)
@@ -330,6 +330,7 @@ class ServerTest(unittest.TestCase):
         p.hello()
         self.srv.close()
         self.expect_close(p, sd.Code.GOING_AWAY)
+        self.serving.join(10)
         self.assertFalse(os.path.exists(self.path), "the socket file is removed at shutdown")
 
     def test_live_socket_is_not_replaced(self):
