@@ -427,3 +427,26 @@ func head(s []string) []string {
 	}
 	return s
 }
+
+// TestREADME_Examples checks that each README's example drainer is the
+// shipped, tested example file (less its header comment).
+func TestREADME_Examples(t *testing.T) {
+	for _, c := range []struct{ dir, lang, file string }{
+		{"python", "python", "example_drainer.py"},
+		{"node", "js", "example-drainer.mjs"},
+	} {
+		readme, err := os.ReadFile(filepath.Join(c.dir, "README.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		example, err := os.ReadFile(filepath.Join(c.dir, c.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, block, ok := strings.Cut(string(readme), "```"+c.lang+"\n")
+		block, _, ok2 := strings.Cut(block, "```")
+		if !ok || !ok2 || !strings.HasSuffix(string(example), block) || len(block) < len(example)/2 {
+			t.Errorf("clients/%s/README.md: its first ```%s block is not the end of %s; copy the example file into it\n--- block:\n%s", c.dir, c.lang, c.file, block)
+		}
+	}
+}
