@@ -662,6 +662,7 @@ class Conn {
     });
     socket.on('close', () => {
       clearTimeout(this.timer);
+      clearTimeout(this.frameTimer);
       this.closed = true;
       this.ending = true;
       this.batches = [];
@@ -703,6 +704,14 @@ class Conn {
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e;
       err = e;
+    }
+    // Idle between frames: no timeout; inside a frame: frameTimeout.
+    clearTimeout(this.frameTimer);
+    if (this.welcome !== null && this.dec.pending() > 0 && !err && !peerClose) {
+      this.frameTimer = setTimeout(() => {
+        log(this.server, 'error', `${this.instance} sent nothing more of a started frame for ${this.server.opts.frameTimeout}ms`);
+        this.closeWith(Code.TIMEOUT, `no progress inside a frame for ${this.server.opts.frameTimeout}ms`);
+      }, this.server.opts.frameTimeout);
     }
     if (frames.length) {
       const b = new Batch(this, frames);
@@ -788,8 +797,10 @@ class Conn {
   // finish closes the connection once its batches are acknowledged.
   async finish() {
     this.ending = true;
+    clearTimeout(this.frameTimer);
     await this.untilAcked();
-    this.socket.destroy();
+    this.socket.end(); // after the last ACK is written
+    setTimeout(() => this.socket.destroy(), 1000).unref();
   }
 
   // closeWith sends CLOSE once the frames before are acknowledged, then lingers (docs/protocol.md section 4.5).
@@ -797,6 +808,7 @@ class Conn {
     if (this.ending) return;
     this.ending = true;
     clearTimeout(this.timer);
+    clearTimeout(this.frameTimer);
     await this.untilAcked();
     if (this.closed) return;
     while (Buffer.byteLength(reason) > MAX_REASON_LEN) reason = reason.slice(0, -1);
@@ -894,7 +906,8 @@ async function removeStale(file) {
  * iterable of Batches. Options: dedup (a DedupState: turns on the rewind
  * check of HELLO positions), maxFrameBytes, maxRecords, window (the limits
  * granted in WELCOME; defaults 4 MiB, 65536, 64), name (server identity),
- * mode (socket permissions, 0o600), handshakeTimeout (ms, 10000), closeWait
+ * mode (socket permissions, 0o600), handshakeTimeout (ms, 10000), frameTimeout
+ * (ms, 10000: a frame started and nothing more of it for that long), closeWait
  * (ms to wait for acks before a CLOSE, 10000), logger (console by default; null: silent).
  * A stale socket file is replaced; a live one (another drainer) or a
  * non-socket makes it fail.
@@ -902,7 +915,7 @@ async function removeStale(file) {
 export async function listen(file, opts = {}) {
   const o = {
     path: file, dedup: null, maxFrameBytes: DEFAULT_MAX_FRAME_BYTES, maxRecords: DEFAULT_MAX_RECORDS, window: DEFAULT_WINDOW,
-    name: `sluice-drain.mjs@${os.hostname()}:${process.pid}`, mode: 0o600, handshakeTimeout: 10000, closeWait: 10000, logger: console, ...opts,
+    name: `sluice-drain.mjs@${os.hostname()}:${process.pid}`, mode: 0o600, handshakeTimeout: 10000, frameTimeout: 10000, closeWait: 10000, logger: console, ...opts,
   };
   await removeStale(file);
   const srv = new Server(o);

@@ -266,6 +266,14 @@ describe('server', () => {
     }
   });
 
+  test('a frame started and not finished', async () => {
+    const t = await start({ frameTimeout: 200 });
+    const p = await Peer.connect(t.file);
+    await p.hello();
+    p.send(vbytes('data.bin').subarray(0, 20));
+    await expectClose(p, Code.TIMEOUT);
+  });
+
   test('window', async () => {
     const t = await start({ window: 2 });
     t.autoAck = false;

@@ -755,6 +755,8 @@ class _Conn:
             return self.close_with(Code.TIMEOUT, "no HELLO within %gs" % srv.handshake_timeout)
         except ProtocolError as e:
             return self.close_with(e.code, str(e))
+        except OSError as e:
+            return log.info("sluice_drain: connection failed before its HELLO: %s", e)
         if isinstance(f, Close):
             return log.info("sluice_drain: peer closed before its HELLO: %s %r", Code.name(f.code), f.reason)
         if not isinstance(f, Hello):
@@ -768,7 +770,6 @@ class _Conn:
             self._send(ans)
         window = ans.window
         dec.max_frame_bytes, dec.max_records = ans.max_frame_bytes, ans.max_records
-        self.sock.settimeout(None)
         while True:
             frames, err, peer_close = [], None, None
             try:
@@ -808,10 +809,15 @@ class _Conn:
             if srv._stopping.is_set():
                 return self.close_with(Code.GOING_AWAY, "drainer shutting down")
             try:
+                # Idle between frames: no timeout; inside a frame: frame_timeout.
+                self.sock.settimeout(srv.frame_timeout if dec.pending() else None)
                 if not self._recv(dec):
                     if srv._stopping.is_set():
                         return self.close_with(Code.GOING_AWAY, "drainer shutting down")
                     return
+            except socket.timeout:
+                log.error("sluice_drain: %s sent nothing more of a started frame for %gs", self.instance, srv.frame_timeout)
+                return self.close_with(Code.TIMEOUT, "no progress inside a frame for %gs" % srv.frame_timeout)
             except OSError as e:
                 if srv._stopping.is_set():
                     return self.close_with(Code.GOING_AWAY, "drainer shutting down")
@@ -827,19 +833,22 @@ class Server:
     connections. dedup (a DedupState) turns on the rewind check of HELLO
     positions. max_frame_bytes, max_records and window are the limits granted
     in WELCOME (defaults 4 MiB, 65536, 64); name is the server identity.
+    handshake_timeout bounds the wait for HELLO, frame_timeout a pause inside
+    a frame (seconds; an idle connection is never timed out), close_wait the
+    wait for acks of delivered batches before a CLOSE.
     The socket is created with permissions ``mode`` (0600); a stale socket
     file is replaced, a live one (another drainer) or a non-socket raises.
     """
 
     def __init__(self, path, on_batch, dedup=None, name=None, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES,
                  max_records=DEFAULT_MAX_RECORDS, window=DEFAULT_WINDOW, mode=0o600, handshake_timeout=10.0,
-                 close_wait=10.0):
+                 frame_timeout=10.0, close_wait=10.0):
         self.path = path
         self.on_batch = on_batch
         self.dedup = dedup
         self.name = name if name is not None else "sluice_drain.py@%s:%d" % (socket.gethostname(), os.getpid())
         self.max_frame_bytes, self.max_records, self.window = max_frame_bytes, max_records, window
-        self.handshake_timeout, self.close_wait = handshake_timeout, close_wait
+        self.handshake_timeout, self.frame_timeout, self.close_wait = handshake_timeout, frame_timeout, close_wait
         self._cb_lock = threading.Lock()  # one callback at a time
         self._stopping = threading.Event()
         self._conns = set()

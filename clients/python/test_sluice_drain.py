@@ -273,6 +273,13 @@ class ServerTest(unittest.TestCase):
                     code = code[1]
                 self.expect_close(p, code)
 
+    def test_frame_started_and_not_finished(self):
+        self.start(frame_timeout=0.2)
+        p = self.peer()
+        p.hello()
+        p.send(vector_bytes("data.bin")[:20])
+        self.expect_close(p, sd.Code.TIMEOUT)
+
     def test_window(self):
         self.start(window=2)
         self.auto_ack = False
