@@ -266,6 +266,20 @@ describe('server', () => {
     }
   });
 
+  test('the limits granted in WELCOME are enforced', async () => {
+    const t = await start({ maxFrameBytes: 4096, maxRecords: 1 });
+    let p = await Peer.connect(t.file);
+    const w = await p.hello();
+    assert.deepEqual([w.maxFrameBytes, w.maxRecords], [4096, 1]);
+    p.send(vbytes('data.bin')); // two records
+    await expectClose(p, Code.TOO_MANY_RECORDS);
+    p = await Peer.connect(t.file);
+    await p.hello();
+    p.send(data(1, [rec(1, { body: 'x'.repeat(4096) })]));
+    await expectClose(p, Code.FRAME_TOO_LARGE);
+    assert.equal(t.got.length, 0);
+  });
+
   test('a frame started and not finished', async () => {
     const t = await start({ frameTimeout: 200 });
     const p = await Peer.connect(t.file);

@@ -273,6 +273,19 @@ class ServerTest(unittest.TestCase):
                     code = code[1]
                 self.expect_close(p, code)
 
+    def test_granted_limits_are_enforced(self):
+        self.start(max_frame_bytes=4096, max_records=1)
+        p = self.peer()
+        w = p.hello()
+        self.assertEqual((w.max_frame_bytes, w.max_records), (4096, 1))
+        p.send(vector_bytes("data.bin"))  # two records
+        self.expect_close(p, sd.Code.TOO_MANY_RECORDS)
+        p = self.peer()
+        p.hello()
+        p.send(sd.Data(1, [sd.Record("S", 1, 1, 0, b"x" * 4096)]))
+        self.expect_close(p, sd.Code.FRAME_TOO_LARGE)
+        self.assertEqual(self.batches, [])
+
     def test_frame_started_and_not_finished(self):
         self.start(frame_timeout=0.2)
         p = self.peer()
