@@ -352,6 +352,7 @@ describe('server', () => {
 
   test('a live socket or a non-socket is not replaced', async () => {
     const t = await start();
+    assert.equal(fs.statSync(t.file).mode & 0o777, 0o600, 'the socket is owner-only');
     await assert.rejects(listen(t.file, { logger: null }), /another drainer is listening/);
     const notSock = path.join(t.dir, 'file');
     fs.writeFileSync(notSock, '');

@@ -353,8 +353,16 @@ class ServerTest(unittest.TestCase):
         self.serving.join(10)
         self.assertFalse(os.path.exists(self.path), "the socket file is removed at shutdown")
 
+    def test_stale_socket_is_replaced(self):
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stale.bind(self.path)
+        stale.close()  # the file stays; nothing answers on it
+        self.start()
+        self.peer().hello()
+
     def test_live_socket_is_not_replaced(self):
         self.start()
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600, "the socket is owner-only")
         with self.assertRaises(OSError):
             sd.Server(self.path, lambda b: None)
         notsock = os.path.join(self.dir, "file")
