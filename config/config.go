@@ -202,6 +202,10 @@ type Drain struct {
 	// record's identity, "stream:seq:index" and a tab. Default false: the
 	// lines are exactly the records.
 	WriteIdentity bool `yaml:"write_identity"`
+	// WriteReceived prefixes each output line with the time the drainer
+	// received it (Unix nanoseconds) and a tab, before the identity prefix:
+	// sluice load then measures latency without polling lag. Default false.
+	WriteReceived bool `yaml:"write_received"`
 	// AcceptRewind (acked framing) accepts a rewind of the queue instead
 	// of refusing it: when a producer's queue stream went back below what
 	// the drainer committed (its store lost its tail, or was restored from

@@ -133,6 +133,13 @@ func (s *Server) render(ac *ackedConn, d wire.Data) *pending {
 		if s.opts.WriteIdentity {
 			size += len(r.ID.Stream) + 2*20 + 3
 		}
+		if s.opts.WriteReceived {
+			size += 21
+		}
+	}
+	var received int64
+	if s.opts.WriteReceived {
+		received = time.Now().UnixNano()
 	}
 	n := len(d.Records)
 	rb := renderPool.Get().(*renderBuf)
@@ -151,6 +158,10 @@ func (s *Server) render(ac *ackedConn, d wire.Data) *pending {
 	}
 	for i, r := range d.Records {
 		p.keys[i] = r.ID.Msg()
+		if s.opts.WriteReceived {
+			p.lines = strconv.AppendInt(p.lines, received, 10)
+			p.lines = append(p.lines, '\t')
+		}
 		if s.opts.WriteIdentity {
 			p.lines = appendClean(p.lines, r.ID.Stream)
 			p.lines = append(p.lines, ':')
