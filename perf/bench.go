@@ -31,6 +31,10 @@ type Options struct {
 	// bench-run command with a CPU profile written to this directory, named
 	// by case and repetition.
 	CPUProfileDir string
+	// LatencyFor is how long each latency measurement publishes (at half
+	// the rate its framing reached at 100 records per message in the same
+	// repetition). Zero: 5s.
+	LatencyFor time.Duration
 	// Progress receives one line per measurement as it completes. Nil: none.
 	Progress io.Writer
 	// Now stamps the report. Nil: time.Now.
@@ -56,6 +60,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
+	}
+	if o.LatencyFor <= 0 {
+		o.LatencyFor = 5 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -92,6 +99,8 @@ const (
 	KeyRatioAcked100C = "ratio_acked_100_vs_consume100"
 	KeyRatioAckedLine = "ratio_acked_100_vs_lines_100"
 	KeyJSConsumeCPU   = "raw_js_consume_cpu"
+	KeyLatLines       = "latency_lines" // + "_p50", "_p99", "_max"
+	KeyLatAcked       = "latency_acked"
 )
 
 // e2eCase is one end-to-end configuration.
@@ -189,6 +198,22 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				c.name, er.RecordsPerSec(), mib(er.PeakRSS), mib(er.SteadyRSS), er.CPUPerMillion(er.SluiceCPU), er.CPUPerMillion(er.DrainCPU))
 		}
 
+		for _, lc := range []struct{ key, framing, from string }{{KeyLatLines, "lines", KeyLines100}, {KeyLatAcked, "acked", KeyAcked100}} {
+			if why, ok := na[lc.framing]; ok {
+				r.setLatencyNA(lc.key, why)
+				continue
+			}
+			rate := r.last(lc.from) / 2
+			lr, err := Latency(ctx, LatencyOptions{Exe: o.Exe, Dir: dir, Framing: lc.framing, Rate: rate, PerMessage: 100, RecordSize: o.RecordSize, Duration: o.LatencyFor})
+			if err != nil {
+				return nil, fmt.Errorf("latency, %s: %w", lc.framing, err)
+			}
+			ms := func(d time.Duration) float64 { return d.Seconds() * 1e3 }
+			r.add(lc.key+"_p50", ms(lr.P50))
+			r.add(lc.key+"_p99", ms(lr.P99))
+			r.add(lc.key+"_max", ms(lr.Max))
+			fmt.Fprintf(o.Progress, "  latency %-6s at %9.0f records/s: p50 %v  p99 %v  max %v (%d records)\n", lc.framing, rate, lr.P50, lr.P99, lr.Max, lr.Records)
+		}
 		r.addRatios()
 	}
 	r.finish()

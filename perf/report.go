@@ -59,6 +59,7 @@ const (
 	UnitMiB     = "MiB"
 	UnitRatio   = "x"
 	UnitCPU     = "CPU-s/M"
+	UnitMs      = "ms"
 )
 
 func newReport(o Options) *Report {
@@ -82,6 +83,11 @@ func newReport(o Options) *Report {
 	for _, c := range e2eCases {
 		row(c.key+"_rss_peak", c.name+": RSS peak (VmHWM)", UnitMiB)
 		row(c.key+"_rss_steady", c.name+": RSS steady (median VmRSS)", UnitMiB)
+	}
+	for _, l := range []struct{ key, name string }{{KeyLatLines, "lines"}, {KeyLatAcked, "acked"}} {
+		for _, q := range []string{"p50", "p99", "max"} {
+			row(l.key+"_"+q, fmt.Sprintf("latency %s, 100 rec/msg at 50%% of its max rate: %s", l.name, q), UnitMs)
+		}
 	}
 	row(KeyJSConsumeCPU, "raw JetStream consume: CPU per M msgs (server + consumer)", UnitCPU)
 	for _, c := range e2eCases {
@@ -121,6 +127,12 @@ func (r *Report) setNA(key, why string) {
 		if strings.HasPrefix(rw.Key, prefix) {
 			rw.NA = why
 		}
+	}
+}
+
+func (r *Report) setLatencyNA(key, why string) {
+	for _, q := range []string{"_p50", "_p99", "_max"} {
+		r.byKey[key+q].NA = why
 	}
 }
 
@@ -193,6 +205,10 @@ func (r *Report) finish() {
 			med(KeyRatioAckedLine), func(v float64) bool { return v >= 0.85 }),
 		check(fmt.Sprintf("100 rec/msg end to end, lines, validate-only (%d CPUs)", r.Machine.NProc), ">= 1,000,000", UnitRecords,
 			med(KeyLines100), func(v float64) bool { return v >= 1e6 }),
+		check("p99 latency, lines, 100 rec/msg at 50% of max rate", "<= 10", UnitMs,
+			med(KeyLatLines+"_p99"), func(v float64) bool { return v <= 10 }),
+		check("p99 latency, acked, 100 rec/msg at 50% of max rate", "<= 25", UnitMs,
+			med(KeyLatAcked+"_p99"), func(v float64) bool { return v <= 25 }),
 		check("peak RSS of sluice run with its embedded server, default limits (max over all cases and reps)", "<= 128", UnitMiB,
 			peak, func(v float64) bool { return v <= 128 }),
 	}

@@ -37,7 +37,7 @@ func TestRun_Smoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var progress strings.Builder
-	r, err := perf.Run(ctx, perf.Options{Exe: exe, Records: 2000, Reps: 1, Dir: testkit.ShortDir(t), Progress: &progress})
+	r, err := perf.Run(ctx, perf.Options{Exe: exe, Records: 2000, Reps: 1, Dir: testkit.ShortDir(t), Progress: &progress, LatencyFor: time.Second})
 	if err != nil {
 		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
 	}
