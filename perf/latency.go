@@ -223,4 +223,3 @@ func readStamps(dir string, fn func(time.Duration)) error {
 	}
 	return nil
 }
-

@@ -78,7 +78,7 @@ func TestReport_TargetsMissed(t *testing.T) {
 		perf.KeySocketRecords: 1e7, perf.KeyJSConsume: 100000,
 		perf.KeyLines1: 94999, perf.KeyLines100: 999999, perf.KeyAcked100: 0.849 * 999999,
 		perf.KeyLines1 + "_rss_peak": 128.5,
-		perf.KeyLatLines + "_p99": 10.5, perf.KeyLatAcked + "_p99": 25.5,
+		perf.KeyLatLines + "_p99":    10.5, perf.KeyLatAcked + "_p99": 25.5,
 	}}, nil)
 	for _, tg := range r.Targets {
 		if tg.Status != "missed" {
