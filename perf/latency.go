@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -100,7 +101,7 @@ func Latency(ctx context.Context, o LatencyOptions) (res LatencyResult, err erro
 	if err != nil {
 		return res, err
 	}
-	total, err := publishPaced(ctx, js, o)
+	total, err := publishPaced(ctx, js, o, nil)
 	if err != nil {
 		return res, err
 	}
@@ -140,8 +141,9 @@ func Latency(ctx context.Context, o LatencyOptions) (res LatencyResult, err erro
 
 // publishPaced publishes load records, o.PerMessage to a message, at
 // o.Rate records per second for o.Duration, and returns how many records
-// it published once every publish was acknowledged.
-func publishPaced(ctx context.Context, js jetstream.JetStream, o LatencyOptions) (int64, error) {
+// it published once every publish was acknowledged. sent, if not nil,
+// follows the records sent so far (atomically).
+func publishPaced(ctx context.Context, js jetstream.JetStream, o LatencyOptions, sent *int64) (int64, error) {
 	const tick = time.Millisecond
 	perTick := o.Rate * tick.Seconds() / float64(o.PerMessage) // messages per tick, fractional
 	var futs []jetstream.PubAckFuture
@@ -174,6 +176,9 @@ func publishPaced(ctx context.Context, js jetstream.JetStream, o LatencyOptions)
 				return seq, fmt.Errorf("perf: publish: %w", err)
 			}
 			futs = append(futs, f)
+			if sent != nil {
+				atomic.StoreInt64(sent, seq)
+			}
 		}
 	}
 	for _, f := range futs {
