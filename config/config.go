@@ -49,6 +49,7 @@ type Config struct {
 	Admin    Admin    `yaml:"admin"`
 	Flight   Flight   `yaml:"flight"`
 	Log      Log      `yaml:"log"`
+	Runtime  Runtime  `yaml:"runtime"`
 	// Faults are fault-point actions set at start, e.g.
 	// "sink.reconnect.before_close=delay(5ms)". Empty: none.
 	Faults []string `yaml:"faults"`
@@ -250,6 +251,17 @@ type Log struct {
 	Format string `yaml:"format"`
 	// Level is "debug", "info", "warn" or "error". Default "info".
 	Level string `yaml:"level"`
+}
+
+// Runtime configures the Go runtime of sluice run.
+type Runtime struct {
+	// MemoryLimit is the Go runtime's soft memory limit
+	// (runtime/debug.SetMemoryLimit): past it the garbage collector works
+	// harder to stay below. It bounds the process's memory, the embedded
+	// JetStream server's caches included, at high input rates. 0 means
+	// auto: 96 MiB with the embedded server, 48 MiB with an external one.
+	// A GOMEMLIMIT environment variable wins over it. Default 0 (auto).
+	MemoryLimit ByteSize `yaml:"memory_limit"`
 }
 
 // Default returns the configuration used when nothing else is set: the

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,6 +31,10 @@ type SoakOptions struct {
 	RecordSize int           // 0 = 200
 	Duration   time.Duration // 0 = 60s
 	Every      time.Duration // sampling interval; 0 = 1s
+	// FreezeDrainer stops the drainer (SIGSTOP) once sluice is running and
+	// lets it go on (SIGCONT) when the producer is done: memory and
+	// reconnects with a live but stopped drainer.
+	FreezeDrainer bool
 	Progress   io.Writer     // one line per sample; nil = none
 }
 
@@ -122,6 +127,18 @@ func Soak(ctx context.Context, o SoakOptions) (samples []SoakSample, err error) 
 	if err != nil {
 		return nil, err
 	}
+	if o.FreezeDrainer {
+		select {
+		case <-svc.running:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		time.Sleep(500 * time.Millisecond) // the sink connects
+		if err := drainer.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			return nil, fmt.Errorf("perf: stop the drainer: %w", err)
+		}
+		defer drainer.cmd.Process.Signal(syscall.SIGCONT) //nolint:errcheck // best effort on the way out
+	}
 	pubErr := make(chan error, 1)
 	var published int64
 	go func() {
@@ -164,6 +181,9 @@ func Soak(ctx context.Context, o SoakOptions) (samples []SoakSample, err error) 
 				return samples, err
 			}
 			total = loadInt(&published)
+			if o.FreezeDrainer {
+				_ = drainer.cmd.Process.Signal(syscall.SIGCONT)
+			}
 		case <-t.C:
 			s := sample()
 			samples = append(samples, s)

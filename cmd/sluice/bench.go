@@ -102,6 +102,7 @@ the current directory). It is not part of the normal test run.`,
 	f.DurationVar(&soak.Duration, "soak", 0, "run a soak test of this length instead of the benchmark (e.g. 60s)")
 	f.Float64Var(&soak.Rate, "soak-rate", 20000, "soak: records per second")
 	f.StringVar(&soak.Framing, "soak-framing", "acked", "soak: lines or acked")
+	f.BoolVar(&soak.FreezeDrainer, "soak-freeze-drainer", false, "soak: SIGSTOP the drainer while the producer runs (SIGCONT at the end)")
 	return cmd
 }
 
