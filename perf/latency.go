@@ -3,9 +3,11 @@ package perf
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -101,7 +103,7 @@ func Latency(ctx context.Context, o LatencyOptions) (res LatencyResult, err erro
 	if err != nil {
 		return res, err
 	}
-	total, err := publishPaced(ctx, js, o, nil)
+	total, err := publishPaced(ctx, js, o, nil, nil)
 	if err != nil {
 		return res, err
 	}
@@ -142,8 +144,10 @@ func Latency(ctx context.Context, o LatencyOptions) (res LatencyResult, err erro
 // publishPaced publishes load records, o.PerMessage to a message, at
 // o.Rate records per second for o.Duration, and returns how many records
 // it published once every publish was acknowledged. sent, if not nil,
-// follows the records sent so far (atomically).
-func publishPaced(ctx context.Context, js jetstream.JetStream, o LatencyOptions, sent *int64) (int64, error) {
+// follows the records sent so far (atomically). refused, if not nil,
+// counts the records of publishes a full stream refused (discard new),
+// which then are not an error and not in the result.
+func publishPaced(ctx context.Context, js jetstream.JetStream, o LatencyOptions, sent, refused *int64) (int64, error) {
 	const tick = time.Millisecond
 	perTick := o.Rate * tick.Seconds() / float64(o.PerMessage) // messages per tick, fractional
 	var futs []jetstream.PubAckFuture
@@ -181,16 +185,28 @@ func publishPaced(ctx context.Context, js jetstream.JetStream, o LatencyOptions,
 			}
 		}
 	}
+	stored := seq
 	for _, f := range futs {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			return seq, fmt.Errorf("perf: publish: %w", err)
+			if refused == nil || !isStreamFull(err) {
+				return seq, fmt.Errorf("perf: publish: %w", err)
+			}
+			atomic.AddInt64(refused, int64(o.PerMessage))
+			stored -= int64(o.PerMessage)
 		case <-ctx.Done():
 			return seq, ctx.Err()
 		}
 	}
-	return seq, nil
+	return stored, nil
+}
+
+// isStreamFull reports whether err is a full stream's refusal of a
+// publish (JetStream error 10077, "maximum bytes exceeded").
+func isStreamFull(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10077 || strings.Contains(err.Error(), "maximum bytes exceeded")
 }
 
 // readStamps calls fn with receive stamp − send time of every record line

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -42,10 +43,12 @@ type SoakOptions struct {
 type SoakSample struct {
 	At         time.Duration `json:"at_ns"`
 	Published  int64         `json:"published"` // records sent to the queue so far
+	Refused    int64         `json:"refused"`   // records of publishes the full stream refused (known at the end)
 	Drained    int64         `json:"drained"`   // records in the drainer's files so far
 	SluiceRSS  int64         `json:"sluice_rss"`
 	DrainRSS   int64         `json:"drain_rss"`
 	Goroutines int64         `json:"goroutines"` // of sluice run (go_goroutines); -1 when the scrape failed
+	Reconnects int64         `json:"reconnects"` // the sink's reconnects so far (sluice_sink_reconnects_total, every reason); -1 when the scrape failed
 	SluiceFDs  int           `json:"sluice_fds"`
 	DrainFDs   int           `json:"drain_fds"`
 	DataBytes  int64         `json:"data_bytes"` // the embedded server's data directory
@@ -140,16 +143,16 @@ func Soak(ctx context.Context, o SoakOptions) (samples []SoakSample, err error) 
 		defer drainer.cmd.Process.Signal(syscall.SIGCONT) //nolint:errcheck // best effort on the way out
 	}
 	pubErr := make(chan error, 1)
-	var published int64
+	var published, refused int64
 	go func() {
-		_, err := publishPaced(ctx, js, LatencyOptions{Rate: o.Rate, PerMessage: o.PerMessage, RecordSize: o.RecordSize, Duration: o.Duration}, &published)
+		_, err := publishPaced(ctx, js, LatencyOptions{Rate: o.Rate, PerMessage: o.PerMessage, RecordSize: o.RecordSize, Duration: o.Duration}, &published, &refused)
 		pubErr <- err
 	}()
 	start := time.Now()
 	sample := func() SoakSample {
 		// Drained first, so that a sample never shows more drained than sent.
 		drained, _ := countLines(out)
-		s := SoakSample{At: time.Since(start), Published: loadInt(&published), Drained: drained, Goroutines: -1}
+		s := SoakSample{At: time.Since(start), Published: loadInt(&published), Refused: loadInt(&refused), Drained: drained, Goroutines: -1, Reconnects: -1}
 		if st, err := ReadStatus(svc.cmd.Process.Pid); err == nil {
 			s.SluiceRSS = st.VmRSS
 		}
@@ -158,11 +161,11 @@ func Soak(ctx context.Context, o SoakOptions) (samples []SoakSample, err error) 
 		}
 		s.SluiceFDs, s.DrainFDs = countFDs(svc.cmd.Process.Pid), countFDs(drainer.cmd.Process.Pid)
 		s.DataBytes, s.OutBytes = dirSize(data), dirSize(out)
-		if g, err := scrapeGauge(ctx, "http://"+admin+"/metrics", "go_goroutines"); err == nil {
-			s.Goroutines = int64(g)
+		if mfs, err := scrape(ctx, "http://"+admin+"/metrics"); err == nil {
+			s.Goroutines, s.Reconnects = int64(sum(mfs, "go_goroutines")), int64(sum(mfs, "sluice_sink_reconnects_total"))
 		}
-		fmt.Fprintf(o.Progress, "  %6.0fs  published %9d  drained %9d  RSS sluice %6.1f MiB drainer %6.1f MiB  goroutines %4d  fds %3d/%3d  disk data %7.1f MiB out %7.1f MiB\n",
-			s.At.Seconds(), s.Published, s.Drained, mib(s.SluiceRSS), mib(s.DrainRSS), s.Goroutines, s.SluiceFDs, s.DrainFDs, mib(s.DataBytes), mib(s.OutBytes))
+		fmt.Fprintf(o.Progress, "  %6.0fs  published %9d  refused %7d  drained %9d  RSS sluice %6.1f MiB drainer %6.1f MiB  goroutines %4d  reconnects %3d  fds %3d/%3d  disk data %7.1f MiB out %7.1f MiB\n",
+			s.At.Seconds(), s.Published, s.Refused, s.Drained, mib(s.SluiceRSS), mib(s.DrainRSS), s.Goroutines, s.Reconnects, s.SluiceFDs, s.DrainFDs, mib(s.DataBytes), mib(s.OutBytes))
 		return s
 	}
 	t := time.NewTicker(o.Every)
@@ -180,7 +183,7 @@ func Soak(ctx context.Context, o SoakOptions) (samples []SoakSample, err error) 
 			if err != nil {
 				return samples, err
 			}
-			total = loadInt(&published)
+			total = loadInt(&published) - loadInt(&refused)
 			if o.FreezeDrainer {
 				_ = drainer.cmd.Process.Signal(syscall.SIGCONT)
 			}
@@ -232,29 +235,30 @@ func dirSize(dir string) int64 {
 	return n
 }
 
-// scrapeGauge reads one unlabelled gauge from a Prometheus endpoint.
-func scrapeGauge(ctx context.Context, url, name string) (float64, error) {
+// scrape reads a Prometheus endpoint.
+func scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return 0, err
+	return parser.TextToMetricFamilies(resp.Body)
+}
+
+// sum adds up every series of a counter or gauge family; 0 when absent.
+func sum(mfs map[string]*dto.MetricFamily, name string) float64 {
+	var v float64
+	for _, m := range mfs[name].GetMetric() {
+		v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 	}
-	mf, ok := mfs[name]
-	if !ok || len(mf.GetMetric()) == 0 {
-		return 0, fmt.Errorf("perf: %s has no %s", url, name)
-	}
-	return mf.GetMetric()[0].GetGauge().GetValue(), nil
+	return v
 }
 
 // SoakReport is the HTML page of a soak: throughput, then memory,
