@@ -36,7 +36,7 @@ type SoakOptions struct {
 	// lets it go on (SIGCONT) when the producer is done: memory and
 	// reconnects with a live but stopped drainer.
 	FreezeDrainer bool
-	Progress   io.Writer     // one line per sample; nil = none
+	Progress      io.Writer // one line per sample; nil = none
 }
 
 // SoakSample is the state of the processes at one moment of a soak.
