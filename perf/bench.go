@@ -91,6 +91,8 @@ const (
 	KeyLines100       = "sluice_lines_100"
 	KeyAcked1         = "sluice_acked_1"
 	KeyAcked100       = "sluice_acked_100"
+	KeyLines100Flight = "sluice_lines_100_flight"
+	KeyRatioFlight    = "ratio_lines_100_flight_vs_off"
 	KeyRatioLines1    = "ratio_lines_1_vs_consume"
 	KeyRatioLines100S = "ratio_lines_100_vs_socket"
 	KeyRatioLines100C = "ratio_lines_100_vs_consume100"
@@ -107,13 +109,15 @@ const (
 type e2eCase struct {
 	key, name, framing string
 	perMsg             int
+	env                []string // for sluice run
 }
 
 var e2eCases = []e2eCase{
-	{KeyLines1, "sluice lines, 1 rec/msg", "lines", 1},
-	{KeyLines100, "sluice lines, 100 rec/msg", "lines", 100},
-	{KeyAcked1, "sluice acked, 1 rec/msg", "acked", 1},
-	{KeyAcked100, "sluice acked, 100 rec/msg", "acked", 100},
+	{KeyLines1, "sluice lines, 1 rec/msg", "lines", 1, nil},
+	{KeyLines100, "sluice lines, 100 rec/msg", "lines", 100, nil},
+	{KeyAcked1, "sluice acked, 1 rec/msg", "acked", 1, nil},
+	{KeyAcked100, "sluice acked, 100 rec/msg", "acked", 100, nil},
+	{KeyLines100Flight, "sluice lines, 100 rec/msg, flight recorder on", "lines", 100, []string{"SLUICE_FLIGHT_ENABLED=true", "SLUICE_FLIGHT_DIR=" + os.TempDir()}},
 }
 
 // Run runs every measurement o.Reps times and returns the report. A
@@ -176,7 +180,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if c.perMsg == 1 {
 				n = small
 			}
-			eo := E2EOptions{Exe: o.Exe, Dir: dir, Framing: c.framing, Records: n, PerMessage: c.perMsg, RecordSize: o.RecordSize}
+			eo := E2EOptions{Exe: o.Exe, Dir: dir, Framing: c.framing, Records: n, PerMessage: c.perMsg, RecordSize: o.RecordSize, Env: c.env}
 			if o.CPUProfileDir != "" {
 				eo.CPUProfile = filepath.Join(o.CPUProfileDir, fmt.Sprintf("%s-rep%d.pprof", c.key, rep))
 			}

@@ -32,6 +32,8 @@ type E2EOptions struct {
 	// CPUProfile, when set, runs the service as the hidden
 	// "sluice bench-run --cpuprofile FILE" and writes its CPU profile there.
 	CPUProfile string
+	// Env is added to sluice run's environment (e.g. SLUICE_FLIGHT_ENABLED=true).
+	Env []string
 }
 
 // E2EResult is one end-to-end measurement.
@@ -87,13 +89,14 @@ func EndToEnd(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 	// so a large --records run is not refused.
 	env := append(os.Environ(), "SLUICE_FAULTS=", "SLUICE_SINK_BACKOFF_MIN=10ms", "SLUICE_SINK_BACKOFF_MAX=50ms", "SLUICE_QUEUE_MAX_BYTES=0")
 
+	svcEnv := append(env[:len(env):len(env)], o.Env...)
 	args := []string{"run"}
 	if o.CPUProfile != "" {
 		args = []string{"bench-run", "--cpuprofile", o.CPUProfile}
 	}
 	args = append(args, "--socket", sock, "--framing", o.Framing, "--data-dir", filepath.Join(dir, "data"),
 		"--listen", "127.0.0.1:0", "--admin", "off", "--log-format", "json")
-	svc, err := startChild(o.Exe, args, env, filepath.Join(dir, "run.log"))
+	svc, err := startChild(o.Exe, args, svcEnv, filepath.Join(dir, "run.log"))
 	if err != nil {
 		return res, err
 	}

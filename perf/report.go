@@ -101,6 +101,7 @@ func newReport(o Options) *Report {
 	row(KeyRatioAcked100S, "acked 100 rec/msg / raw socket", UnitRatio)
 	row(KeyRatioAcked100C, "acked 100 rec/msg / (raw consume x 100)", UnitRatio)
 	row(KeyRatioAckedLine, "acked 100 rec/msg / lines 100 rec/msg", UnitRatio)
+	row(KeyRatioFlight, "lines 100 rec/msg, flight recorder on / off", UnitRatio)
 	return r
 }
 
@@ -159,6 +160,7 @@ func (r *Report) addRatios() {
 	r.add(KeyRatioAcked100S, ratio(r.last(KeyAcked100), sock))
 	r.add(KeyRatioAcked100C, ratio(r.last(KeyAcked100), cons*100))
 	r.add(KeyRatioAckedLine, ratio(r.last(KeyAcked100), r.last(KeyLines100)))
+	r.add(KeyRatioFlight, ratio(r.last(KeyLines100Flight), r.last(KeyLines100)))
 }
 
 // Row returns the row with key, or nil.
@@ -205,6 +207,8 @@ func (r *Report) finish() {
 			med(KeyRatioAckedLine), func(v float64) bool { return v >= 0.85 }),
 		check(fmt.Sprintf("100 rec/msg end to end, lines, validate-only (%d CPUs)", r.Machine.NProc), ">= 1,000,000", UnitRecords,
 			med(KeyLines100), func(v float64) bool { return v >= 1e6 }),
+		check("flight recorder on, lines 100 rec/msg, vs off, same run", ">= 0.95", UnitRatio,
+			med(KeyRatioFlight), func(v float64) bool { return v >= 0.95 }),
 		check("p99 latency, lines, 100 rec/msg at 50% of max rate", "<= 10", UnitMs,
 			med(KeyLatLines+"_p99"), func(v float64) bool { return v <= 10 }),
 		check("p99 latency, acked, 100 rec/msg at 50% of max rate", "<= 25", UnitMs,

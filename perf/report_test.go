@@ -58,8 +58,8 @@ func TestReport_Summaries(t *testing.T) {
 		t.Errorf("acked ratio row %+v; want n/a", row)
 	}
 	// lines 1 rec/msg at 0.95 of raw consume; acked not measured; 1.2 M
-	// records/s; no latency measured; peak 61 MiB <= 128.
-	want := []string{"met", "n/a", "met", "n/a", "n/a", "met"}
+	// records/s; no flight recorder or latency measured; peak 61 MiB <= 128.
+	want := []string{"met", "n/a", "met", "n/a", "n/a", "n/a", "met"}
 	if len(r.Targets) != len(want) {
 		t.Fatalf("%d targets, want %d", len(r.Targets), len(want))
 	}
@@ -68,7 +68,7 @@ func TestReport_Summaries(t *testing.T) {
 			t.Errorf("target %q: %s (value %v); want %s", tg.Name, tg.Status, tg.Value, want[i])
 		}
 	}
-	if v := *r.Targets[5].Value; v != 61 {
+	if v := *r.Targets[6].Value; v != 61 {
 		t.Errorf("peak RSS target value %v; want the max over cases and reps, 61", v)
 	}
 }
@@ -78,7 +78,7 @@ func TestReport_TargetsMissed(t *testing.T) {
 		perf.KeySocketRecords: 1e7, perf.KeyJSConsume: 100000,
 		perf.KeyLines1: 94999, perf.KeyLines100: 999999, perf.KeyAcked100: 0.849 * 999999,
 		perf.KeyLines1 + "_rss_peak": 128.5,
-		perf.KeyLatLines + "_p99":    10.5, perf.KeyLatAcked + "_p99": 25.5,
+		perf.KeyLatLines + "_p99":    10.5, perf.KeyLatAcked + "_p99": 25.5, perf.KeyLines100Flight: 0.949 * 999999,
 	}}, nil)
 	for _, tg := range r.Targets {
 		if tg.Status != "missed" {
@@ -152,8 +152,8 @@ func TestReport_WriteJSON(t *testing.T) {
 	if got.Date != "2026-01-02T03:04:05Z" || got.Records != 1000 || got.Reps != 3 || got.Machine.NProc < 1 {
 		t.Errorf("header: %+v", got)
 	}
-	if len(got.Rows) != len(r.Rows) || len(got.Targets) != 6 {
-		t.Fatalf("%d rows, %d targets; want %d, 6", len(got.Rows), len(got.Targets), len(r.Rows))
+	if len(got.Rows) != len(r.Rows) || len(got.Targets) != 7 {
+		t.Fatalf("%d rows, %d targets; want %d, 7", len(got.Rows), len(got.Targets), len(r.Rows))
 	}
 	byKey := map[string]int{}
 	for i, rw := range got.Rows {
