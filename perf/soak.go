@@ -49,6 +49,7 @@ type SoakSample struct {
 	DrainRSS   int64         `json:"drain_rss"`
 	Goroutines int64         `json:"goroutines"` // of sluice run (go_goroutines); -1 when the scrape failed
 	Reconnects int64         `json:"reconnects"` // the sink's reconnects so far (sluice_sink_reconnects_total, every reason); -1 when the scrape failed
+	Redials    int64         `json:"redials"`    // failed dials and handshakes so far (sluice_sink_dial_failures_total + sluice_sink_handshake_failures_total)
 	SluiceFDs  int           `json:"sluice_fds"`
 	DrainFDs   int           `json:"drain_fds"`
 	DataBytes  int64         `json:"data_bytes"` // the embedded server's data directory
@@ -163,9 +164,10 @@ func Soak(ctx context.Context, o SoakOptions) (samples []SoakSample, err error) 
 		s.DataBytes, s.OutBytes = dirSize(data), dirSize(out)
 		if mfs, err := scrape(ctx, "http://"+admin+"/metrics"); err == nil {
 			s.Goroutines, s.Reconnects = int64(sum(mfs, "go_goroutines")), int64(sum(mfs, "sluice_sink_reconnects_total"))
+			s.Redials = int64(sum(mfs, "sluice_sink_dial_failures_total") + sum(mfs, "sluice_sink_handshake_failures_total"))
 		}
-		fmt.Fprintf(o.Progress, "  %6.0fs  published %9d  refused %7d  drained %9d  RSS sluice %6.1f MiB drainer %6.1f MiB  goroutines %4d  reconnects %3d  fds %3d/%3d  disk data %7.1f MiB out %7.1f MiB\n",
-			s.At.Seconds(), s.Published, s.Refused, s.Drained, mib(s.SluiceRSS), mib(s.DrainRSS), s.Goroutines, s.Reconnects, s.SluiceFDs, s.DrainFDs, mib(s.DataBytes), mib(s.OutBytes))
+		fmt.Fprintf(o.Progress, "  %6.0fs  published %9d  refused %7d  drained %9d  RSS sluice %6.1f MiB drainer %6.1f MiB  goroutines %4d  reconnects %3d (failed dials %3d)  fds %3d/%3d  disk data %7.1f MiB out %7.1f MiB\n",
+			s.At.Seconds(), s.Published, s.Refused, s.Drained, mib(s.SluiceRSS), mib(s.DrainRSS), s.Goroutines, s.Reconnects, s.Redials, s.SluiceFDs, s.DrainFDs, mib(s.DataBytes), mib(s.OutBytes))
 		return s
 	}
 	t := time.NewTicker(o.Every)
