@@ -31,9 +31,9 @@ type Options struct {
 	// bench-run command with a CPU profile written to this directory, named
 	// by case and repetition.
 	CPUProfileDir string
-	// LatencyFor is how long each latency measurement publishes (at half
-	// the rate its framing reached at 100 records per message in the same
-	// repetition). Zero: 5s.
+	// LatencyFor is how long each latency measurement publishes: once as
+	// fast as the queue takes records (the sustained maximum, producer and
+	// drainer running together), then at half that rate. Zero: 5s.
 	LatencyFor time.Duration
 	// Progress receives one line per measurement as it completes. Nil: none.
 	Progress io.Writer
@@ -202,13 +202,23 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				c.name, er.RecordsPerSec(), mib(er.PeakRSS), mib(er.SteadyRSS), er.CPUPerMillion(er.SluiceCPU), er.CPUPerMillion(er.DrainCPU))
 		}
 
-		for _, lc := range []struct{ key, framing, from string }{{KeyLatLines, "lines", KeyLines100}, {KeyLatAcked, "acked", KeyAcked100}} {
+		for _, lc := range []struct{ key, framing string }{{KeyLatLines, "lines"}, {KeyLatAcked, "acked"}} {
 			if why, ok := na[lc.framing]; ok {
 				r.setLatencyNA(lc.key, why)
 				continue
 			}
-			rate := r.last(lc.from) / 2
-			lr, err := Latency(ctx, LatencyOptions{Exe: o.Exe, Dir: dir, Framing: lc.framing, Rate: rate, PerMessage: 100, RecordSize: o.RecordSize, Duration: o.LatencyFor})
+			// The maximum: the rate sustained end to end with the
+			// producer running (the drain-only rate above is higher,
+			// since nothing publishes meanwhile).
+			lo := LatencyOptions{Exe: o.Exe, Dir: dir, Framing: lc.framing, PerMessage: 100, RecordSize: o.RecordSize, Duration: o.LatencyFor}
+			mr, err := Latency(ctx, lo)
+			if err != nil {
+				return nil, fmt.Errorf("latency, %s, unpaced: %w", lc.framing, err)
+			}
+			r.add(lc.key+"_sustained", mr.Sustained)
+			lo.Rate = mr.Sustained / 2
+			rate := lo.Rate
+			lr, err := Latency(ctx, lo)
 			if err != nil {
 				return nil, fmt.Errorf("latency, %s: %w", lc.framing, err)
 			}

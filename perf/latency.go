@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,7 @@ type LatencyOptions struct {
 	Exe        string
 	Dir        string
 	Framing    string
-	Rate       float64       // records per second to publish
+	Rate       float64       // records per second to publish; 0: as fast as the queue takes them
 	PerMessage int           // records per queue message
 	RecordSize int           // bytes per record (about)
 	Duration   time.Duration // how long to publish; 0: 5s
@@ -34,6 +35,9 @@ type LatencyOptions struct {
 type LatencyResult struct {
 	Records       int64
 	P50, P99, Max time.Duration
+	// Sustained is the rate end to end with the producer running: records
+	// over the time from the first send to the last receive.
+	Sustained float64
 }
 
 // Latency measures end-to-end latency at a fixed rate: it starts sluice
@@ -127,10 +131,15 @@ func Latency(ctx context.Context, o LatencyOptions) (res LatencyResult, err erro
 		}
 	}
 	h := hdrhistogram.New(1, int64(time.Hour/time.Microsecond), 3)
-	if err := readStamps(out, func(lat time.Duration) {
-		_ = h.RecordValue(max(1, lat.Microseconds()))
+	var firstSent, lastRecv int64 = math.MaxInt64, 0
+	if err := readStamps(out, func(sent, recv int64) {
+		_ = h.RecordValue(max(1, (recv-sent)/1e3))
+		firstSent, lastRecv = min(firstSent, sent), max(lastRecv, recv)
 	}); err != nil {
 		return res, err
+	}
+	if lastRecv > firstSent {
+		res.Sustained = float64(h.TotalCount()) / time.Duration(lastRecv-firstSent).Seconds()
 	}
 	res.Records = h.TotalCount()
 	if res.Records != total {
@@ -150,22 +159,48 @@ func Latency(ctx context.Context, o LatencyOptions) (res LatencyResult, err erro
 func publishPaced(ctx context.Context, js jetstream.JetStream, o LatencyOptions, sent, refused *int64) (int64, error) {
 	const tick = time.Millisecond
 	perTick := o.Rate * tick.Seconds() / float64(o.PerMessage) // messages per tick, fractional
+	unpaced := o.Rate <= 0
 	var futs []jetstream.PubAckFuture
-	var seq int64
-	var owed float64
+	head := 0 // futs[:head] are settled
+	var seq, refusedRecs int64
+	// settle waits for the oldest pending publish.
+	settle := func() error {
+		select {
+		case <-futs[head].Ok():
+		case err := <-futs[head].Err():
+			if refused == nil || !isStreamFull(err) {
+				return fmt.Errorf("perf: publish: %w", err)
+			}
+			refusedRecs += int64(o.PerMessage)
+			atomic.StoreInt64(refused, refusedRecs)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		futs[head] = nil
+		head++
+		return nil
+	}
 	start := time.Now()
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	var msg []byte
 	for time.Since(start) < o.Duration {
-		select {
-		case <-ctx.Done():
-			return seq, ctx.Err()
-		case <-t.C:
+		owed := float64(pubPending) // unpaced: as fast as the pending bound lets it
+		if !unpaced {
+			select {
+			case <-ctx.Done():
+				return seq, ctx.Err()
+			case <-t.C:
+			}
+			// Catch up with the schedule after a late tick.
+			owed = perTick*float64(time.Since(start)/tick) - float64(seq)/float64(o.PerMessage)
 		}
-		// Catch up with the schedule after a late tick.
-		owed = perTick*float64(time.Since(start)/tick) - float64(seq)/float64(o.PerMessage)
 		for ; owed >= 1; owed-- {
+			for len(futs)-head >= pubPending {
+				if err := settle(); err != nil {
+					return seq, err
+				}
+			}
 			msg = msg[:0]
 			now := time.Now().UnixNano()
 			for i := 0; i < o.PerMessage; i++ {
@@ -185,21 +220,12 @@ func publishPaced(ctx context.Context, js jetstream.JetStream, o LatencyOptions,
 			}
 		}
 	}
-	stored := seq
-	for _, f := range futs {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			if refused == nil || !isStreamFull(err) {
-				return seq, fmt.Errorf("perf: publish: %w", err)
-			}
-			atomic.AddInt64(refused, int64(o.PerMessage))
-			stored -= int64(o.PerMessage)
-		case <-ctx.Done():
-			return seq, ctx.Err()
+	for head < len(futs) {
+		if err := settle(); err != nil {
+			return seq, err
 		}
 	}
-	return stored, nil
+	return seq - refusedRecs, nil
 }
 
 // isStreamFull reports whether err is a full stream's refusal of a
@@ -209,9 +235,9 @@ func isStreamFull(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10077 || strings.Contains(err.Error(), "maximum bytes exceeded")
 }
 
-// readStamps calls fn with receive stamp − send time of every record line
-// in the drainer's files in dir.
-func readStamps(dir string, fn func(time.Duration)) error {
+// readStamps calls fn with the send time and the receive stamp (Unix ns)
+// of every record line in the drainer's files in dir.
+func readStamps(dir string, fn func(sent, recv int64)) error {
 	files, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
 	if err != nil {
 		return err
@@ -234,7 +260,7 @@ func readStamps(dir string, fn func(time.Duration)) error {
 				f.Close()
 				return fmt.Errorf("perf: %s: %w", name, err)
 			}
-			fn(time.Duration(ns - h.TS))
+			fn(h.TS, ns)
 		}
 		err = sc.Err()
 		f.Close()
