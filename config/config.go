@@ -33,6 +33,7 @@
 package config
 
 import (
+	"fmt"
 	"runtime"
 	"time"
 
@@ -69,6 +70,11 @@ type Queue struct {
 	// Listen is the embedded server's client address, so producers can
 	// publish to it. Default "127.0.0.1:4222"; port 0 picks a free port.
 	Listen string `yaml:"listen"`
+	// Sync is how the embedded server makes its store durable: "always"
+	// fsyncs before acknowledging each publish (a power loss loses nothing
+	// a producer was told was stored), or an interval between syncs (a
+	// power loss may lose what was written since the last). Default "1s".
+	Sync string `yaml:"sync"`
 	// Stream is the JetStream stream consumed. Default "INGEST".
 	Stream string `yaml:"stream"`
 	// Subjects the stream captures (when sluice creates it). Default ["ingest.>"].
@@ -264,6 +270,19 @@ type Runtime struct {
 	MemoryLimit ByteSize `yaml:"memory_limit"`
 }
 
+// ParseSync reads queue.sync: "always", or a positive interval such as
+// "1s" or "2m".
+func ParseSync(s string) (always bool, interval time.Duration, err error) {
+	if s == "always" {
+		return true, 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return false, 0, fmt.Errorf("must be \"always\" or a positive interval such as \"1s\" (got %q)", s)
+	}
+	return false, d, nil
+}
+
 // Default returns the configuration used when nothing else is set: the
 // defaults an operator sees (sluice check --print, docs/config.md) and that
 // Validate checks. Each part applies the same defaults to the zero values
@@ -277,6 +296,7 @@ func Default() Config {
 		Queue: Queue{
 			DataDir:            "./sluice-data",
 			Listen:             "127.0.0.1:4222",
+			Sync:               "1s",
 			Stream:             "INGEST",
 			Subjects:           []string{"ingest.>"},
 			Consumer:           "sluice",

@@ -53,6 +53,9 @@ func (c *Config) problems() []*FieldError {
 	if q.URL == "" {
 		v.nonEmpty("queue.data_dir", q.DataDir)
 		v.hostPort("queue.listen", q.Listen, false)
+		if _, _, err := ParseSync(q.Sync); err != nil {
+			v.fail("queue.sync", "%v", err)
+		}
 	}
 	v.name("queue.stream", q.Stream)
 	v.name("queue.consumer", q.Consumer)

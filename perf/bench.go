@@ -101,6 +101,10 @@ const (
 	KeyRatioAcked100C = "ratio_acked_100_vs_consume100"
 	KeyRatioAckedLine = "ratio_acked_100_vs_lines_100"
 	KeyJSConsumeCPU   = "raw_js_consume_cpu"
+	KeyJSPublishSync  = "raw_js_publish_sync_always"
+	KeyJSConsumeSync  = "raw_js_consume_sync_always"
+	KeyRatioSyncPub   = "ratio_publish_sync_always_vs_interval"
+	KeyRatioSyncCon   = "ratio_consume_sync_always_vs_interval"
 	KeyLatLines       = "latency_lines" // + "_p50", "_p99", "_max"
 	KeyLatAcked       = "latency_acked"
 )
@@ -161,11 +165,23 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		jr, err := RawJetStream(ctx, jsDir, small, o.RecordSize)
+		jr, err := RawJetStream(ctx, jsDir, small, o.RecordSize, false)
 		_ = os.RemoveAll(jsDir)
 		if err != nil {
 			return nil, err
 		}
+		jsDir, err = os.MkdirTemp(dir, "js-sync-")
+		if err != nil {
+			return nil, err
+		}
+		js, err := RawJetStream(ctx, jsDir, small, o.RecordSize, true)
+		_ = os.RemoveAll(jsDir)
+		if err != nil {
+			return nil, err
+		}
+		r.add(KeyJSPublishSync, js.PublishPerSec())
+		r.add(KeyJSConsumeSync, js.ConsumePerSec())
+		fmt.Fprintf(o.Progress, "  raw JetStream, sync always %9.0f msgs/s published, %.0f msgs/s consumed\n", js.PublishPerSec(), js.ConsumePerSec())
 		r.add(KeyJSPublish, jr.PublishPerSec())
 		r.add(KeyJSConsume, jr.ConsumePerSec())
 		r.add(KeyJSConsumeCPU, jr.ConCPU.Seconds()/float64(jr.Messages)*1e6)

@@ -77,6 +77,8 @@ func newReport(o Options) *Report {
 	row(KeySocketMB, "raw unix socket, 64 KiB writes (process to process)", UnitMB)
 	row(KeyJSPublish, "raw JetStream publish, async, 4096 pending, 1 rec/msg", UnitMsgs)
 	row(KeyJSConsume, "raw JetStream consume, Fetch(500) + Ack each, 1 rec/msg", UnitMsgs)
+	row(KeyJSPublishSync, "raw JetStream publish as above, queue.sync: always", UnitMsgs)
+	row(KeyJSConsumeSync, "raw JetStream consume as above, queue.sync: always", UnitMsgs)
 	for _, c := range e2eCases {
 		row(c.key, c.name, UnitRecords)
 	}
@@ -103,6 +105,8 @@ func newReport(o Options) *Report {
 	row(KeyRatioAcked100C, "acked 100 rec/msg / (raw consume x 100)", UnitRatio)
 	row(KeyRatioAckedLine, "acked 100 rec/msg / lines 100 rec/msg", UnitRatio)
 	row(KeyRatioFlight, "lines 100 rec/msg, flight recorder on / off", UnitRatio)
+	row(KeyRatioSyncPub, "raw publish, sync always / 1s interval", UnitRatio)
+	row(KeyRatioSyncCon, "raw consume, sync always / 1s interval", UnitRatio)
 	return r
 }
 
@@ -162,6 +166,8 @@ func (r *Report) addRatios() {
 	r.add(KeyRatioAcked100C, ratio(r.last(KeyAcked100), cons*100))
 	r.add(KeyRatioAckedLine, ratio(r.last(KeyAcked100), r.last(KeyLines100)))
 	r.add(KeyRatioFlight, ratio(r.last(KeyLines100Flight), r.last(KeyLines100)))
+	r.add(KeyRatioSyncPub, ratio(r.last(KeyJSPublishSync), r.last(KeyJSPublish)))
+	r.add(KeyRatioSyncCon, ratio(r.last(KeyJSConsumeSync), r.last(KeyJSConsume)))
 }
 
 // Row returns the row with key, or nil.

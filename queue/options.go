@@ -66,10 +66,24 @@ type EmbeddedOptions struct {
 	// Listen is the client address, host:port; port 0 picks a free port.
 	// "": DefaultListen.
 	Listen string
+	// SyncAlways makes the server fsync every write to its store before it
+	// acknowledges a publish: a power loss then loses nothing a producer
+	// was told was stored, at a cost in publish rate (see the README).
+	// False: the store is synced every SyncInterval, and a power loss may
+	// lose what was written since the last sync.
+	SyncAlways bool
+	// SyncInterval is how often the store is synced when SyncAlways is
+	// false. Zero: DefaultSyncInterval.
+	SyncInterval time.Duration
 	// Logger receives the server's logs (component=nats-server) and the
 	// queue's. nil: slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultSyncInterval is EmbeddedOptions.SyncInterval's default: the
+// longest a power loss can take back of what producers were told was
+// stored. (The server's own default is 2 minutes.)
+const DefaultSyncInterval = time.Second
 
 // WithDefaults returns o with every zero field replaced by its default.
 func (o EmbeddedOptions) WithDefaults() EmbeddedOptions {
@@ -78,6 +92,9 @@ func (o EmbeddedOptions) WithDefaults() EmbeddedOptions {
 	}
 	if o.Listen == "" {
 		o.Listen = DefaultListen
+	}
+	if o.SyncInterval <= 0 {
+		o.SyncInterval = DefaultSyncInterval
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -25,9 +25,12 @@ import (
 
 // embeddedOptions configures the embedded JetStream server.
 func embeddedOptions(cfg *config.Config) queue.EmbeddedOptions {
+	always, interval, _ := config.ParseSync(cfg.Queue.Sync) // checked by Validate
 	return queue.EmbeddedOptions{
-		DataDir: cfg.Queue.DataDir,
-		Listen:  cfg.Queue.Listen,
+		DataDir:      cfg.Queue.DataDir,
+		Listen:       cfg.Queue.Listen,
+		SyncAlways:   always,
+		SyncInterval: interval,
 	}
 }
 
