@@ -180,6 +180,11 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Source, error) {
 		epoch:    epochOf(stream.CachedInfo()),
 		prefetch: !cfg.DisablePrefetch,
 	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(newStateCollector(s)); err != nil {
+			return nil, fmt.Errorf("queue: register the connection and backlog metrics: %w", err)
+		}
+	}
 	s.log.Info("consuming", obs.KeyEpoch, s.epoch, obs.KeySubjects, cfg.Subjects, obs.KeyDeadLetterSubject, cfg.DeadLetterSubject, obs.KeyAckWait, cfg.AckWait, obs.KeyMaxAckPending, cfg.MaxAckPending,
 		obs.KeyMaxBytes, formatBytes(maxBytes(cfg.MaxBytes)), obs.KeyMaxAge, formatAge(cfg.MaxAge), obs.KeyDiscard, cfg.Discard)
 	return s, nil
