@@ -118,6 +118,17 @@ type Queue struct {
 	// dropping a stored message. Default false: such a stream is an error
 	// that says what differs.
 	Migrate bool `yaml:"migrate"`
+	// Create lets sluice create the streams and the consumer when they are
+	// missing. false: bind to existing ones and check them (a missing one,
+	// or one whose subjects, retention, ack policy or limits differ, stops
+	// sluice at start naming both values). Default true.
+	Create bool `yaml:"create"`
+	// Replicas is the streams' replica count on a JetStream cluster (1, 3
+	// or 5). Default 1.
+	Replicas int `yaml:"replicas"`
+	// Storage is the streams' storage: "file", or "memory" (lost when the
+	// server restarts). Default "file".
+	Storage string `yaml:"storage"`
 	// Credentials for an external server. Never logged; Redacted hides
 	// Password and Token. Empty: none.
 	User     string `yaml:"user"`
@@ -297,6 +308,9 @@ func Default() Config {
 			DataDir:            "./sluice-data",
 			Listen:             "127.0.0.1:4222",
 			Sync:               "1s",
+			Create:             true,
+			Replicas:           1,
+			Storage:            "file",
 			Stream:             "INGEST",
 			Subjects:           []string{"ingest.>"},
 			Consumer:           "sluice",

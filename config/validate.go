@@ -130,6 +130,13 @@ func (c *Config) problems() []*FieldError {
 		v.fail("sink.window_bytes", "must be at least 64KiB (got %s)", s.WindowBytes)
 	}
 
+	if c.Queue.Replicas != 1 && c.Queue.Replicas != 3 && c.Queue.Replicas != 5 {
+		v.fail("queue.replicas", "must be 1, 3 or 5 (got %d)", c.Queue.Replicas)
+	}
+	if c.Queue.Storage != "file" && c.Queue.Storage != "memory" {
+		v.fail("queue.storage", "must be \"file\" or \"memory\" (got %q)", c.Queue.Storage)
+	}
+
 	d := &c.Drain
 	if d.Socket != s.Socket { // when equal, sink.socket's checks cover it
 		v.socket("drain.socket", d.Socket)

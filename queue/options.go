@@ -204,6 +204,18 @@ type Options struct {
 	// message in it. Open never drops a stored message to migrate. false:
 	// a difference is an error wrapping ErrStreamMismatch that lists it.
 	Migrate bool
+	// Bind makes Open create nothing: the stream, the dead-letter stream
+	// and the consumer must exist (created by an operator, e.g. with the
+	// nats CLI or Terraform) and are checked; a missing one, or one whose
+	// subjects, retention, ack policy or limits differ, is an error naming
+	// both values. false: Open creates what is missing.
+	Bind bool
+	// Replicas is the streams' replica count on a JetStream cluster (1, 3
+	// or 5; at most the cluster's size). 0: 1.
+	Replicas int
+	// Storage is the streams' storage, StorageFile or StorageMemory (lost
+	// when the server restarts). "": StorageFile.
+	Storage Storage
 
 	// Logger receives the source's logs. nil: slog.Default().
 	Logger *slog.Logger
@@ -216,6 +228,15 @@ type Options struct {
 	DisablePrefetch bool
 }
 
+// Storage is where the streams keep their messages.
+type Storage string
+
+// The storages.
+const (
+	StorageFile   Storage = "file"
+	StorageMemory Storage = "memory"
+)
+
 // WithDefaults returns o with every zero field replaced by its default and
 // every negative stream limit by NoLimit. Registerer stays nil (no
 // registration) and Subjects is copied, so the result shares nothing with
@@ -223,6 +244,12 @@ type Options struct {
 func (o Options) WithDefaults() Options {
 	if o.Stream == "" {
 		o.Stream = DefaultStream
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.Storage == "" {
+		o.Storage = StorageFile
 	}
 	if len(o.Subjects) == 0 {
 		o.Subjects = []string{DefaultSubject}

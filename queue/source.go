@@ -142,6 +142,9 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Source, error) {
 	if err := checkDiscard("queue.dead_letter_discard", cfg.DeadLetterDiscard); err != nil {
 		return nil, err
 	}
+	if err := checkStorage(cfg.Storage); err != nil {
+		return nil, err
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("queue: JetStream client: %w", err)
@@ -154,14 +157,23 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Source, error) {
 	if _, err := ensureStream(ctx, js, deadLetterSpec(cfg), cfg, log); err != nil {
 		return nil, err
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
+	ccfg := jetstream.ConsumerConfig{
 		Durable:       cfg.Consumer,
 		Description:   "sluice",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
 		MaxAckPending: cfg.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	}
+	var cons jetstream.Consumer
+	if cfg.Bind {
+		cons, err = bindConsumer(ctx, js, cfg, ccfg)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		cons, err = js.CreateOrUpdateConsumer(ctx, cfg.Stream, ccfg)
+	}
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWorkQueueOneConsumer {
@@ -224,6 +236,37 @@ func (s *Source) Last(ctx context.Context) (record.MsgID, error) {
 		return record.MsgID{}, fmt.Errorf("%w: stream %q was created at epoch %d when sluice started and at epoch %d now; restart sluice so that its records carry the new epoch", ErrStreamRecreated, s.cfg.Stream, s.epoch, now)
 	}
 	return record.MsgID{Stream: s.cfg.Stream, Epoch: s.epoch, Seq: info.State.LastSeq}, nil
+}
+
+// bindConsumer looks up the existing durable consumer (queue.create:
+// false) and checks what sluice relies on: explicit acks, a pull consumer,
+// and the configured ack wait and max ack pending.
+func bindConsumer(ctx context.Context, js jetstream.JetStream, cfg Options, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	cons, err := js.Consumer(ctx, cfg.Stream, cfg.Consumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("%w: durable consumer %q on stream %q does not exist and queue.create is false, so sluice does not create it: create it (pull, ack policy explicit, ack wait %s, max ack pending %d) or set queue.create: true", ErrStreamMismatch, cfg.Consumer, cfg.Stream, want.AckWait, want.MaxAckPending)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: look up durable consumer %q on stream %q: %w", cfg.Consumer, cfg.Stream, err)
+	}
+	have := cons.CachedInfo().Config
+	var diffs []string
+	if have.AckPolicy != want.AckPolicy {
+		diffs = append(diffs, fmt.Sprintf("ack policy %s on the consumer, %s needed (sluice acks each message on its own)", have.AckPolicy, want.AckPolicy))
+	}
+	if have.DeliverSubject != "" {
+		diffs = append(diffs, fmt.Sprintf("a push consumer (deliver subject %q), a pull consumer needed", have.DeliverSubject))
+	}
+	if have.AckWait != want.AckWait {
+		diffs = append(diffs, fmt.Sprintf("queue.ack_wait %s on the consumer, %s configured", have.AckWait, want.AckWait))
+	}
+	if have.MaxAckPending != want.MaxAckPending {
+		diffs = append(diffs, fmt.Sprintf("queue.max_ack_pending %d on the consumer, %d configured", have.MaxAckPending, want.MaxAckPending))
+	}
+	if len(diffs) > 0 {
+		return nil, fmt.Errorf("%w: durable consumer %q on stream %q: %s. With queue.create false sluice changes nothing: fix the consumer, or the configuration to match it", ErrStreamMismatch, cfg.Consumer, cfg.Stream, strings.Join(diffs, "; "))
+	}
+	return cons, nil
 }
 
 // checkSubjects rejects subjects JetStream cannot use and a dead-letter

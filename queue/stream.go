@@ -53,7 +53,8 @@ func inputSpec(cfg Options) streamSpec {
 			Name:        cfg.Stream,
 			Description: "sluice input",
 			Subjects:    cfg.Subjects,
-			Storage:     jetstream.FileStorage,
+			Storage:     storageType(cfg.Storage),
+			Replicas:    cfg.Replicas,
 			Retention:   jetstream.WorkQueuePolicy,
 			Discard:     discardPolicy(cfg.Discard),
 			MaxBytes:    maxBytes(cfg.MaxBytes),
@@ -70,7 +71,8 @@ func deadLetterSpec(cfg Options) streamSpec {
 			Name:        cfg.DeadLetterStream,
 			Description: "sluice dead letters: records that failed processing, with the reason in the Sluice-Reason header",
 			Subjects:    []string{cfg.DeadLetterSubject},
-			Storage:     jetstream.FileStorage,
+			Storage:     storageType(cfg.Storage),
+			Replicas:    cfg.Replicas,
 			Retention:   jetstream.LimitsPolicy,
 			Discard:     discardPolicy(cfg.DeadLetterDiscard),
 			MaxBytes:    maxBytes(cfg.DeadLetterMaxBytes),
@@ -86,6 +88,21 @@ func deadLetterSpec(cfg Options) streamSpec {
 func checkDiscard(key string, d Discard) error {
 	if d != DiscardNew && d != DiscardOld {
 		return fmt.Errorf("%w: %s must be %q or %q (got %q)", ErrBadConfig, key, DiscardNew, DiscardOld, d)
+	}
+	return nil
+}
+
+func storageType(s Storage) jetstream.StorageType {
+	if s == StorageMemory {
+		return jetstream.MemoryStorage
+	}
+	return jetstream.FileStorage
+}
+
+// checkStorage rejects a Storage that is neither file nor memory.
+func checkStorage(s Storage) error {
+	if s != StorageFile && s != StorageMemory {
+		return fmt.Errorf("%w: queue.storage must be %q or %q (got %q)", ErrBadConfig, StorageFile, StorageMemory, s)
 	}
 	return nil
 }
@@ -117,6 +134,9 @@ func maxAge(d time.Duration) time.Duration { return max(d, 0) }
 func ensureStream(ctx context.Context, js jetstream.JetStream, spec streamSpec, cfg Options, log *slog.Logger) (jetstream.Stream, error) {
 	want := spec.cfg
 	st, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) && cfg.Bind {
+		return nil, fmt.Errorf("%w: stream %q does not exist and queue.create is false, so sluice does not create it: create it (retention %s, subjects %v, %smax_bytes %s) or set queue.create: true", ErrStreamMismatch, want.Name, retentionName(want.Retention), want.Subjects, spec.limitsKey, formatBytes(want.MaxBytes))
+	}
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		st, err = js.CreateStream(ctx, want)
 		if err == nil {
@@ -202,6 +222,12 @@ func settingDiffs(have jetstream.StreamConfig, spec streamSpec) []settingDiff {
 	}
 	if maxAge(have.MaxAge) != want.MaxAge {
 		out = append(out, settingDiff{k + "max_age", formatAge(have.MaxAge), formatAge(want.MaxAge)})
+	}
+	if have.Storage != want.Storage {
+		out = append(out, settingDiff{"storage", have.Storage.String(), want.Storage.String()})
+	}
+	if max(have.Replicas, 1) != want.Replicas {
+		out = append(out, settingDiff{"replicas", strconv.Itoa(max(have.Replicas, 1)), strconv.Itoa(want.Replicas)})
 	}
 	return out
 }

@@ -72,6 +72,9 @@ func queueOptions(cfg *config.Config) queue.Options {
 		DeadLetterMaxAge:   noLimitIfZero(q.DeadLetterMaxAge),
 		DeadLetterDiscard:  queue.Discard(q.DeadLetterDiscard),
 		Migrate:            q.Migrate,
+		Bind:               !q.Create,
+		Replicas:           q.Replicas,
+		Storage:            queue.Storage(q.Storage),
 	}
 }
 
