@@ -29,6 +29,8 @@ func TestOptions_WithDefaults(t *testing.T) {
 			DeadLetterMaxBytes: queue.DefaultDeadLetterMaxBytes,
 			DeadLetterMaxAge:   queue.DefaultDeadLetterMaxAge,
 			DeadLetterDiscard:  queue.DefaultDeadLetterDiscard,
+			Replicas:           1,
+			Storage:            queue.StorageFile,
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("Options{}.WithDefaults() = %+v, want %+v", got, want)
@@ -46,7 +48,8 @@ func TestOptions_WithDefaults(t *testing.T) {
 		in := queue.Options{Stream: "S", Subjects: subjects, Consumer: "c", DeadLetterSubject: "d", DeadLetterStream: "D",
 			AckWait: time.Second, MaxAckPending: 7, DisablePrefetch: true,
 			MaxBytes: 1 << 20, MaxAge: time.Hour, Discard: queue.DiscardOld,
-			DeadLetterMaxBytes: 1 << 10, DeadLetterMaxAge: time.Minute, DeadLetterDiscard: queue.DiscardOld, Migrate: true}
+			DeadLetterMaxBytes: 1 << 10, DeadLetterMaxAge: time.Minute, DeadLetterDiscard: queue.DiscardOld, Migrate: true,
+			Bind: true, Replicas: 3, Storage: queue.StorageMemory}
 		got := in.WithDefaults()
 		got.Logger = nil
 		if !reflect.DeepEqual(got, in) {
