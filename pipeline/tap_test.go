@@ -1,0 +1,58 @@
+package pipeline_test
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/process"
+	"github.com/sluice-dev/sluice/tap"
+)
+
+// Every record shows at the stage it passes: off the queue (in), to the
+// sink (out), to the dead-letter subject (dead, with its reason), each with
+// its identity and subject.
+func TestPipeline_Tap(t *testing.T) {
+	hub := tap.NewHub(nil)
+	subs := map[tap.Stage]*tap.Sub{}
+	for _, s := range []tap.Stage{tap.In, tap.Out, tap.Dead} {
+		subs[s] = hub.Subscribe(s, tap.SubOptions{Rate: math.Inf(1), Buffer: 100})
+		defer subs[s].Close()
+	}
+	src := newFakeSource("{\"ok\":1}\n{broken\n{\"ok\":2}", `not json`, `{"ok":3}`)
+	o := opts(nil)
+	o.Tap = hub
+	p := pipeline.New(src, &fakeDLQ{}, process.Validator{}, &gateSink{}, o)
+	stop := start(t, p)
+	waitFor(t, "acks", func() bool { _, a, _ := src.counts(); return a == 3 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := func(s tap.Stage) []string {
+		var out []string
+		for len(subs[s].C()) > 0 {
+			e := <-subs[s].C()
+			if e.Stream != "TEST" || e.Epoch != 7 || e.Subject != "ingest.test" || e.Stage != s.String() {
+				t.Errorf("%s event %+v", s, e)
+			}
+			line := fmt.Sprintf("%d/%d %s", e.Seq, e.Index, e.Data)
+			if e.Reason != "" {
+				line += " (" + e.Reason[:12] + ")"
+			}
+			out = append(out, line)
+		}
+		slices.Sort(out) // workers finish in any order
+		return out
+	}
+	for s, want := range map[tap.Stage][]string{
+		tap.In:   {`1/0 {"ok":1}`, `1/1 {broken`, `1/2 {"ok":2}`, `2/0 not json`, `3/0 {"ok":3}`},
+		tap.Out:  {`1/0 {"ok":1}`, `1/2 {"ok":2}`, `3/0 {"ok":3}`},
+		tap.Dead: {`1/1 {broken (invalid JSON)`, `2/0 not json (invalid JSON)`},
+	} {
+		if g := got(s); !slices.Equal(g, want) {
+			t.Errorf("tap %s = %q, want %q", s, g, want)
+		}
+	}
+}
