@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-dev/sluice/queue"
 	"github.com/sluice-dev/sluice/sink"
 	sluicestatus "github.com/sluice-dev/sluice/status"
+	"github.com/sluice-dev/sluice/wire"
 )
 
 // The mapping from the configuration onto each part's Options. It lives
@@ -167,9 +168,12 @@ func parseIDs(ss []string) ([]uint32, error) {
 // embedded one).
 func statusOptions(cfg *config.Config, queueURL string) sluicestatus.Options {
 	so, po := sinkOptions(cfg).WithDefaults(), pipelineOptions(cfg).WithDefaults()
-	return sluicestatus.Options{
+	o := sluicestatus.Options{
 		Version: versionString(), Framing: string(cfg.Sink.Framing), Socket: cfg.Sink.Socket, QueueURL: queueURL, Stream: cfg.Queue.Stream,
 		MaxInflightRecords: po.MaxInflightRecords, MaxInflightBytes: po.MaxInflightBytes,
-		WindowFrames: int64(so.WindowFrames), WindowBytes: so.WindowBytes,
 	}
+	if cfg.Sink.Framing == wire.FramingAcked {
+		o.WindowFrames, o.WindowBytes = int64(so.WindowFrames), so.WindowBytes
+	}
+	return o
 }

@@ -119,6 +119,9 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 			sto.QueueURL = s.nc.ConnectedUrlRedacted()
 		}
 		sto.Gatherer, sto.Start, sto.Logger = s.reg, s.start, logger
+		if err := sluicestatus.RegisterLimits(s.reg, sto); err != nil {
+			return nil, err
+		}
 		s.stat = sluicestatus.NewSampler(sto)
 		s.stat.Mount(s.admin)
 		s.admin.HandleFunc("POST /sink/reconnect", func(w http.ResponseWriter, _ *http.Request) {
