@@ -59,9 +59,9 @@ func TestAlertRules_EveryAlertTested(t *testing.T) {
 
 // Dashboard is the part of a Grafana dashboard the checks read.
 type Dashboard struct {
-	UID    string  `json:"uid"`
-	Title  string  `json:"title"`
-	Panels []Panel `json:"panels"`
+	UID        string  `json:"uid"`
+	Title      string  `json:"title"`
+	Panels     []Panel `json:"panels"`
 	Templating struct {
 		List []struct {
 			Name  string `json:"name"`
