@@ -96,9 +96,9 @@ type Event struct {
 // SubOptions configures a subscription.
 type SubOptions struct {
 	// Rate caps the events per second; 0 or less: DefaultRate; +Inf: no
-	// cap (for tests). At most one event is taken per 1/Rate seconds;
-	// records offered in between are not sampled (and not counted as
-	// dropped).
+	// cap (for tests). Events are taken at Rate per second on average, in
+	// bursts of up to one second's worth (at least one event); records
+	// offered past the cap are not sampled (and not counted as dropped).
 	Rate float64
 	// Max ends the subscription's intake after this many events; 0: no
 	// limit.
@@ -233,7 +233,7 @@ type Sub struct {
 	interval int64 // immutable; nanoseconds between events (the rate cap)
 	ch       chan Event
 
-	next    atomic.Int64  // Unix nanoseconds before which no event is taken
+	next    atomic.Int64  // Unix nanoseconds at which the rate cap's next token is due
 	taken   atomic.Int64  // events taken (sent or dropped), for max
 	dropped atomic.Uint64 // events dropped because ch was full
 	closed  atomic.Bool
@@ -273,13 +273,18 @@ func (s *Sub) allow(now time.Time) bool {
 	if s.max > 0 && s.taken.Load() >= s.max {
 		return false
 	}
+	// A token bucket holding one second's worth of events (at least one),
+	// kept as the time its next token is due (GCRA): an event is allowed
+	// when that time is at most a second minus one interval ahead.
 	t := now.UnixNano()
+	tau := max(int64(time.Second)-s.interval, 0)
 	for s.interval > 0 {
-		n := s.next.Load()
-		if t < n {
+		old := s.next.Load()
+		due := max(old, t)
+		if due-t > tau {
 			return false
 		}
-		if s.next.CompareAndSwap(n, t+s.interval) {
+		if s.next.CompareAndSwap(old, due+s.interval) {
 			break
 		}
 	}

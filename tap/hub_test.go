@@ -149,6 +149,19 @@ func TestHub_RateCap(t *testing.T) {
 	}
 }
 
+// A burst of records takes up to one second's worth of events at once.
+func TestHub_RateCapBurst(t *testing.T) {
+	h := tap.NewHub(nil)
+	sub := h.Subscribe(tap.Out, tap.SubOptions{Rate: 5, Buffer: 100})
+	defer sub.Close()
+	for i := range 100 {
+		h.Offer(tap.Out, rec(uint64(i+1), 0, "{}"))
+	}
+	if len(sub.C()) != 5 {
+		t.Fatalf("%d events from a burst of 100 at rate 5/s, want 5", len(sub.C()))
+	}
+}
+
 func TestHub_Max(t *testing.T) {
 	h := tap.NewHub(nil)
 	sub := h.Subscribe(tap.In, tap.SubOptions{Rate: math.Inf(1), Max: 3, Buffer: 10})
