@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -125,6 +127,18 @@ func TestToolkit_AgainstRunningSluice(t *testing.T) {
 		}
 	})
 
+	t.Run("status --watch in a terminal", func(t *testing.T) {
+		screen := watchInTmux(t, addr)
+		if n := strings.Count(screen, "sluice dev at "); n != 1 {
+			t.Errorf("the terminal shows the header %d times, want once (a redraw in place):\n%s", n, screen)
+		}
+		for _, want := range []string{"drainer    connected     acked framing", "total      in 201 · out 200 · dropped 0 · dead-lettered 1", "refreshing every 100ms"} {
+			if !strings.Contains(screen, want) {
+				t.Errorf("the terminal lacks %q:\n%s", want, screen)
+			}
+		}
+	})
+
 	t.Run("tap out", func(t *testing.T) {
 		type result struct {
 			stdout string
@@ -166,4 +180,50 @@ func TestToolkit_AgainstRunningSluice(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// watchInTmux runs sluice status --watch against addr in a detached tmux
+// terminal (on a private tmux server), lets it redraw a few times, and
+// returns the screen. tmux is installed by scripts/test.
+func watchInTmux(t *testing.T, addr string) string {
+	t.Helper()
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		t.Fatalf("tmux not found (%v): run the tests with scripts/test, which installs it as root with apt-get, or install it yourself: sudo apt-get install tmux", err)
+	}
+	sock := filepath.Join(testkit.ShortDir(t), "tmux")
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run("new-session", "-d", "-x", "120", "-y", "40", "-s", "watch",
+		"env", "SLUICE_TEST_MAIN=1", "TERM=xterm", self, "status", "--watch", "--interval", "100ms", "--admin", addr)
+	t.Cleanup(func() { _ = exec.Command(tmux, "-S", sock, "kill-server").Run() })
+	var screen string
+	waitFor(t, 20*time.Second, "the screen to be redrawn", func() error {
+		screen = run("capture-pane", "-p", "-t", "watch")
+		// Each frame shows its time; two different times mean it was
+		// redrawn, and the screen still shows one frame.
+		if !strings.Contains(screen, "refreshing every") {
+			return fmt.Errorf("no complete frame yet:\n%s", screen)
+		}
+		return nil
+	})
+	first := screen
+	waitFor(t, 20*time.Second, "a second frame", func() error {
+		screen = run("capture-pane", "-p", "-t", "watch")
+		if screen == first || !strings.Contains(screen, "refreshing every") {
+			return fmt.Errorf("the screen did not change")
+		}
+		return nil
+	})
+	return screen
 }
