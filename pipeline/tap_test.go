@@ -1,10 +1,16 @@
 package pipeline_test
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/process"
@@ -54,5 +60,50 @@ func TestPipeline_Tap(t *testing.T) {
 		if g := got(s); !slices.Equal(g, want) {
 			t.Errorf("tap %s = %q, want %q", s, g, want)
 		}
+	}
+}
+
+// BenchmarkPipeline_Tap is BenchmarkPipeline's path (10 records a message)
+// with no tap hub, with a hub nobody taps (the cost sluice run always
+// pays: one atomic load at each of the three points), and with a tap on
+// every stage at the highest rate cap (tap.MaxRate) whose reader never
+// reads (every event past its buffer is dropped, never waited for).
+func BenchmarkPipeline_Tap(b *testing.B) {
+	var sb strings.Builder
+	for i := range 10 {
+		fmt.Fprintf(&sb, "{\"i\":%d,\"pad\":%q}\n", i, strings.Repeat("x", 180))
+	}
+	payload := []byte(sb.String())
+	for _, mode := range []string{"none", "idle", "stalled-readers"} {
+		b.Run("tap="+mode, func(b *testing.B) {
+			var hub *tap.Hub
+			if mode != "none" {
+				hub = tap.NewHub(nil)
+			}
+			if mode == "stalled-readers" {
+				for _, s := range []tap.Stage{tap.In, tap.Out, tap.Dead} {
+					defer hub.Subscribe(s, tap.SubOptions{Rate: tap.MaxRate, Buffer: 1}).Close()
+				}
+			}
+			src := &benchSource{all: make(chan struct{}), n: int64(b.N)}
+			for i := range b.N {
+				src.msgs = append(src.msgs, newBenchMsg(uint64(i+1), payload))
+			}
+			p := pipeline.New(src, nil, identity{}, instantSink{}, pipeline.Options{
+				Workers: 2, FetchWait: time.Millisecond, Tap: hub,
+				Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			b.SetBytes(int64(len(payload)))
+			b.ResetTimer()
+			go func() { errc <- p.Run(ctx) }()
+			<-src.all
+			b.StopTimer()
+			cancel()
+			if err := <-errc; err != nil {
+				b.Fatal(err)
+			}
+		})
 	}
 }

@@ -164,6 +164,11 @@ func (h *Hub) Offer(s Stage, r Record) bool {
 			continue
 		}
 		wanted = true
+		if len(sub.ch) == cap(sub.ch) { // full: drop before building anything
+			sub.dropped.Add(1)
+			h.m.droppedBy[s].Inc()
+			continue
+		}
 		if ev == nil {
 			ev = newEvent(now, s, r)
 		}
@@ -171,10 +176,10 @@ func (h *Hub) Offer(s Stage, r Record) bool {
 		e.Dropped = sub.dropped.Load()
 		select {
 		case sub.ch <- e:
-			h.m.events.WithLabelValues(s.String()).Inc()
+			h.m.eventsBy[s].Inc()
 		default:
 			sub.dropped.Add(1)
-			h.m.dropped.WithLabelValues(s.String()).Inc()
+			h.m.droppedBy[s].Inc()
 		}
 	}
 	return wanted
@@ -298,6 +303,8 @@ type metrics struct {
 	subscribers *prometheus.GaugeVec
 	events      *prometheus.CounterVec
 	dropped     *prometheus.CounterVec
+	// The counters of each stage, looked up once.
+	eventsBy, droppedBy [numStages]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -316,10 +323,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Records a tap's rate cap allowed but dropped because its reader was slow (the pipeline never waits for a tap), by stage.",
 		}, []string{"stage"}),
 	}
-	for _, n := range stageNames {
+	for st, n := range stageNames {
 		m.subscribers.WithLabelValues(n)
-		m.events.WithLabelValues(n)
-		m.dropped.WithLabelValues(n)
+		m.eventsBy[st] = m.events.WithLabelValues(n)
+		m.droppedBy[st] = m.dropped.WithLabelValues(n)
 	}
 	return m
 }
