@@ -49,6 +49,7 @@ type Config struct {
 	Admin    Admin    `yaml:"admin"`
 	Flight   Flight   `yaml:"flight"`
 	Log      Log      `yaml:"log"`
+	Runtime  Runtime  `yaml:"runtime"`
 	// Faults are fault-point actions set at start, e.g.
 	// "sink.reconnect.before_close=delay(5ms)". Empty: none.
 	Faults []string `yaml:"faults"`
@@ -202,6 +203,10 @@ type Drain struct {
 	// record's identity, "stream:seq:index" and a tab. Default false: the
 	// lines are exactly the records.
 	WriteIdentity bool `yaml:"write_identity"`
+	// WriteReceived prefixes each output line with the time the drainer
+	// received it (Unix nanoseconds) and a tab, before the identity prefix:
+	// sluice load then measures latency without polling lag. Default false.
+	WriteReceived bool `yaml:"write_received"`
 	// AcceptRewind (acked framing) accepts a rewind of the queue instead
 	// of refusing it: when a producer's queue stream went back below what
 	// the drainer committed (its store lost its tail, or was restored from
@@ -246,6 +251,17 @@ type Log struct {
 	Format string `yaml:"format"`
 	// Level is "debug", "info", "warn" or "error". Default "info".
 	Level string `yaml:"level"`
+}
+
+// Runtime configures the Go runtime of sluice run.
+type Runtime struct {
+	// MemoryLimit is the Go runtime's soft memory limit
+	// (runtime/debug.SetMemoryLimit): past it the garbage collector works
+	// harder to stay below. It bounds the process's memory, the embedded
+	// JetStream server's caches included, at high input rates. 0 means
+	// auto: 96 MiB with the embedded server, 48 MiB with an external one.
+	// A GOMEMLIMIT environment variable wins over it. Default 0 (auto).
+	MemoryLimit ByteSize `yaml:"memory_limit"`
 }
 
 // Default returns the configuration used when nothing else is set: the

@@ -141,6 +141,10 @@ func (c *Config) problems() []*FieldError {
 	v.ids("drain.allow_uids", d.AllowUIDs)
 	v.ids("drain.allow_gids", d.AllowGIDs)
 
+	if m := c.Runtime.MemoryLimit; m != 0 && m < 16*MiB {
+		v.fail("runtime.memory_limit", "must be 0 (auto) or at least 16MiB (got %s)", m)
+	}
+
 	fl := &c.Flight
 	if fl.Enabled {
 		v.positive("flight.window", fl.Window)

@@ -56,6 +56,12 @@ type Options struct {
 	// record's identity and a tab: "stream:seq:index\t" followed by the
 	// payload. False: each line is exactly the record's payload.
 	WriteIdentity bool
+	// WriteReceived prefixes each output line with the time the drainer
+	// received it, in Unix nanoseconds, and a tab, before the identity
+	// prefix of WriteIdentity: a latency measurement without polling lag
+	// (sluice load uses it when present). In the lines framing that costs a
+	// pass over each chunk to find its lines. False: no prefix.
+	WriteReceived bool
 	// SocketMode is the socket file's permission bits. Zero: 0600.
 	SocketMode os.FileMode
 	// MaxLine is the longest line (newline excluded) a connection may send;

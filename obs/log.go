@@ -45,6 +45,7 @@ const (
 	KeyEpoch             = "epoch"               // a stream incarnation (record.MsgID.Epoch)
 	KeyLastSeq           = "last_seq"            // the queue's last sequence of a stream (a HELLO stream position)
 	KeyCommitted         = "committed"           // the highest sequence a drainer committed of a stream incarnation
+	KeyLimit             = "limit"               // a configured bound (the runtime's memory limit)
 	KeyDataDir           = "data_dir"            // the embedded server's data directory
 	KeyInProcess         = "in_process"          // a connection to the embedded server, without TCP
 	KeyReconnects        = "reconnects"          // reconnects of a connection so far

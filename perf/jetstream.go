@@ -109,6 +109,7 @@ type JetStreamResult struct {
 	Messages   int
 	PubElapsed time.Duration
 	ConElapsed time.Duration
+	ConCPU     time.Duration // CPU time of this process (server and consumer) while consuming
 }
 
 // PublishPerSec is the async publish rate in messages per second.
@@ -158,6 +159,7 @@ func RawJetStream(ctx context.Context, dir string, msgs, recordSize int) (JetStr
 		return res, fmt.Errorf("perf: consumer: %w", err)
 	}
 	got := 0
+	cpu0 := selfCPU()
 	start = time.Now()
 	lastProgress := start
 	for got < msgs {
@@ -186,5 +188,6 @@ func RawJetStream(ctx context.Context, dir string, msgs, recordSize int) (JetStr
 		}
 	}
 	res.ConElapsed = time.Since(start)
+	res.ConCPU = selfCPU() - cpu0
 	return res, nil
 }

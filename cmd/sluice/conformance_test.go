@@ -186,3 +186,31 @@ func TestConformance_GoExampleDrainer(t *testing.T) {
 		}
 	}
 }
+
+// The example drainers of the Python and Node libraries (clients/) pass
+// every check, crash recovery included.
+func TestConformance_ClientLibraries(t *testing.T) {
+	for _, tc := range []struct{ name, interp, script string }{
+		{"python", "python3", "../../clients/python/example_drainer.py"},
+		{"node", "node", "../../clients/node/example-drainer.mjs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			interp, err := exec.LookPath(tc.interp)
+			if err != nil {
+				t.Fatalf("%s is needed to test the %s library: %v (scripts/test installs it: apt-get install python3 nodejs)", tc.interp, tc.name, err)
+			}
+			script, err := filepath.Abs(tc.script)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := testkit.ShortDir(t)
+			sock, out := filepath.Join(dir, "d.sock"), filepath.Join(dir, "out.jsonl")
+			rs := runConformance(t, sock, out, fmt.Sprintf("exec %q %q %q %q", interp, script, sock, out))
+			for _, r := range rs {
+				if r.Status != conformance.Pass {
+					t.Errorf("%s: %s %s", r.Name, r.Status, r.Detail)
+				}
+			}
+		})
+	}
+}

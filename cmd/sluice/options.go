@@ -135,6 +135,7 @@ func drainOptions(cfg *config.Config) (drain.Options, error) {
 		PeerGIDs:      gids,
 		WriteIdentity: d.WriteIdentity,
 		AcceptRewind:  d.AcceptRewind,
+		WriteReceived: d.WriteReceived,
 	}, nil
 }
 
