@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-dev/sluice/tap"
 )
 
 // Options configures a Pipeline. The zero value of each field means its
@@ -22,8 +24,12 @@ type Options struct {
 	// ShutdownTimeout bounds how long Run waits, after ctx ends, for
 	// in-flight work to be delivered before abandoning it. 0: 10s.
 	ShutdownTimeout time.Duration
-	Logger          *slog.Logger          // nil: slog.Default()
-	Registerer      prometheus.Registerer // nil: a private registry
+	// Tap is where records are offered to `sluice tap` as they come off
+	// the queue, go to the sink and go to the dead-letter subject. nil:
+	// records cannot be tapped.
+	Tap        *tap.Hub
+	Logger     *slog.Logger          // nil: slog.Default()
+	Registerer prometheus.Registerer // nil: a private registry
 }
 
 // WithDefaults returns o with every zero (or negative) field replaced by its
