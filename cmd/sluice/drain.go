@@ -74,6 +74,9 @@ close frame with the reason.`,
 				defer admin.Close()
 			}
 			logger.Info("drainer listening", obs.KeySocket, cfg.Drain.Socket, obs.KeyOut, cfg.Drain.Out)
+			if err := obs.NotifyReady(); err != nil { // systemd Type=notify
+				logger.Warn("could not tell systemd that the drainer is ready", obs.KeyErr, err)
+			}
 			return srv.Serve(ctx)
 		},
 	}

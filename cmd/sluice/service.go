@@ -204,6 +204,9 @@ func (s *service) run(ctx context.Context) error {
 		})
 	}
 	s.log.Info("sluice running", obs.KeySocket, s.cfg.Sink.Socket, obs.KeyFraming, s.cfg.Sink.Framing, obs.KeyWorkers, s.cfg.Pipeline.Workers)
+	if err := obs.NotifyReady(); err != nil { // systemd Type=notify
+		s.log.Warn("could not tell systemd that sluice is ready", obs.KeyErr, err)
+	}
 	_, _ = s.src.LogBacklog(ctx) // what this start will deliver and replay; a failure is logged
 	statCtx, stopStat := context.WithCancel(ctx)
 	var statWG sync.WaitGroup
