@@ -897,3 +897,16 @@ func unjoin(err error) []error {
 	}
 	return []error{err}
 }
+
+// A list given as text splits on commas outside parentheses, so a fault
+// action with several arguments survives SLUICE_FAULTS and --faults.
+func TestSet_ListKeepsParentheses(t *testing.T) {
+	c := config.Default()
+	if err := c.Set("faults", "sink.write.before=delay(1ms,10ms), drain.ack.before=error(0.5)"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"sink.write.before=delay(1ms,10ms)", "drain.ack.before=error(0.5)"}
+	if !slices.Equal(c.Faults, want) {
+		t.Fatalf("faults = %q, want %q", c.Faults, want)
+	}
+}
