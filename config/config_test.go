@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -908,5 +909,37 @@ func TestSet_ListKeepsParentheses(t *testing.T) {
 	want := []string{"sink.write.before=delay(1ms,10ms)", "drain.ack.before=error(0.5)"}
 	if !slices.Equal(c.Faults, want) {
 		t.Fatalf("faults = %q, want %q", c.Faults, want)
+	}
+}
+
+// A config path that is not a regular file (a FIFO would block forever)
+// is refused at once, naming what it is; a UTF-8 byte-order mark before
+// the YAML is accepted.
+func TestRead_PathAndBOM(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := config.Read(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "named pipe") {
+			t.Fatalf("Read(FIFO) = %v, want a refusal naming the named pipe", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read(FIFO) blocked")
+	}
+	if _, err := config.Read(dir); err == nil || !strings.Contains(err.Error(), "directory") {
+		t.Fatalf("Read(dir) = %v, want a refusal naming the directory", err)
+	}
+	bom := filepath.Join(dir, "bom.yaml")
+	if err := os.WriteFile(bom, []byte("\xef\xbb\xbfpipeline:\n  workers: 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Read(bom)
+	if err != nil || c.Pipeline.Workers != 3 {
+		t.Fatalf("Read(with BOM) = %+v, %v; want workers 3", c, err)
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -67,6 +68,22 @@ func Read(path string) (*Config, error) {
 	return c, nil
 }
 
+// fileKind names what a non-regular file is.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&os.ModeNamedPipe != 0:
+		return "named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeDevice != 0:
+		return "device"
+	default:
+		return "special file"
+	}
+}
+
 // read layers defaults, the file and the environment. Values that could not
 // be parsed keep their defaults and are reported in errs; err is for a file
 // that cannot be read.
@@ -75,10 +92,18 @@ func read(path string) (c *Config, errs []*FieldError, err error) {
 	c = &cfg
 	c.src = &sources{file: path, loaded: true, origin: map[string]origin{}}
 	if path != "" {
+		// A FIFO or a device would block or never end: only a regular
+		// file (or a symlink to one) is a configuration.
+		if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+			return nil, nil, fmt.Errorf("read config %s: it is a %s, not a regular file; give the path of a YAML file (--config)", path, fileKind(st.Mode()))
+		}
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read config: %w", err)
 		}
+		// A byte-order mark (some editors on Windows write one) is not
+		// YAML content.
+		data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 		errs = c.decode(path, data)
 	}
 	errs = append(errs, c.applyEnv()...)
