@@ -327,7 +327,9 @@ func TestLoad_Rejects(t *testing.T) {
 		{"two documents", "log:\n  level: info\n---\nlog:\n  level: debug\n",
 			`sluice.yaml:4:4: only one YAML document is allowed`},
 		{"duplicate key", "pipeline:\n  workers: 2\n  workers: 3\n",
-			`sluice.yaml:3:3: mapping key "workers" already defined at [2:3]`},
+			`sluice.yaml:3:3: pipeline.workers: set twice (first at line 2): keep one`},
+		{"duplicate section", "sink:\n  framing: lines\nsink:\n  socket: x.sock\n",
+			`sluice.yaml:3:1: sink: set twice (first at line 1): keep one`},
 		{"syntax", "queue: [a, b\n",
 			`sluice.yaml:1:8: sequence end token ']' not found`},
 

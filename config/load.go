@@ -117,7 +117,8 @@ func read(path string) (c *Config, errs []*FieldError, err error) {
 // position. It reports every problem it can find rather than stopping at
 // the first, except for YAML syntax errors.
 func (c *Config) decode(file string, data []byte) []*FieldError {
-	f, err := parser.ParseBytes(data, 0)
+	// Duplicate keys are reported by mapping, which knows their full path.
+	f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
 		fe := &FieldError{File: file, Msg: err.Error(), Source: SourceFile}
 		var ye yaml.Error
@@ -227,12 +228,22 @@ func (d *decoder) mapping(n ast.Node, prefix string) {
 		return
 	}
 	children := childNames(prefix)
+	seen := map[string]ast.Node{}
 	for _, mv := range values {
 		name := keyName(mv.Key)
 		key := name
 		if prefix != "" {
 			key = prefix + "." + name
 		}
+		if first, dup := seen[name]; dup {
+			where := ""
+			if tk := first.GetToken(); tk != nil && tk.Position != nil {
+				where = fmt.Sprintf(" (first at line %d)", tk.Position.Line)
+			}
+			d.fail(mv.Key, key, "set twice%s: keep one", where)
+			continue
+		}
+		seen[name] = mv.Key
 		if _, known := children[name]; !known {
 			d.fail(mv.Key, key, "%s", unknownField(name, children))
 			continue
