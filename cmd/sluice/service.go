@@ -119,7 +119,7 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 		tap.Mount(s.admin, s.taps)
 		sto := statusOptions(cfg, "")
 		if s.emb == nil {
-			sto.QueueURL = s.nc.ConnectedUrlRedacted()
+			sto.QueueURL = queue.ConnectedURL(s.nc)
 		}
 		sto.Gatherer, sto.Start, sto.Logger = s.reg, s.start, logger
 		if err := sluicestatus.RegisterLimits(s.reg, sto); err != nil {
