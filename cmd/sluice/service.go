@@ -114,7 +114,9 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 			return nil
 		})
 		obs.MountFaultAPI(s.admin)
-		obs.MountPprof(s.admin)
+		if cfg.Admin.Pprof {
+			obs.MountPprof(s.admin)
+		}
 		obs.MountFlightAPI(s.admin, s.fr)
 		tap.Mount(s.admin, s.taps)
 		sto := statusOptions(cfg, "")
