@@ -145,14 +145,15 @@ func RedactArgs(args []string) []string {
 			name += "="
 		}
 		if strings.Contains(val, "://") && strings.Contains(val, "@") {
-			out[i] = name + redactURLs(val)
+			out[i] = name + RedactURL(val)
 		}
 	}
 	return out
 }
 
-// redactURLs replaces the userinfo of each comma-separated URL in s.
-func redactURLs(s string) string {
+// RedactURL replaces the userinfo (user:password@ or token@) of each
+// comma-separated URL in s by xxxxx, for messages a user sees.
+func RedactURL(s string) string {
 	parts := strings.Split(s, ",")
 	for i, p := range parts {
 		scheme, rest, ok := strings.Cut(p, "://")
