@@ -264,6 +264,18 @@ type Admin struct {
 	// heap profiles, goroutine dumps, execution traces): internals that
 	// only someone debugging should reach. Default false.
 	Pprof bool `yaml:"pprof"`
+	// Token is the bearer token the private endpoints (/faults,
+	// /sink/reconnect, /debug/, /tap/) require. Empty: the one in
+	// TokenFile. A secret: never printed.
+	Token string `yaml:"token"`
+	// TokenFile holds the token when Token is empty; sluice run and
+	// sluice drain create it (mode 0600, random) at first start, and
+	// sluice tap reads it. Default "./sluice-admin.token".
+	TokenFile string `yaml:"token_file"`
+	// AllowRemote lets listen be a non-loopback address. The open
+	// endpoints (/metrics, /healthz, /readyz, /status) need no token, so
+	// by default sluice refuses to serve them beyond the host. Default false.
+	AllowRemote bool `yaml:"allow_remote"`
 }
 
 // Log configures logging.
@@ -353,7 +365,7 @@ func Default() Config {
 			RotateBytes: 64 * MiB,
 			SocketMode:  0o600,
 		},
-		Admin: Admin{Listen: "127.0.0.1:9464"},
+		Admin: Admin{Listen: "127.0.0.1:9464", TokenFile: "./sluice-admin.token"},
 		Flight: Flight{
 			Window:      5 * time.Second,
 			MaxBytes:    16 * MiB,

@@ -294,6 +294,8 @@ func TestLoad_Rejects(t *testing.T) {
 			`sluice.yaml:2:3: queue.listen: must be host:port (got "nowhere")`},
 		{"admin listen", "admin:\n  listen: 9464\n",
 			`sluice.yaml:2:3: admin.listen: must be host:port or "off" (got "9464")`},
+		{"admin beyond loopback", "admin:\n  listen: \"0.0.0.0:9464\"\n",
+			`sluice.yaml:2:3: admin.listen: 0.0.0.0:9464 is not a loopback address: /metrics, /healthz, /readyz and /status need no token and would be open to the network; listen on 127.0.0.1, or set admin.allow_remote: true to serve them beyond this host on purpose (the private endpoints still need admin.token)`},
 		{"admin port", "admin:\n  listen: localhost:99999\n",
 			`sluice.yaml:2:3: admin.listen: must have a port from 0 to 65535 (got "localhost:99999")`},
 		{"fault without action", "faults:\n  - sink.write\n",
@@ -391,7 +393,7 @@ func TestLoad_Accepts(t *testing.T) {
 		{"dead letter outside subjects", "queue:\n  subjects: [a.*]\n  dead_letter_subject: a.b.dead\n",
 			func(c *config.Config) bool { return c.Queue.DeadLetterSubject == "a.b.dead" }},
 		{"admin off", "admin:\n  listen: \"off\"\n", func(c *config.Config) bool { return c.Admin.Listen == "off" }},
-		{"admin any interface", "admin:\n  listen: \":9464\"\n", func(c *config.Config) bool { return c.Admin.Listen == ":9464" }},
+		{"admin any interface, allowed", "admin:\n  listen: \":9464\"\n  allow_remote: true\n", func(c *config.Config) bool { return c.Admin.Listen == ":9464" }},
 		{"anchor and alias", "sink:\n  backoff_max: &b 2s\n  write_timeout: *b\n",
 			func(c *config.Config) bool { return c.Sink.WriteTimeout == 2*time.Second }},
 		{"drain socket set apart", "sink:\n  socket: /tmp/a.sock\ndrain:\n  socket: /tmp/b.sock\n",
@@ -679,8 +681,8 @@ func TestKeys_EnvAndSet(t *testing.T) {
 		"string": "zz", "int": "9999", "duration": "3s", "bytes": "3MiB", "mode": "0640", "list": "a,b", "bool": "true",
 	}
 	keys := config.Keys()
-	if len(keys) != 67 {
-		t.Errorf("len(Keys()) = %d, want 67", len(keys))
+	if len(keys) != 70 {
+		t.Errorf("len(Keys()) = %d, want 70", len(keys))
 	}
 	for _, want := range []string{"pipeline.workers int", "queue.subjects list", "faults list", "queue.max_bytes bytes", "queue.migrate bool",
 		"drain.socket_mode mode", "drain.accept_rewind bool", "pipeline.max_inflight_bytes bytes", "queue.tls.ca_file string", "sink.backoff_min duration"} {

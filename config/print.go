@@ -12,7 +12,7 @@ import (
 const RedactedValue = "REDACTED"
 
 // secretKeys are the fields Redacted hides.
-var secretKeys = []string{"queue.password", "queue.token"}
+var secretKeys = []string{"queue.password", "queue.token", "admin.token"}
 
 // Redacted returns a copy of c with every non-empty secret (queue.password,
 // queue.token) replaced by "REDACTED", for printing and logging.

@@ -172,6 +172,12 @@ func (c *Config) problems() []*FieldError {
 
 	if c.Admin.Listen != AdminOff {
 		v.hostPort("admin.listen", c.Admin.Listen, true)
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err == nil && !c.Admin.AllowRemote && !isLoopbackListen(c.Admin.Listen) {
+			v.fail("admin.listen", "%s is not a loopback address: /metrics, /healthz, /readyz and /status need no token and would be open to the network; listen on 127.0.0.1, or set admin.allow_remote: true to serve them beyond this host on purpose (the private endpoints still need admin.token)", c.Admin.Listen)
+		}
+		if c.Admin.Token == "" && c.Admin.TokenFile == "" {
+			v.fail("admin.token_file", "must name a file when admin.token is empty: the private endpoints need a token")
+		}
 	}
 	v.oneOf("log.format", c.Log.Format, "text", "json")
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
@@ -187,6 +193,19 @@ func (c *Config) problems() []*FieldError {
 		}
 	}
 	return v.errs
+}
+
+// isLoopbackListen reports whether a listen address binds only loopback.
+func isLoopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Problem returns a *FieldError about key located where its value came

@@ -33,6 +33,8 @@ type Admin struct {
 	srv *http.Server
 	ln  net.Listener
 	wg  sync.WaitGroup
+
+	token, tokenHint string // Protect's; "" = private endpoints open
 }
 
 // NewAdmin returns an admin server serving metrics from g.
@@ -89,8 +91,11 @@ func (a *Admin) ready(w http.ResponseWriter, _ *http.Request) {
 	_ = json.NewEncoder(w).Encode(res)
 }
 
-// ServeHTTP lets tests drive the admin API without a listener.
-func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+// ServeHTTP lets tests drive the admin API without a listener, with the
+// server's token check (the Host check needs the listen address).
+func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.guard(a.mux, false).ServeHTTP(w, r)
+}
 
 // Start listens on addr and serves in a goroutine owned by a; Close stops it.
 func (a *Admin) Start(addr string) error {
@@ -99,7 +104,7 @@ func (a *Admin) Start(addr string) error {
 		return fmt.Errorf("admin server: listen on %s: %w (set admin.listen to another address, or \"off\")", addr, err)
 	}
 	a.ln = ln
-	a.srv = &http.Server{Handler: a.mux, ReadHeaderTimeout: 5 * time.Second}
+	a.srv = &http.Server{Handler: a.guard(a.mux, true), ReadHeaderTimeout: 5 * time.Second}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()

@@ -1,9 +1,14 @@
 package obs_test
 
 import (
+	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-dev/sluice/obs"
 )
@@ -17,5 +22,74 @@ func TestRedactArgs(t *testing.T) {
 	}
 	if strings.Contains(strings.Join(got, " "), "SECRET") {
 		t.Fatal("a secret survived")
+	}
+}
+
+// The admin server refuses a Host that is neither a loopback name nor its
+// address (DNS rebinding), and private endpoints without the token (which
+// also keeps cross-site browser requests out); open endpoints need none.
+func TestAdmin_Guard(t *testing.T) {
+	a := obs.NewAdmin(prometheus.NewRegistry(), nil)
+	a.HandleFunc("POST /sink/reconnect", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) })
+	a.Protect("s3cret-token", "the test's token")
+	if err := a.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	do := func(method, path, host, token string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+a.Addr()+path, nil)
+		if host != "" {
+			req.Host = host
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		method, path, host, token string
+		want                      int
+	}{
+		{"GET", "/metrics", "", "", http.StatusOK},
+		{"GET", "/healthz", "localhost:9464", "", http.StatusOK},
+		{"GET", "/metrics", "evil.example", "", http.StatusMisdirectedRequest},
+		{"POST", "/sink/reconnect", "evil.example", "s3cret-token", http.StatusMisdirectedRequest},
+		{"POST", "/sink/reconnect", "", "", http.StatusUnauthorized},
+		{"POST", "/sink/reconnect", "", "wrong", http.StatusUnauthorized},
+		{"POST", "/sink/reconnect", "", "s3cret-token", http.StatusAccepted},
+		{"GET", "/debug/pprof/", "", "", http.StatusUnauthorized},
+		{"GET", "/faults", "", "", http.StatusUnauthorized},
+	} {
+		if got := do(tc.method, tc.path, tc.host, tc.token); got != tc.want {
+			t.Errorf("%s %s (Host %q, token %q) = %d, want %d", tc.method, tc.path, tc.host, tc.token, got, tc.want)
+		}
+	}
+}
+
+// LoadOrCreateToken makes a 0600 token file once and reads it back; it
+// refuses a token file others can read.
+func TestLoadOrCreateToken(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "admin.token")
+	tok, err := obs.LoadOrCreateToken(path)
+	if err != nil || len(tok) != 64 {
+		t.Fatalf("LoadOrCreateToken = %q, %v", tok, err)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode %#o, want 0600", st.Mode().Perm())
+	}
+	if again, err := obs.LoadOrCreateToken(path); err != nil || again != tok {
+		t.Fatalf("second LoadOrCreateToken = %q, %v; want the same token", again, err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obs.LoadOrCreateToken(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a world-readable token file: %v", err)
 	}
 }

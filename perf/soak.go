@@ -102,7 +102,7 @@ func Soak(ctx context.Context, o SoakOptions) (samples []SoakSample, err error) 
 		return nil, err
 	}
 	sock, out, data := filepath.Join(dir, "s.sock"), filepath.Join(dir, "out"), filepath.Join(dir, "data")
-	env := append(os.Environ(), "SLUICE_FAULTS=")
+	env := append(os.Environ(), "SLUICE_FAULTS=", "SLUICE_ADMIN_TOKEN_FILE="+filepath.Join(dir, "admin.token"))
 	drainer, err := startChild(o.Exe, []string{"drain", "--socket", sock, "--out", out, "--log-format", "json", "--framing", o.Framing}, env, filepath.Join(dir, "drain.log"))
 	if err != nil {
 		return nil, err

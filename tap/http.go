@@ -92,6 +92,7 @@ type StreamOptions struct {
 	Rate  float64 // events per second; 0: DefaultRate
 	Max   int     // stop after this many; 0: until ctx ends
 	JSON  bool    // print each Event as one JSON line instead of text
+	Token string  // the admin token (the tap endpoint is private)
 }
 
 // Summary is what Stream saw.
@@ -113,6 +114,9 @@ func Stream(ctx context.Context, client *http.Client, opts StreamOptions, w io.W
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return sum, err
+	}
+	if opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+opts.Token)
 	}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,6 +102,7 @@ func demoRunOptions(g *globals, cfg *config.Config, o demoOptions) (demo.Options
 			cfg.Queue.DataDir, cfg.Queue.Listen = p.DataDir, "127.0.0.1:0"
 			cfg.Sink.Socket, cfg.Drain.Socket, cfg.Drain.Out = p.Socket, p.Socket, p.Out
 			cfg.Admin.Listen = "127.0.0.1:0"
+			cfg.Admin.TokenFile = filepath.Join(filepath.Dir(p.DataDir), "admin.token") // in the demo's directory
 			if err := cfg.Validate(); err != nil {
 				return nil, err
 			}

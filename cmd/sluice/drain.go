@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
@@ -71,7 +73,15 @@ close frame with the reason.`,
 			ctx, stop := signalContext(logger)
 			defer stop()
 			if metricsAddr != "" && metricsAddr != "off" {
+				if !obs.IsLoopbackAddr(metricsAddr) && !cfg.Admin.AllowRemote {
+					_ = srv.Close()
+					return usageError{fmt.Errorf("--metrics %s is not a loopback address: /metrics needs no token and would be open to the network; listen on 127.0.0.1, or set admin.allow_remote: true", metricsAddr)}
+				}
 				admin := obs.NewAdmin(reg, logger)
+				if err := protectAdmin(admin, cfg); err != nil {
+					_ = srv.Close()
+					return err
+				}
 				obs.MountFaultAPI(admin) // drain.* fault points, switched at run time
 				if err := admin.Start(metricsAddr); err != nil {
 					_ = srv.Close()

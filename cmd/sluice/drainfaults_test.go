@@ -17,13 +17,20 @@ import (
 func TestDrain_Faults(t *testing.T) {
 	dir := testkit.ShortDir(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p := newProc(t, dir, "drain", nil, "drain", "--framing", "acked", "--socket", filepath.Join(dir, "d.sock"), "--out", filepath.Join(dir, "out"),
+	tokenFile := filepath.Join(dir, "admin.token")
+	p := newProc(t, dir, "drain", []string{"SLUICE_ADMIN_TOKEN_FILE=" + tokenFile}, "drain", "--framing", "acked", "--socket", filepath.Join(dir, "d.sock"), "--out", filepath.Join(dir, "out"),
 		"--metrics", addr, "--faults", "drain.ack.before=delay(1ms,10ms)")
 	p.start()
 	t.Cleanup(p.kill)
 	get := func(name string) (obs.FaultState, error) {
 		var st obs.FaultState
-		resp, err := http.Get("http://" + addr + "/faults/" + name)
+		tok, err := obs.ReadToken("", tokenFile)
+		if err != nil {
+			return st, err
+		}
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/faults/"+name, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return st, err
 		}

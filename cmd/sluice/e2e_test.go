@@ -27,6 +27,7 @@ import (
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/drain"
 	"github.com/sluice-dev/sluice/fault"
+	"github.com/sluice-dev/sluice/obs"
 )
 
 func testConfig(t *testing.T) (*config.Config, string) {
@@ -40,6 +41,7 @@ func testConfig(t *testing.T) (*config.Config, string) {
 	cfg.Sink.BackoffMax = 100 * time.Millisecond
 	cfg.Drain.Socket = cfg.Sink.Socket
 	cfg.Admin.Listen = "off"
+	cfg.Admin.TokenFile = filepath.Join(dir, "admin.token")
 	cfg.Pipeline.Workers = 2
 	cfg.Pipeline.FetchWait = 50 * time.Millisecond
 	cfg.Pipeline.ShutdownTimeout = 2 * time.Second
@@ -508,7 +510,13 @@ func TestService_FlightDumpOnForcedReconnect(t *testing.T) {
 		}
 		return nil
 	})
-	resp, err := http.Post("http://"+svc.admin.Addr()+"/sink/reconnect", "text/plain", nil)
+	tok, err := obs.ReadToken("", cfg.Admin.TokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+svc.admin.Addr()+"/sink/reconnect", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

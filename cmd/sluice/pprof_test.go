@@ -7,14 +7,20 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/sluice-dev/sluice/obs"
 )
 
 // /debug/pprof is not served unless admin.pprof is on; when it is, its
 // cmdline endpoint shows URL credentials redacted.
 func TestService_PprofOffByDefault(t *testing.T) {
-	get := func(url string) (int, string) {
+	get := func(url, tokenFile string) (int, string) {
 		t.Helper()
-		resp, err := http.Get(url)
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if tok, err := obs.ReadToken("", tokenFile); err == nil {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,7 +38,7 @@ func TestService_PprofOffByDefault(t *testing.T) {
 			defer func() { os.Args = old }()
 			_, stop := startService(t, cfg)
 			defer stop()
-			code, body := get("http://" + cfg.Admin.Listen + "/debug/pprof/cmdline")
+			code, body := get("http://"+cfg.Admin.Listen+"/debug/pprof/cmdline", cfg.Admin.TokenFile)
 			switch {
 			case !on && code != http.StatusNotFound:
 				t.Fatalf("GET /debug/pprof/cmdline with pprof off: %d", code)

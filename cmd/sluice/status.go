@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-dev/sluice/obs"
 	sluicestatus "github.com/sluice-dev/sluice/status"
 	"github.com/sluice-dev/sluice/tap"
 )
@@ -112,6 +114,11 @@ and not waited for. With nobody tapping, it costs one atomic load per stage.`,
 				return err
 			}
 			o.Admin = cfg.Admin.Listen
+			// Without the token file, ask anyway: the server's refusal
+			// says where its token is (and a server that is down says so).
+			if o.Token, err = obs.ReadToken(cfg.Admin.Token, cfg.Admin.TokenFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
 			ctx, stop := signalContext(slog.New(slog.DiscardHandler))
 			defer stop()
 			sum, err := tap.Stream(ctx, http.DefaultClient, o, g.stdout)
@@ -128,9 +135,10 @@ and not waited for. With nobody tapping, it costs one atomic load per stage.`,
 	f.String("admin", "", "admin address of the sluice to tap (admin.listen; default 127.0.0.1:9464)")
 	f.Float64Var(&o.Rate, "rate", tap.DefaultRate, "most records per second")
 	f.IntVar(&o.Max, "max", 0, "stop after this many records (0: until Ctrl-C)")
+	f.String("admin-token-file", "", "file with the admin token that sluice run wrote (admin.token_file; default ./sluice-admin.token; or SLUICE_ADMIN_TOKEN)")
 	f.BoolVar(&o.JSON, "json", false, "print each record as a JSON object (time, stage, stream, epoch, seq, index, subject, reason, size, data, dropped)")
 	return cmd
 }
 
 // adminFlagKeys maps the --admin flag of status and tap.
-var adminFlagKeys = flagKeys{"admin": "admin.listen"}
+var adminFlagKeys = flagKeys{"admin": "admin.listen", "admin-token-file": "admin.token_file"}

@@ -146,7 +146,7 @@ func TestToolkit_AgainstRunningSluice(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			stdout, _, err := runCLI("tap", "out", "--admin", addr, "--rate", "10000", "--max", "3")
+			stdout, _, err := runCLI("tap", "out", "--admin", addr, "--admin-token-file", cfg.Admin.TokenFile, "--rate", "10000", "--max", "3")
 			done <- result{stdout, err}
 		}()
 		waitFor(t, 10*time.Second, "the tap to subscribe", func() error {
