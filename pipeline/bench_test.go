@@ -62,7 +62,11 @@ func (instantSink) Send(_ context.Context, _ []record.Record, done func(error)) 
 // identity is a Processor that delivers each record as it is.
 type identity struct{}
 
-func (identity) Process(rec []byte) ([]byte, error) { return rec, nil }
+func (identity) CheckMessage([]byte) error  { return nil }
+func (identity) NewWorker() pipeline.Worker { return identity{} }
+func (identity) Process(in pipeline.Input, buf []byte) ([]byte, []byte, error) {
+	return in.Data, buf, nil
+}
 
 // BenchmarkPipeline measures the pipeline's own path per queue message:
 // fetch, split, chunking, processing with an identity processor, hand-over

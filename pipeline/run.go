@@ -130,8 +130,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		workWG.Add(1)
 		go func() {
 			defer workWG.Done()
+			wk := p.proc.NewWorker()
 			for c := range work {
-				if v := p.handle(workCtx, c); v != verdictPending {
+				if v := p.handle(workCtx, c, wk); v != verdictPending {
 					p.out.put(c, v)
 				}
 			}
@@ -291,7 +292,7 @@ func (p *Pipeline) observe(msgs, recs, bytes int) {
 // handle processes one chunk on a worker and hands its records to the sink.
 // It returns the chunk's verdict, or verdictPending when the sink's done
 // will give it.
-func (p *Pipeline) handle(ctx context.Context, c *chunk) verdict {
+func (p *Pipeline) handle(ctx context.Context, c *chunk, wk Worker) verdict {
 	c.start = time.Now()
 	if err := processPoint.Hit(ctx); err != nil {
 		// An injected error (or close) fails the whole chunk, like a worker
@@ -304,27 +305,43 @@ func (p *Pipeline) handle(ctx context.Context, c *chunk) verdict {
 	}
 	out := c.recs[:0] // compacted in place: out never passes the record being read
 	var dropped, processed int
-	var mi int // index in c.msgs of the message of the current record (records are in message order)
-	for _, r := range c.recs {
-		processed++
-		data, err := p.proc.Process(r.Data)
-		switch {
-		case err != nil:
-			for c.msgs[mi].ID() != r.ID.Msg() {
-				mi++
-			}
-			m := c.msgs[mi]
-			if derr := p.deadLetter(ctx, m, int(r.ID.Index), r.Data, err.Error()); derr != nil {
+	var buf []byte // the chunk's output space, handed to the worker
+	ri := 0        // the next record of c.recs (records are in message order)
+	for _, m := range c.msgs {
+		id := m.ID()
+		lo := ri
+		for ri < len(c.recs) && c.recs[ri].ID.Msg() == id {
+			ri++
+		}
+		if err := p.proc.CheckMessage(m.Data()); err != nil {
+			processed += ri - lo
+			if derr := p.deadLetter(ctx, m, -1, m.Data(), err); derr != nil {
 				p.m.recordsIn.Add(float64(processed))
 				p.log.Warn("dead-letter publish failed; message left for redelivery",
-					obs.KeyStream, r.ID.Stream, obs.KeySeq, r.ID.Seq, obs.KeyErr, derr)
+					obs.KeyStream, id.Stream, obs.KeySeq, id.Seq, obs.KeyErr, derr)
 				return verdictNak
 			}
-			p.m.deadLettered.Inc()
-		case data == nil:
-			dropped++
-		default:
-			out = append(out, record.Record{ID: r.ID, Data: data})
+			continue
+		}
+		subject := m.Subject()
+		for _, r := range c.recs[lo:ri] {
+			processed++
+			var data []byte
+			var err error
+			data, buf, err = p.process(wk, Input{Subject: subject, ID: r.ID, Data: r.Data}, buf)
+			switch {
+			case err != nil:
+				if derr := p.deadLetter(ctx, m, int(r.ID.Index), r.Data, err); derr != nil {
+					p.m.recordsIn.Add(float64(processed))
+					p.log.Warn("dead-letter publish failed; message left for redelivery",
+						obs.KeyStream, r.ID.Stream, obs.KeySeq, r.ID.Seq, obs.KeyErr, derr)
+					return verdictNak
+				}
+			case data == nil:
+				dropped++
+			default:
+				out = append(out, record.Record{ID: r.ID, Data: data})
+			}
 		}
 	}
 	p.m.recordsIn.Add(float64(processed))
@@ -385,7 +402,7 @@ func (p *Pipeline) tooLarge(ctx context.Context, c *chunk, sendErr error) verdic
 	// letter fails).
 	p.log.Warn("queue message too large for one frame; dead-lettering it whole",
 		obs.KeyStream, id.Stream, obs.KeySeq, id.Seq, obs.KeyRecords, len(c.recs), obs.KeyBytes, len(m.Data()), obs.KeyErr, sendErr)
-	if err := p.deadLetter(ctx, m, -1, m.Data(), reason); err != nil {
+	if err := p.deadLetter(ctx, m, -1, m.Data(), &Rejection{Reason: ReasonTooLarge, Step: -1, Rule: ReasonTooLarge, Offset: -1, Msg: reason}); err != nil {
 		p.log.Warn("dead-letter publish failed; message left for redelivery",
 			obs.KeyStream, id.Stream, obs.KeySeq, id.Seq, obs.KeyErr, err)
 		return verdictNak
@@ -423,9 +440,32 @@ func (p *Pipeline) separate(c *chunk) []*chunk {
 	return parts
 }
 
-func (p *Pipeline) deadLetter(ctx context.Context, m Message, idx int, rec []byte, reason string) error {
+// process runs wk on in, turning a panic into a rejection of the record
+// alone (reason "panic"), so that no input can crash a worker.
+func (p *Pipeline) process(wk Worker, in Input, buf []byte) (out, nbuf []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("processing a record panicked; dead-lettering it", obs.KeyStream, in.ID.Stream, obs.KeySeq, in.ID.Seq, obs.KeyErr, r)
+			out, nbuf, err = nil, buf, &Rejection{Reason: ReasonPanic, Step: -1, Rule: ReasonPanic, Offset: -1, Msg: fmt.Sprintf("processing panicked: %v", r)}
+		}
+	}()
+	return wk.Process(in, buf)
+}
+
+// deadLetter stores rec (index < 0: the whole message) with why; it counts
+// the dead letter once the store has accepted it.
+func (p *Pipeline) deadLetter(ctx context.Context, m Message, idx int, rec []byte, why error) error {
 	if p.dlq == nil {
 		return errors.New("no dead-letter destination configured")
 	}
-	return p.dlq.DeadLetter(ctx, m, idx, rec, reason)
+	var rej *Rejection
+	if !errors.As(why, &rej) {
+		rej = &Rejection{Reason: ReasonError, Step: -1, Offset: -1, Msg: why.Error()}
+	}
+	if err := p.dlq.DeadLetter(ctx, m, idx, rec, rej.Error()); err != nil {
+		return err
+	}
+	p.m.deadLettered.Inc()
+	p.m.deadLetters.WithLabelValues(reasonLabel(rej.Reason)).Inc()
+	return nil
 }

@@ -1,0 +1,146 @@
+package process
+
+import (
+	"fmt"
+)
+
+// apply writes the object src (whose members the gate indexed) with the
+// edits idx (indexes into w.edits, in order) applied at level: each
+// existing member is copied as it is or replaced, and the members the
+// edits add come last, in the order first written. Nested objects that an
+// edit reaches into are scanned and rewritten the same way; nothing else
+// is decoded.
+func (w *Worker) apply(dst, src []byte, members []member, level int, idx []int32) ([]byte, error) {
+	dst = append(dst, '{')
+	n := 0
+	var err error
+	for _, m := range members {
+		mark := len(w.idx)
+		for _, e := range idx {
+			if keyIs(src, m, w.edits[e].path[level]) {
+				w.idx = append(w.idx, e)
+			}
+		}
+		rel := w.idx[mark:]
+		if len(rel) == 0 {
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, src[m.key.lo-1:m.val.hi]...)
+			n++
+			continue
+		}
+		dst, n, err = w.member(dst, n, src[m.key.lo-1:m.key.hi+1], "", src[m.val.lo:m.val.hi], level, rel)
+		w.idx = w.idx[:mark]
+		if err != nil {
+			return dst, err
+		}
+	}
+	for i, e := range idx {
+		name := w.edits[e].path[level]
+		if seenBefore(w.edits, idx[:i], level, name) || hasKey(src, members, name) {
+			continue
+		}
+		mark := len(w.idx)
+		for _, e2 := range idx[i:] {
+			if w.edits[e2].path[level] == name {
+				w.idx = append(w.idx, e2)
+			}
+		}
+		dst, n, err = w.member(dst, n, nil, name, nil, level, w.idx[mark:])
+		w.idx = w.idx[:mark]
+		if err != nil {
+			return dst, err
+		}
+	}
+	return append(dst, '}'), nil
+}
+
+func seenBefore(edits []edit, idx []int32, level int, name string) bool {
+	for _, e := range idx {
+		if edits[e].path[level] == name {
+			return true
+		}
+	}
+	return false
+}
+
+func hasKey(src []byte, members []member, name string) bool {
+	for _, m := range members {
+		if keyIs(src, m, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// member writes one member whose key is rawKey (quoted, as in the record)
+// or name (a new key), with the edits rel applied to its value base (nil:
+// the member is new).
+func (w *Worker) member(dst []byte, n int, rawKey []byte, name string, base []byte, level int, rel []int32) ([]byte, int, error) {
+	// The last edit of the member itself wins over the ones before it;
+	// edits deeper down after it apply to its value.
+	j := -1
+	for k, e := range rel {
+		if len(w.edits[e].path) == level+1 {
+			j = k
+		}
+	}
+	val := base
+	if j >= 0 {
+		e := w.edits[rel[j]]
+		val = nil
+		if !e.del {
+			val = w.vals[e.val.lo:e.val.hi]
+		}
+	}
+	deeper := rel[j+1:]
+	var setter *edit
+	for _, e := range deeper {
+		if !w.edits[e].del {
+			setter = &w.edits[e]
+			break
+		}
+	}
+	writeKey := func() {
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		if rawKey != nil {
+			dst = append(dst, rawKey...)
+		} else {
+			dst = appendString(dst, name)
+		}
+		dst = append(dst, ':')
+		n++
+	}
+	switch {
+	case len(deeper) == 0:
+		if val == nil {
+			return dst, n, nil
+		}
+		writeKey()
+		return append(dst, val...), n, nil
+	case val == nil:
+		if setter == nil {
+			return dst, n, nil // only deletes below a missing member
+		}
+		writeKey()
+		d, err := w.apply(dst, nil, nil, level+1, deeper)
+		return d, n, err
+	case val[0] != '{':
+		if setter != nil {
+			return dst, n, stepErr(setter.step, "set", fmt.Errorf("cannot set %s: %s is %s, not an object",
+				pathString(setter.path), pathString(setter.path[:level+1]), typeName(val[0])))
+		}
+		writeKey()
+		return append(dst, val...), n, nil
+	}
+	g := w.subGate(level + 1)
+	if ge := g.scan(val); ge != nil {
+		return dst, n, stepErr(-1, "set", fmt.Errorf("internal error: a nested value broke %s: %s", ge.rule, ge.msg))
+	}
+	writeKey()
+	d, err := w.apply(dst, val, g.members, level+1, deeper)
+	return d, n, err
+}
