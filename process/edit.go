@@ -2,6 +2,7 @@ package process
 
 import (
 	"fmt"
+	"slices"
 )
 
 // apply writes the object src (whose members the gate indexed) with the
@@ -11,44 +12,70 @@ import (
 // edit reaches into are scanned and rewritten the same way; nothing else
 // is decoded.
 func (w *Worker) apply(dst, src []byte, members []member, level int, idx []int32) ([]byte, error) {
+	// Mark the members some edit names, and the edits that name a member.
+	mark := len(w.marks)
+	w.marks = slices.Grow(w.marks, len(members)+len(idx))[:mark+len(members)+len(idx)]
+	clear(w.marks[mark:])
+	touched, matched := w.marks[mark:mark+len(members)], w.marks[mark+len(members):]
+	dst, err := w.applyMarked(dst, src, members, level, idx, touched, matched)
+	w.marks = w.marks[:mark]
+	return dst, err
+}
+
+func (w *Worker) applyMarked(dst, src []byte, members []member, level int, idx []int32, touched, matched []bool) ([]byte, error) {
+	for ei, e := range idx {
+		name := w.edits[e].path[level]
+		for mi, m := range members {
+			if keyIs(src, m, name) {
+				touched[mi], matched[ei] = true, true
+			}
+		}
+	}
 	dst = append(dst, '{')
 	n := 0
 	var err error
-	for _, m := range members {
-		mark := len(w.idx)
+	for mi := 0; mi < len(members); {
+		if !touched[mi] {
+			// Copy the run of untouched members as it is, commas and all.
+			end := mi
+			for end+1 < len(members) && !touched[end+1] {
+				end++
+			}
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, src[members[mi].key.lo-1:members[end].val.hi]...)
+			n += end - mi + 1
+			mi = end + 1
+			continue
+		}
+		m := members[mi]
+		at := len(w.idx)
 		for _, e := range idx {
 			if keyIs(src, m, w.edits[e].path[level]) {
 				w.idx = append(w.idx, e)
 			}
 		}
-		rel := w.idx[mark:]
-		if len(rel) == 0 {
-			if n > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, src[m.key.lo-1:m.val.hi]...)
-			n++
-			continue
-		}
-		dst, n, err = w.member(dst, n, src[m.key.lo-1:m.key.hi+1], "", src[m.val.lo:m.val.hi], level, rel)
-		w.idx = w.idx[:mark]
+		dst, n, err = w.member(dst, n, src[m.key.lo-1:m.key.hi+1], "", src[m.val.lo:m.val.hi], level, w.idx[at:])
+		w.idx = w.idx[:at]
 		if err != nil {
 			return dst, err
 		}
+		mi++
 	}
 	for i, e := range idx {
 		name := w.edits[e].path[level]
-		if seenBefore(w.edits, idx[:i], level, name) || hasKey(src, members, name) {
+		if matched[i] || seenBefore(w.edits, idx[:i], level, name) {
 			continue
 		}
-		mark := len(w.idx)
+		at := len(w.idx)
 		for _, e2 := range idx[i:] {
 			if w.edits[e2].path[level] == name {
 				w.idx = append(w.idx, e2)
 			}
 		}
-		dst, n, err = w.member(dst, n, nil, name, nil, level, w.idx[mark:])
-		w.idx = w.idx[:mark]
+		dst, n, err = w.member(dst, n, nil, name, nil, level, w.idx[at:])
+		w.idx = w.idx[:at]
 		if err != nil {
 			return dst, err
 		}
@@ -59,15 +86,6 @@ func (w *Worker) apply(dst, src []byte, members []member, level int, idx []int32
 func seenBefore(edits []edit, idx []int32, level int, name string) bool {
 	for _, e := range idx {
 		if edits[e].path[level] == name {
-			return true
-		}
-	}
-	return false
-}
-
-func hasKey(src []byte, members []member, name string) bool {
-	for _, m := range members {
-		if keyIs(src, m, name) {
 			return true
 		}
 	}

@@ -255,12 +255,14 @@ func isNowCall(src string) bool {
 	if err != nil {
 		return false
 	}
-	call, ok := t.Node.(*ast.CallNode)
-	if !ok || len(call.Arguments) != 0 {
-		return false
+	switch n := t.Node.(type) {
+	case *ast.BuiltinNode:
+		return n.Name == "now" && len(n.Arguments) == 0
+	case *ast.CallNode:
+		id, ok := n.Callee.(*ast.IdentifierNode)
+		return ok && id.Value == "now" && len(n.Arguments) == 0
 	}
-	id, ok := call.Callee.(*ast.IdentifierNode)
-	return ok && id.Value == "now"
+	return false
 }
 
 // compiler compiles one step's expressions, collecting the fields they read.

@@ -16,7 +16,10 @@ import (
 // bits), float64, bool, nil, or for objects and arrays map[string]any and
 // []any. Strings without escapes alias raw: raw must stay unchanged while
 // the value is in use (a record is never modified while it is processed).
-func decode(raw []byte) (any, error) {
+func decode(raw []byte) (any, error) { return decodeIn(nil, raw) }
+
+// decodeIn is decode boxing strings and numbers in b (nil: as Go does).
+func decodeIn(b *box, raw []byte) (any, error) {
 	if len(raw) == 0 {
 		return nil, nil
 	}
@@ -33,6 +36,9 @@ func decode(raw []byte) (any, error) {
 		if len(s) == 0 {
 			return "", nil
 		}
+		if b != nil {
+			return b.str(unsafe.String(&s[0], len(s))), nil
+		}
 		return unsafe.String(&s[0], len(s)), nil
 	case c == 't':
 		return true, nil
@@ -43,9 +49,16 @@ func decode(raw []byte) (any, error) {
 	case c == '-' || c >= '0' && c <= '9':
 		str := unsafe.String(&raw[0], len(raw))
 		if n, err := strconv.ParseInt(str, 10, 64); err == nil {
+			if b != nil {
+				return b.int(int(n)), nil
+			}
 			return int(n), nil
 		}
-		return strconv.ParseFloat(str, 64)
+		f, err := strconv.ParseFloat(str, 64)
+		if b != nil && err == nil {
+			return b.float(f), err
+		}
+		return f, err
 	}
 	var v any
 	err := json.Unmarshal(raw, &v)

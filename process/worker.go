@@ -64,10 +64,16 @@ type Worker struct {
 	sub []*gate // gates for nested objects, by level
 	vm  vm.VM
 	env map[string]any
+	box box
+	// subject is the last subject put in env, boxed once.
+	subject    string
+	subjectAny any
+	envSubject string // the subject env holds
 
 	edits []edit
 	vals  []byte  // set values' JSON, referenced by edits
 	idx   []int32 // scratch for apply: edit indexes per level
+	marks []bool  // scratch for apply: members and edits matched, per level
 	tmp   [2][]byte
 	flip  int
 }
@@ -99,6 +105,10 @@ func (w *Worker) Process(in pipeline.Input, buf []byte) (out, nbuf []byte, err e
 		return rec[w.g.lo:w.g.hi], buf, nil
 	}
 	w.edits, w.vals = w.edits[:0], w.vals[:0]
+	w.box.reset()
+	if in.Subject != w.subject || w.subjectAny == nil {
+		w.subject, w.subjectAny = in.Subject, in.Subject
+	}
 	base := rec
 	for i := range w.p.steps {
 		st := &w.p.steps[i]
@@ -107,7 +117,7 @@ func (w *Worker) Process(in pipeline.Input, buf []byte) (out, nbuf []byte, err e
 				return nil, buf, err
 			}
 		}
-		keep, err := w.run(st, base, in.Subject)
+		keep, err := w.run(st, base)
 		if err != nil {
 			return nil, buf, err
 		}
@@ -159,16 +169,18 @@ func stepErr(i int, kind string, err error) *pipeline.Rejection {
 }
 
 // run runs one step; false drops the record.
-func (w *Worker) run(st *step, base []byte, subject string) (bool, error) {
+func (w *Worker) run(st *step, base []byte) (bool, error) {
 	kind := kindNames[st.kind]
 	if len(st.reads) > 0 || st.prog != nil {
-		w.env[subjectName] = subject
+		if w.envSubject != w.subject {
+			w.env[subjectName], w.envSubject = w.subjectAny, w.subject
+		}
 		for _, r := range st.reads {
 			raw, ok := w.lookup(base, r.path)
 			var v any
 			if ok {
 				var err error
-				if v, err = decode(raw); err != nil {
+				if v, err = decodeIn(&w.box, raw); err != nil {
 					return false, stepErr(st.index, kind, fmt.Errorf("read %s: %v", r.key, err))
 				}
 			}
@@ -325,10 +337,13 @@ func (w *Worker) lookup(base []byte, path []string) ([]byte, bool) {
 
 // keyIs reports whether member m of src has the key name.
 func keyIs(src []byte, m member, name string) bool {
-	k := src[m.key.lo:m.key.hi]
 	if !m.escaped {
-		return string(k) == name
+		return string(src[m.key.lo:m.key.hi]) == name
 	}
+	return escapedKeyIs(src, m, name)
+}
+
+func escapedKeyIs(src []byte, m member, name string) bool {
 	d, err := decode(src[m.key.lo-1 : m.key.hi+1])
 	return err == nil && d == name
 }
