@@ -44,6 +44,7 @@ import (
 type Config struct {
 	Queue    Queue    `yaml:"queue"`
 	Pipeline Pipeline `yaml:"pipeline"`
+	Process  Process  `yaml:"process"`
 	Sink     Sink     `yaml:"sink"`
 	Drain    Drain    `yaml:"drain"`
 	Admin    Admin    `yaml:"admin"`
@@ -56,6 +57,14 @@ type Config struct {
 	// src records where each field's value came from, for error messages.
 	// Nil: every field holds its default (or was set directly in Go code).
 	src *sources
+}
+
+// File returns the config file c was loaded from, "" for none.
+func (c *Config) File() string {
+	if c.src == nil {
+		return ""
+	}
+	return c.src.file
 }
 
 // Queue configures where records come from.
@@ -124,6 +133,53 @@ type Pipeline struct {
 	// before abandoning it for redelivery. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
+
+// Process configures what the workers do to each record: the strict JSON
+// gate (always on, with the limits below), then the steps, in order.
+type Process struct {
+	// Steps are applied in order to every record; see Step. They can be
+	// set only in the config file. Empty (the default): the gate only.
+	Steps []Step `yaml:"steps"`
+	// MaxDepth bounds the nesting of objects and arrays in a record, 1 to
+	// 10000. Default 64.
+	MaxDepth int `yaml:"max_depth"`
+	// MaxRecordBytes bounds one record. Default 1MiB.
+	MaxRecordBytes ByteSize `yaml:"max_record_bytes"`
+	// MaxMessageBytes bounds one queue message, at least max_record_bytes.
+	// Default 8MiB.
+	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
+}
+
+// Step is one processing step, a mapping with exactly one key:
+//
+//   - filter: 'event != "drop"'          # false drops the record
+//   - set: {user: 'upper(user)'}         # field paths to expressions
+//   - delete: [password, debug.trace]    # field paths
+//   - rename: {usr: user_name}           # old path to new path
+//   - reject: {if: 'amount < 0', reason: 'negative amount'}
+//
+// Expressions are github.com/expr-lang/expr; they see the record's fields,
+// the message's subject and functions such as now().
+type Step struct {
+	Filter string
+	Set    []Pair // in the order written
+	Delete []string
+	Rename []Pair // From is Key, To is Value
+	Reject *Reject
+	// Line and Column locate the step in the config file (0: not from a file).
+	Line, Column int
+}
+
+// Pair is one entry of a set or rename step.
+type Pair struct {
+	Key, Value string
+	// Line and Column locate the entry in the config file.
+	Line, Column int
+}
+
+// Reject is a reject step: records for which If is true are dead-lettered
+// with Reason.
+type Reject struct{ If, Reason string }
 
 // Sink configures the output socket.
 type Sink struct {
@@ -251,6 +307,11 @@ func Default() Config {
 			MaxInflightRecords: 50000,
 			MaxInflightBytes:   16 * MiB,
 			ShutdownTimeout:    10 * time.Second,
+		},
+		Process: Process{
+			MaxDepth:        64,
+			MaxRecordBytes:  1 * MiB,
+			MaxMessageBytes: 8 * MiB,
 		},
 		Sink: Sink{
 			Socket:       "./sluice.sock",

@@ -277,14 +277,16 @@ func (d *decoder) leaf(f *field, mv *ast.MappingValueNode) {
 	if _, null := n.(*ast.NullNode); null || n == nil {
 		return // written with no value: keep the default
 	}
+	if f.kind == kindSteps {
+		d.steps(f, mv, n)
+		return
+	}
 	if f.kind == kindList {
-		seq, ok := n.(*ast.SequenceNode)
+		seq, ok := d.sequence(mv, f.key, n, "a list")
 		if !ok {
-			d.fail(mv.Key, f.key, "must be a list (got %s)", nodeKind(n))
 			return
 		}
 		var items []string
-		ok = true
 		for i, item := range seq.Values {
 			item = d.resolve(item)
 			ikey := fmt.Sprintf("%s[%d]", f.key, i)
@@ -324,6 +326,7 @@ var kindArticle = [...]string{
 	kindMode:     "octal permission bits",
 	kindList:     "a list",
 	kindBool:     "true or false",
+	kindSteps:    "a list of steps",
 }
 
 // scalarText returns the text of a scalar as written (unquoted), so that
@@ -380,4 +383,14 @@ func joinSorted(errs []*FieldError) error {
 		out[i] = e
 	}
 	return errors.Join(out...)
+}
+
+// sequence returns n as a list, or reports that the field key must be
+// what.
+func (d *decoder) sequence(mv *ast.MappingValueNode, key string, n ast.Node, what string) (*ast.SequenceNode, bool) {
+	seq, ok := n.(*ast.SequenceNode)
+	if !ok {
+		d.fail(mv.Key, key, "must be %s (got %s)", what, nodeKind(n))
+	}
+	return seq, ok
 }

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/drain"
 	"github.com/sluice-dev/sluice/obs"
 	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/process"
 	"github.com/sluice-dev/sluice/queue"
 	"github.com/sluice-dev/sluice/sink"
 )
@@ -73,6 +76,79 @@ func pipelineOptions(cfg *config.Config) pipeline.Options {
 		MaxInflightBytes:   int64(p.MaxInflightBytes),
 		ShutdownTimeout:    p.ShutdownTimeout,
 	}
+}
+
+// processOptions configures the JSON gate and the processing steps.
+func processOptions(cfg *config.Config) process.Options {
+	p := &cfg.Process
+	o := process.Options{
+		MaxDepth:        p.MaxDepth,
+		MaxRecordBytes:  int(p.MaxRecordBytes),
+		MaxMessageBytes: int(p.MaxMessageBytes),
+	}
+	for _, st := range p.Steps {
+		s := process.Step{Filter: st.Filter, Delete: st.Delete}
+		for _, a := range st.Set {
+			s.Set = append(s.Set, process.Assignment{Path: a.Key, Expr: a.Value})
+		}
+		for _, r := range st.Rename {
+			s.Rename = append(s.Rename, process.Renaming{From: r.Key, To: r.Value})
+		}
+		if st.Reject != nil {
+			s.Reject = &process.Reject{If: st.Reject.If, Reason: st.Reject.Reason}
+		}
+		o.Steps = append(o.Steps, s)
+	}
+	return o
+}
+
+// newProcessor compiles cfg's processing steps. A step that does not
+// compile is reported as a *config.FieldError at the step's line in the
+// config file, with the expression and the position of the error in it.
+func newProcessor(cfg *config.Config) (*process.Processor, error) {
+	p, err := process.New(processOptions(cfg))
+	if err == nil {
+		return p, nil
+	}
+	var errs []error
+	for _, e := range flatten(err) {
+		var ce *process.CompileError
+		if !errors.As(e, &ce) || ce.Step >= len(cfg.Process.Steps) {
+			errs = append(errs, e)
+			continue
+		}
+		st := cfg.Process.Steps[ce.Step]
+		fe := &config.FieldError{Line: st.Line, Column: st.Column, Field: fmt.Sprintf("process.steps[%d]", ce.Step)}
+		if ce.Field != "" {
+			fe.Field += "." + ce.Field
+		}
+		for _, a := range append(slices.Clone(st.Set), st.Rename...) {
+			if ce.Field == "set."+a.Key || ce.Field == "rename."+a.Key {
+				fe.Line, fe.Column = a.Line, a.Column
+			}
+		}
+		if fe.Line > 0 {
+			fe.File, fe.Source = cfg.File(), config.SourceFile
+		}
+		fe.Msg = ce.Msg
+		if ce.Expr != "" {
+			pos := ""
+			if ce.Line > 0 {
+				pos = fmt.Sprintf(" at %d:%d", ce.Line, ce.Column)
+			}
+			fe.Msg = fmt.Sprintf("expression %q%s: %s", ce.Expr, pos, ce.Msg)
+		}
+		errs = append(errs, fe)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// flatten returns the errors joined in err (err itself if it joins none).
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // sinkOptions configures the socket writer.

@@ -15,7 +15,6 @@ import (
 	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/obs"
 	"github.com/sluice-dev/sluice/pipeline"
-	"github.com/sluice-dev/sluice/process"
 	"github.com/sluice-dev/sluice/queue"
 	"github.com/sluice-dev/sluice/sink"
 	"github.com/sluice-dev/sluice/wire"
@@ -39,6 +38,10 @@ type service struct {
 // newService builds every part; on error it releases what it built.
 func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *service, err error) {
 	s := &service{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
+	proc, err := newProcessor(cfg)
+	if err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -86,7 +89,7 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 	}
 	po := pipelineOptions(cfg)
 	po.Logger, po.Registerer = logger, s.reg
-	s.pipe = pipeline.New(s.src, s.src, process.Validator{}, s.snk, po)
+	s.pipe = pipeline.New(s.src, s.src, proc, s.snk, po)
 	if cfg.Admin.Listen != "off" {
 		s.admin = obs.NewAdmin(s.reg, logger)
 		s.admin.AddReadyCheck("queue", func() error {
