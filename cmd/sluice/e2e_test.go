@@ -394,7 +394,7 @@ func TestService_InvalidRecordsGoToDeadLetter(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || !strings.HasPrefix(got[0], "{broken [invalid JSON") || !strings.HasPrefix(got[1], "[1,2 [invalid JSON") {
+	if len(got) != 2 || !strings.HasPrefix(got[0], "{broken [invalid_json: ") || !strings.HasPrefix(got[1], "[1,2 [invalid_json: ") {
 		t.Fatalf("dead letters = %q; want the two bad records with an invalid-JSON reason", got)
 	}
 }
