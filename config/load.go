@@ -19,8 +19,14 @@ import (
 // drain.socket (it follows sink.socket unless set), then Validate. Every
 // problem found is returned at once; see FieldError for the format. A file
 // that cannot be read returns that error, wrapped.
-func Load(path string) (*Config, error) {
-	c, errs, err := read(path)
+func Load(path string) (*Config, error) { return LoadIgnoring(path) }
+
+// LoadIgnoring is Load for a file that holds more than sluice's
+// configuration: the top-level keys named in ignore are skipped instead of
+// being unknown fields. sluice test reads its test files with it (their
+// tests: section beside a process: section).
+func LoadIgnoring(path string, ignore ...string) (*Config, error) {
+	c, errs, err := readIgnoring(path, ignore)
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +77,10 @@ func Read(path string) (*Config, error) {
 // be parsed keep their defaults and are reported in errs; err is for a file
 // that cannot be read.
 func read(path string) (c *Config, errs []*FieldError, err error) {
+	return readIgnoring(path, nil)
+}
+
+func readIgnoring(path string, ignore []string) (c *Config, errs []*FieldError, err error) {
 	cfg := Default()
 	c = &cfg
 	c.src = &sources{file: path, loaded: true, origin: map[string]origin{}}
@@ -79,7 +89,7 @@ func read(path string) (c *Config, errs []*FieldError, err error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("read config: %w", err)
 		}
-		errs = c.decode(path, data)
+		errs = c.decode(path, data, ignore)
 	}
 	errs = append(errs, c.applyEnv()...)
 	if _, set := c.src.lookup("drain.socket"); !set {
@@ -91,7 +101,7 @@ func read(path string) (c *Config, errs []*FieldError, err error) {
 // decode applies the YAML document in data to c, recording each field's
 // position. It reports every problem it can find rather than stopping at
 // the first, except for YAML syntax errors.
-func (c *Config) decode(file string, data []byte) []*FieldError {
+func (c *Config) decode(file string, data []byte, ignore []string) []*FieldError {
 	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
 		fe := &FieldError{File: file, Msg: err.Error(), Source: SourceFile}
@@ -104,7 +114,7 @@ func (c *Config) decode(file string, data []byte) []*FieldError {
 		}
 		return []*FieldError{fe}
 	}
-	d := &decoder{c: c, file: file, anchors: map[string]ast.Node{}}
+	d := &decoder{c: c, file: file, anchors: map[string]ast.Node{}, ignore: ignore}
 	var body ast.Node
 	for i, doc := range f.Docs {
 		if doc == nil || doc.Body == nil {
@@ -136,6 +146,7 @@ type decoder struct {
 	file    string
 	anchors map[string]ast.Node
 	errs    []*FieldError
+	ignore  []string // top-level keys to skip
 }
 
 func (d *decoder) fail(n ast.Node, key, format string, args ...any) {
@@ -207,6 +218,9 @@ func (d *decoder) mapping(n ast.Node, prefix string) {
 		key := name
 		if prefix != "" {
 			key = prefix + "." + name
+		}
+		if prefix == "" && slices.Contains(d.ignore, name) {
+			continue
 		}
 		if _, known := children[name]; !known {
 			d.fail(mv.Key, key, "%s", unknownField(name, children))
