@@ -41,7 +41,12 @@ func typeOf(v any) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
 
 const slabSize = 64
 
-func (b *box) reset() { b.ns, b.nf, b.ni = 0, 0, 0 }
+// reset makes every slot free again. The string slots are cleared: they
+// alias the payloads of earlier messages, which must not stay reachable.
+func (b *box) reset() {
+	clear(b.strs[:b.ns])
+	b.ns, b.nf, b.ni = 0, 0, 0
+}
 
 func make1(typ, data unsafe.Pointer) any {
 	var v any
