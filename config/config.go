@@ -95,6 +95,11 @@ type Queue struct {
 	// MaxAckPending caps unacknowledged messages on the consumer; at least 1.
 	// Default 20000.
 	MaxAckPending int `yaml:"max_ack_pending"`
+	// MaxDeliver: a message delivered more than this many times (it
+	// crashed sluice or timed out every time) is dead-lettered whole with
+	// reason max_deliver and acked, instead of cycling through redelivery;
+	// at least 1. Default 10.
+	MaxDeliver int `yaml:"max_deliver"`
 	// Credentials for an external server. Never logged; Redacted hides
 	// Password and Token. Empty: none.
 	User     string `yaml:"user"`
@@ -299,6 +304,7 @@ func Default() Config {
 			DeadLetterStream:  "DLQ",
 			AckWait:           30 * time.Second,
 			MaxAckPending:     20000,
+			MaxDeliver:        10,
 		},
 		Pipeline: Pipeline{
 			Workers:            min(runtime.NumCPU(), MaxWorkers),

@@ -93,6 +93,9 @@ func (c *Config) problems() []*FieldError {
 	if p.MaxInflightBytes < MinInflightBytes {
 		v.fail("pipeline.max_inflight_bytes", "must be at least %s (got %s)", MinInflightBytes, p.MaxInflightBytes)
 	}
+	if c.Queue.MaxDeliver < 1 {
+		v.fail("queue.max_deliver", "must be at least 1 (got %d)", c.Queue.MaxDeliver)
+	}
 	pr := &c.Process
 	if pr.MaxDepth < 1 || pr.MaxDepth > 10000 {
 		v.fail("process.max_depth", "must be 1 to 10000 (got %d)", pr.MaxDepth)

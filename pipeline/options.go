@@ -22,6 +22,11 @@ type Options struct {
 	// ShutdownTimeout bounds how long Run waits, after ctx ends, for
 	// in-flight work to be delivered before abandoning it. 0: 10s.
 	ShutdownTimeout time.Duration
+	// MaxDeliver: a message delivered more than this many times (as its
+	// Message's NumDelivered reports, when it has that method) is a poison
+	// message: it is dead-lettered whole with reason max_deliver and acked,
+	// so that it never cycles through redelivery. 0: 10.
+	MaxDeliver int
 	Logger          *slog.Logger          // nil: slog.Default()
 	Registerer      prometheus.Registerer // nil: a private registry
 }
@@ -48,6 +53,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.ChunkRecords <= 0 {
 		o.ChunkRecords = 1024
+	}
+	if o.MaxDeliver <= 0 {
+		o.MaxDeliver = 10
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 10 * time.Second

@@ -64,6 +64,15 @@ type DeadLetterer interface {
 	DeadLetter(ctx context.Context, from Message, index int, rec []byte, reason string) error
 }
 
+// RejectionDeadLetterer is a DeadLetterer that stores the structured
+// rejection with the dead letter (its reason label, step, rule and offset,
+// as headers). The pipeline calls DeadLetterRejection instead of
+// DeadLetter when the DeadLetterer implements it, with the same contract;
+// why.Error() is the reason DeadLetter would get.
+type RejectionDeadLetterer interface {
+	DeadLetterRejection(ctx context.Context, from Message, index int, rec []byte, why *Rejection) error
+}
+
 // Sink delivers frames of records to the drainer.
 type Sink interface {
 	// Send delivers recs as one frame: the records are written together, to

@@ -223,11 +223,19 @@ func (p *Pipeline) dispatch(ctx context.Context, msgs []Message, work chan<- *ch
 		totalBytes += len(d)
 		curBytes += len(d)
 		// A chunk that m would take past ChunkRecords is handed over
-		// without m (unless m is its only message).
-		if i > first && len(cur) > p.opts.ChunkRecords {
+		// without m (unless m is its only message). A redelivered message
+		// is a suspect: it goes in a chunk of its own, so that if it keeps
+		// failing it does not take its neighbours down with it on the way
+		// to max_deliver.
+		suspect := redelivered(m)
+		if i > first && (len(cur) > p.opts.ChunkRecords || suspect) {
 			k := len(cur) - n
 			p.handOver(ctx, work, &chunk{msgs: msgs[first:i:i], recs: cur[:k:k], bytes: int64(curBytes - len(d))})
 			cur, first, curBytes = cur[k:], i, len(d)
+		}
+		if suspect && i+1 < len(msgs) {
+			p.handOver(ctx, work, &chunk{msgs: msgs[i : i+1 : i+1], recs: cur[:len(cur):len(cur)], bytes: int64(curBytes)})
+			cur, first, curBytes = cur[len(cur):], i+1, 0
 		}
 	}
 	p.handOver(ctx, work, &chunk{msgs: msgs[first:len(msgs):len(msgs)], recs: cur, bytes: int64(curBytes)})
@@ -313,7 +321,11 @@ func (p *Pipeline) handle(ctx context.Context, c *chunk, wk Worker) verdict {
 		for ri < len(c.recs) && c.recs[ri].ID.Msg() == id {
 			ri++
 		}
-		if err := p.proc.CheckMessage(m.Data()); err != nil {
+		err := p.poison(m)
+		if err == nil {
+			err = p.proc.CheckMessage(m.Data())
+		}
+		if err != nil {
 			processed += ri - lo
 			if derr := p.deadLetter(ctx, m, -1, m.Data(), err); derr != nil {
 				p.m.recordsIn.Add(float64(processed))
@@ -440,6 +452,32 @@ func (p *Pipeline) separate(c *chunk) []*chunk {
 	return parts
 }
 
+// deliveryCounter is implemented by messages that know how often the
+// queue delivered them (queue.Message).
+type deliveryCounter interface{ NumDelivered() uint64 }
+
+// redelivered reports whether m was delivered before.
+func redelivered(m Message) bool {
+	dc, ok := m.(deliveryCounter)
+	return ok && dc.NumDelivered() > 1
+}
+
+// poison returns a rejection for a message delivered more than MaxDeliver
+// times: one that keeps failing (it crashed sluice, or timed out, every
+// time it was processed) goes to the dead-letter subject instead of
+// cycling through redelivery.
+func (p *Pipeline) poison(m Message) error {
+	dc, ok := m.(deliveryCounter)
+	if !ok || dc.NumDelivered() <= uint64(p.opts.MaxDeliver) {
+		return nil
+	}
+	id := m.ID()
+	p.log.Warn("queue message delivered too many times; dead-lettering it whole",
+		obs.KeyStream, id.Stream, obs.KeySeq, id.Seq, obs.KeyDelivered, dc.NumDelivered())
+	return &Rejection{Reason: ReasonMaxDeliver, Step: -1, Rule: ReasonMaxDeliver, Offset: -1,
+		Msg: fmt.Sprintf("delivered %d times, more than queue.max_deliver (%d): it failed every time (a crash or a timeout while it was processed)", dc.NumDelivered(), p.opts.MaxDeliver)}
+}
+
 // process runs wk on in, turning a panic into a rejection of the record
 // alone (reason "panic"), so that no input can crash a worker.
 func (p *Pipeline) process(wk Worker, in Input, buf []byte) (out, nbuf []byte, err error) {
@@ -462,7 +500,13 @@ func (p *Pipeline) deadLetter(ctx context.Context, m Message, idx int, rec []byt
 	if !errors.As(why, &rej) {
 		rej = &Rejection{Reason: ReasonError, Step: -1, Offset: -1, Msg: why.Error()}
 	}
-	if err := p.dlq.DeadLetter(ctx, m, idx, rec, rej.Error()); err != nil {
+	var err error
+	if rd, ok := p.dlq.(RejectionDeadLetterer); ok {
+		err = rd.DeadLetterRejection(ctx, m, idx, rec, rej)
+	} else {
+		err = p.dlq.DeadLetter(ctx, m, idx, rec, rej.Error())
+	}
+	if err != nil {
 		return err
 	}
 	p.m.deadLettered.Inc()

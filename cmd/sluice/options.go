@@ -75,6 +75,7 @@ func pipelineOptions(cfg *config.Config) pipeline.Options {
 		MaxInflightRecords: int64(p.MaxInflightRecords),
 		MaxInflightBytes:   int64(p.MaxInflightBytes),
 		ShutdownTimeout:    p.ShutdownTimeout,
+		MaxDeliver:         cfg.Queue.MaxDeliver,
 	}
 }
 
