@@ -27,8 +27,8 @@ type Options struct {
 	// message: it is dead-lettered whole with reason max_deliver and acked,
 	// so that it never cycles through redelivery. 0: 10.
 	MaxDeliver int
-	Logger          *slog.Logger          // nil: slog.Default()
-	Registerer      prometheus.Registerer // nil: a private registry
+	Logger     *slog.Logger          // nil: slog.Default()
+	Registerer prometheus.Registerer // nil: a private registry
 }
 
 // WithDefaults returns o with every zero (or negative) field replaced by its
