@@ -44,9 +44,12 @@ func hostileMessages(t testing.TB) map[string][]byte {
 
 func addCorpus(f *testing.F) {
 	msgs := hostileMessages(f)
+	seen := map[string]bool{}
 	for _, m := range msgs {
 		for _, line := range bytes.Split(m, []byte("\n")) {
-			if len(line) <= 4<<10 { // the big ones are run by TestHostileCorpus
+			// The big ones are run by TestHostileCorpus.
+			if len(line) <= 4<<10 && !seen[string(line)] {
+				seen[string(line)] = true
 				f.Add(line)
 			}
 		}

@@ -23,10 +23,19 @@ func (w *Worker) apply(dst, src []byte, members []member, level int, idx []int32
 }
 
 func (w *Worker) applyMarked(dst, src []byte, members []member, level int, idx []int32, touched, matched []bool) ([]byte, error) {
-	for ei, e := range idx {
-		name := w.edits[e].path[level]
-		for mi, m := range members {
-			if keyIs(src, m, name) {
+	edits := w.edits
+	for mi, m := range members {
+		if m.escaped {
+			for ei, e := range idx {
+				if escapedKeyIs(src, m, edits[e].path[level]) {
+					touched[mi], matched[ei] = true, true
+				}
+			}
+			continue
+		}
+		key := src[m.key.lo:m.key.hi]
+		for ei, e := range idx {
+			if name := edits[e].path[level]; len(name) == len(key) && string(key) == name {
 				touched[mi], matched[ei] = true, true
 			}
 		}

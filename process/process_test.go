@@ -172,6 +172,26 @@ func TestProcessor_Steps(t *testing.T) {
 	}
 }
 
+// TestProcessor_Now: a set of now() writes what time.RFC3339Nano writes,
+// in UTC.
+func TestProcessor_Now(t *testing.T) {
+	for _, now := range []time.Time{
+		time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		time.Date(2026, 1, 2, 3, 4, 5, 120000000, time.FixedZone("x", 3600)),
+		time.Date(2026, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2026, 12, 31, 23, 59, 59, 1, time.UTC),
+	} {
+		p, err := process.New(process.Options{Steps: []process.Step{{Set: []process.Assignment{{Path: "t", Expr: "now()"}}}}, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, rej, _ := run(t, p.NewWorker(), "s", `{}`)
+		if want := `{"t":"` + now.UTC().Format(time.RFC3339Nano) + `"}`; rej != nil || out != want {
+			t.Errorf("now() = %s, %v; want %s", out, rej, want)
+		}
+	}
+}
+
 func TestProcessor_StepsSeeEarlierSteps(t *testing.T) {
 	w := newProc(t,
 		process.Step{Set: []process.Assignment{{Path: "n", Expr: "n * 2"}, {Path: "a.b", Expr: `"x"`}}},

@@ -3,7 +3,6 @@ package process
 import (
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/expr-lang/expr/vm"
 
@@ -69,6 +68,9 @@ type Worker struct {
 	subject    string
 	subjectAny any
 	envSubject string // the subject env holds
+	// The current second, formatted, for appendNow.
+	nowSec    int64
+	nowPrefix []byte
 
 	edits []edit
 	vals  []byte  // set values' JSON, referenced by edits
@@ -138,6 +140,31 @@ func (w *Worker) Process(in pipeline.Input, buf []byte) (out, nbuf []byte, err e
 		return nil, buf[:start], err
 	}
 	return buf[start:len(buf):len(buf)], buf, nil
+}
+
+// appendNow appends the clock's time as a JSON string in RFC 3339 with
+// nanoseconds (trailing zeros trimmed), in UTC: what time.RFC3339Nano
+// writes, formatted once a second and completed with the fraction.
+func (w *Worker) appendNow(b []byte) []byte {
+	t := w.p.opts.Now().UTC()
+	if sec := t.Unix(); sec != w.nowSec || w.nowPrefix == nil {
+		w.nowSec, w.nowPrefix = sec, t.AppendFormat(w.nowPrefix[:0], `"2006-01-02T15:04:05`)
+	}
+	b = append(b, w.nowPrefix...)
+	if ns := t.Nanosecond(); ns != 0 {
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i > 0; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(b, frac[:n]...)
+	}
+	return append(b, 'Z', '"')
 }
 
 // flush writes the pending edits into a scratch copy of the record and
@@ -210,9 +237,7 @@ func (w *Worker) run(st *step, base []byte) (bool, error) {
 		for _, op := range st.sets {
 			lo := len(w.vals)
 			if op.now {
-				w.vals = append(w.vals, '"')
-				w.vals = w.p.opts.Now().UTC().AppendFormat(w.vals, time.RFC3339Nano)
-				w.vals = append(w.vals, '"')
+				w.vals = w.appendNow(w.vals)
 			} else {
 				v, err := w.vm.Run(op.prog, w.env)
 				if err != nil {
