@@ -101,6 +101,10 @@ type Sink interface {
 	// acknowledgements (and can fire a spurious ack timeout). The pipeline's
 	// done never blocks: it only queues the outcome for the pipeline's
 	// settler, which acks or naks the queue messages on its own goroutine.
+	//
+	// Send does not keep recs, nor the bytes their Data point to, once it
+	// returns (it copies what it sends, as both framings encode frames):
+	// the pipeline reuses that memory for the next chunk.
 	Send(ctx context.Context, recs []record.Record, done func(error)) error
 }
 
@@ -125,8 +129,10 @@ type Worker interface {
 	// may alias in.Data or lie in buf: Process appends what it writes to
 	// buf and returns it as nbuf (possibly a new array when buf was full;
 	// bytes already in buf are never moved or overwritten, so earlier
-	// outputs stay valid). The pipeline keeps buf per chunk, so out stays
-	// valid until the sink's Send of its chunk returned.
+	// outputs stay valid). out must stay valid only until the sink's
+	// Send of its chunk returned: the pipeline then hands the same buf to
+	// the next chunk. When buf is full, Process should allocate a larger
+	// one (double), so that a worker soon has room for a whole chunk.
 	//
 	// A nil out with a nil error drops the record (a filter), which counts
 	// as done. An error sends the original record to the dead-letter

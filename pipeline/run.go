@@ -130,9 +130,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		workWG.Add(1)
 		go func() {
 			defer workWG.Done()
-			wk := p.proc.NewWorker()
+			w := &worker{proc: p.proc.NewWorker()}
 			for c := range work {
-				if v := p.handle(workCtx, c, wk); v != verdictPending {
+				if v := p.handle(workCtx, c, w); v != verdictPending {
 					p.out.put(c, v)
 				}
 			}
@@ -300,7 +300,7 @@ func (p *Pipeline) observe(msgs, recs, bytes int) {
 // handle processes one chunk on a worker and hands its records to the sink.
 // It returns the chunk's verdict, or verdictPending when the sink's done
 // will give it.
-func (p *Pipeline) handle(ctx context.Context, c *chunk, wk Worker) verdict {
+func (p *Pipeline) handle(ctx context.Context, c *chunk, w *worker) verdict {
 	c.start = time.Now()
 	if err := processPoint.Hit(ctx); err != nil {
 		// An injected error (or close) fails the whole chunk, like a worker
@@ -313,7 +313,12 @@ func (p *Pipeline) handle(ctx context.Context, c *chunk, wk Worker) verdict {
 	}
 	out := c.recs[:0] // compacted in place: out never passes the record being read
 	var dropped, processed int
-	var buf []byte // the chunk's output space, handed to the worker
+	// The worker's output space: the records processing writes point
+	// into it until the chunk's Send returned (Send keeps nothing), and
+	// the next chunk writes over it.
+	buf := w.buf[:0]
+	defer func() { w.buf = buf[:0] }()
+	wk := w.proc
 	ri := 0        // the next record of c.recs (records are in message order)
 	for _, m := range c.msgs {
 		id := m.ID()
@@ -450,6 +455,12 @@ func (p *Pipeline) separate(c *chunk) []*chunk {
 	}
 	c.msgs = msgs[:1:1]
 	return parts
+}
+
+// worker is one worker goroutine's state.
+type worker struct {
+	proc Worker
+	buf  []byte // output space reused from chunk to chunk; see handle
 }
 
 // deliveryCounter is implemented by messages that know how often the

@@ -3,10 +3,13 @@ package process_test
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/expr-lang/expr"
 
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/process"
@@ -293,5 +296,43 @@ func checkStrict(t *testing.T, in, out []byte) {
 	w := process.Validator{}.NewWorker()
 	if _, _, err := w.Process(pipeline.Input{Data: out}, nil); err != nil {
 		t.Fatalf("input %.200q gave output %.200q, which the gate itself refuses: %v", in, out, err)
+	}
+}
+
+// TestFilter_AgreesWithExpr: filters (some evaluated without the VM)
+// decide as expr itself does on the decoded record.
+func TestFilter_AgreesWithExpr(t *testing.T) {
+	recs := []string{`{"a":"drop"}`, `{"a":"b"}`, `{"a":""}`, `{"a":3}`, `{"a":-1.5}`, `{"a":0}`, `{"a":true}`,
+		`{"a":null}`, `{}`, `{"a":[1]}`, `{"a":{"x":1}}`, `{"a":9007199254740993}`, `{"a":9007199254740992}`}
+	for _, src := range []string{`a == "drop"`, `a != "drop"`, `"drop" == a`, `a < "c"`, `a >= "b"`, `a < 0`, `0 > a`,
+		`a <= 3`, `a == 3`, `a != 0`, `a > -1.5`, `-1.5 == a`, `a == 9007199254740993`, `a > 2.5 && a < 4`} {
+		w := newProc(t, process.Step{Filter: src})
+		for _, r := range recs {
+			var env map[string]any
+			if err := json.Unmarshal([]byte(r), &env); err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range env { // as the worker decodes: integers as int
+				if f, ok := v.(float64); ok && f == float64(int(f)) && !strings.Contains(r, ".") {
+					env[k] = int(f)
+				}
+			}
+			if strings.Contains(r, "900719925474099") {
+				n, _ := strconv.Atoi(r[5 : len(r)-1])
+				env["a"] = n
+			}
+			want, werr := expr.Eval(src, env)
+			_, rej, kept := run(t, w, "s", r)
+			switch {
+			case werr != nil || want == nil:
+				if rej == nil {
+					t.Errorf("%s on %s: kept=%v, want a step error (expr: %v, %v)", src, r, kept, want, werr)
+				}
+			case rej != nil:
+				t.Errorf("%s on %s: rejected (%v), want %v", src, r, rej, want)
+			case kept != want.(bool):
+				t.Errorf("%s on %s: kept=%v, want %v", src, r, kept, want)
+			}
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package process
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -98,6 +99,7 @@ type step struct {
 	kind   stepKind
 	index  int
 	prog   *vm.Program // filter, reject
+	cmp    *fastCmp    // prog is a plain comparison of a field with a constant
 	sets   []setOp
 	dels   [][]string
 	moves  []moveOp
@@ -183,6 +185,7 @@ func compileStep(i int, s Step, now func() time.Time) (step, error) {
 	case s.Filter != "":
 		st.kind = kindFilter
 		st.prog, err = c.compile(i, "filter", s.Filter)
+		st.cmp = c.cmp
 	case len(s.Set) > 0:
 		st.kind = kindSet
 		for _, a := range s.Set {
@@ -230,6 +233,7 @@ func compileStep(i int, s Step, now func() time.Time) (step, error) {
 		}
 		st.reason = s.Reject.Reason
 		st.prog, err = c.compile(i, "reject.if", s.Reject.If)
+		st.cmp = c.cmp
 	}
 	if err != nil {
 		return st, err
@@ -269,6 +273,7 @@ func isNowCall(src string) bool {
 type compiler struct {
 	now   func() time.Time
 	reads []fieldRead
+	cmp   *fastCmp // of the last expression compiled, when it is one
 }
 
 // names the environment holds besides the record's fields.
@@ -285,6 +290,7 @@ func (c *compiler) compile(i int, field, src string) (*vm.Program, error) {
 	ast.Walk(&tree.Node, letCollector(lets))
 	fl := &flattener{lets: lets}
 	ast.Walk(&tree.Node, fl)
+	c.cmp = comparison(tree.Node)
 	env := types.Map{subjectName: types.String}
 	for _, k := range fl.fields {
 		env[k] = types.Any
@@ -322,6 +328,100 @@ func compileError(i int, field, src string, err error) error {
 		ce.Line, ce.Column = fe.Line, fe.Column+1
 	}
 	return ce
+}
+
+// fastCmp is an expression of the form `field OP constant` (or
+// `constant OP field`), which the worker evaluates without the VM when the
+// field's value has the constant's type; any other case (a missing field,
+// another type) goes to the VM, so the result is always expr's.
+type fastCmp struct {
+	key     string // the field's env key
+	op      string // ==, !=, <, <=, >, >=
+	str     string // the constant, when isStr
+	num     float64
+	inum    int  // the constant, when isInt
+	isInt   bool // an integer constant: compared with integers exactly
+	isStr   bool
+	swapped bool // the constant is on the left
+}
+
+func comparison(n ast.Node) *fastCmp {
+	b, ok := n.(*ast.BinaryNode)
+	if !ok {
+		return nil
+	}
+	switch b.Operator {
+	case "==", "!=", "<", "<=", ">", ">=":
+	default:
+		return nil
+	}
+	f := &fastCmp{op: b.Operator}
+	id, ok := b.Left.(*ast.IdentifierNode)
+	k := b.Right
+	if !ok {
+		id, ok = b.Right.(*ast.IdentifierNode)
+		k, f.swapped = b.Left, true
+	}
+	if !ok || id.Value == subjectName {
+		return nil
+	}
+	f.key = id.Value
+	switch v := k.(type) {
+	case *ast.StringNode:
+		f.str, f.isStr = v.Value, true
+	case *ast.IntegerNode:
+		f.num, f.inum, f.isInt = float64(v.Value), v.Value, true
+	case *ast.FloatNode:
+		f.num = v.Value
+	default:
+		return nil
+	}
+	return f
+}
+
+// eval returns the comparison's result and true, or false when the VM
+// must decide (v is not of the constant's type).
+func (f *fastCmp) eval(v any) (result, ok bool) {
+	var c int
+	switch x := v.(type) {
+	case string:
+		if !f.isStr {
+			return false, false
+		}
+		c = strings.Compare(x, f.str)
+	case int:
+		if f.isStr {
+			return false, false
+		}
+		if f.isInt {
+			c = cmp.Compare(x, f.inum)
+		} else {
+			c = cmp.Compare(float64(x), f.num)
+		}
+	case float64:
+		if f.isStr {
+			return false, false
+		}
+		c = cmp.Compare(x, f.num)
+	default:
+		return false, false
+	}
+	if f.swapped {
+		c = -c
+	}
+	switch f.op {
+	case "==":
+		return c == 0, true
+	case "!=":
+		return c != 0, true
+	case "<":
+		return c < 0, true
+	case "<=":
+		return c <= 0, true
+	case ">":
+		return c > 0, true
+	}
+	return c >= 0, true
 }
 
 // letCollector records the names of let variables.

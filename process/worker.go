@@ -132,7 +132,8 @@ func (w *Worker) Process(in pipeline.Input, buf []byte) (out, nbuf []byte, err e
 	}
 	need := w.g.hi - w.g.lo + len(w.vals) + 64
 	if cap(buf)-len(buf) < need {
-		buf = make([]byte, 0, max(blockSize, need))
+		// A new array: what buf holds stays where it is, in use.
+		buf = make([]byte, 0, max(blockSize, need, 2*cap(buf)))
 	}
 	start := len(buf)
 	buf, err = w.apply(buf, base, w.g.members, 0, w.allEdits())
@@ -216,13 +217,18 @@ func (w *Worker) run(st *step, base []byte) (bool, error) {
 	}
 	switch st.kind {
 	case kindFilter, kindReject:
-		v, err := w.vm.Run(st.prog, w.env)
-		if err != nil {
-			return false, stepErr(st.index, kind, err)
+		b, ok := false, false
+		if st.cmp != nil {
+			b, ok = st.cmp.eval(w.env[st.cmp.key])
 		}
-		b, ok := v.(bool)
 		if !ok {
-			return false, stepErr(st.index, kind, fmt.Errorf("expression gave %T, not true or false", v))
+			v, err := w.vm.Run(st.prog, w.env)
+			if err != nil {
+				return false, stepErr(st.index, kind, err)
+			}
+			if b, ok = v.(bool); !ok {
+				return false, stepErr(st.index, kind, fmt.Errorf("expression gave %T, not true or false", v))
+			}
 		}
 		if st.kind == kindFilter {
 			return b, nil
