@@ -441,7 +441,6 @@ func (l letCollector) Visit(n *ast.Node) {
 type flattener struct {
 	lets   map[string]bool
 	fields []string
-	callee map[ast.Node]bool
 }
 
 func (f *flattener) field(name string) bool {
