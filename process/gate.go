@@ -111,8 +111,8 @@ value:
 	if i >= len(b) {
 		return &gateError{RuleSyntax, i, "unexpected end of input, a value was expected"}
 	}
-	switch c := b[i]; {
-	case c == '{':
+	switch b[i] {
+	case '{':
 		if len(g.stack) >= g.maxDepth {
 			return &gateError{RuleMaxDepth, i, "nested deeper than " + strconv.Itoa(g.maxDepth) + " levels"}
 		}
@@ -127,7 +127,7 @@ value:
 			return err
 		}
 		goto value
-	case c == '[':
+	case '[':
 		if len(g.stack) >= g.maxDepth {
 			return &gateError{RuleMaxDepth, i, "nested deeper than " + strconv.Itoa(g.maxDepth) + " levels"}
 		}
@@ -139,23 +139,23 @@ value:
 			goto after
 		}
 		goto value
-	case c == '"':
+	case '"':
 		if i, _, err = scanString(b, i); err != nil {
 			return err
 		}
-	case c == '-' || c >= '0' && c <= '9':
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
 		if i, err = scanNumber(b, i); err != nil {
 			return err
 		}
-	case c == 't':
+	case 't':
 		if i, err = literal(b, i, "true"); err != nil {
 			return err
 		}
-	case c == 'f':
+	case 'f':
 		if i, err = literal(b, i, "false"); err != nil {
 			return err
 		}
-	case c == 'n':
+	case 'n':
 		if i, err = literal(b, i, "null"); err != nil {
 			return err
 		}
