@@ -33,6 +33,7 @@
 package config
 
 import (
+	"fmt"
 	"runtime"
 	"time"
 
@@ -50,6 +51,7 @@ type Config struct {
 	Admin    Admin    `yaml:"admin"`
 	Flight   Flight   `yaml:"flight"`
 	Log      Log      `yaml:"log"`
+	Runtime  Runtime  `yaml:"runtime"`
 	// Faults are fault-point actions set at start, e.g.
 	// "sink.reconnect.before_close=delay(5ms)". Empty: none.
 	Faults []string `yaml:"faults"`
@@ -77,6 +79,11 @@ type Queue struct {
 	// Listen is the embedded server's client address, so producers can
 	// publish to it. Default "127.0.0.1:4222"; port 0 picks a free port.
 	Listen string `yaml:"listen"`
+	// Sync is how the embedded server makes its store durable: "always"
+	// fsyncs before acknowledging each publish (a power loss loses nothing
+	// a producer was told was stored), or an interval between syncs (a
+	// power loss may lose what was written since the last). Default "1s".
+	Sync string `yaml:"sync"`
 	// Stream is the JetStream stream consumed. Default "INGEST".
 	Stream string `yaml:"stream"`
 	// Subjects the stream captures (when sluice creates it). Default ["ingest.>"].
@@ -100,6 +107,42 @@ type Queue struct {
 	// reason max_deliver and acked, instead of cycling through redelivery;
 	// at least 1. Default 10.
 	MaxDeliver int `yaml:"max_deliver"`
+	// MaxBytes bounds the consumed stream, a work queue that holds only
+	// messages not yet acknowledged. At least 64KiB; 0: no limit. Default 1GiB.
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// MaxAge removes messages older than this from the consumed stream,
+	// delivered or not. 0 (the default): none.
+	MaxAge time.Duration `yaml:"max_age"`
+	// Discard is what a full consumed stream does: "new" (the default)
+	// refuses the publish, so the producer gets an error; "old" drops the
+	// oldest messages, delivered or not.
+	Discard string `yaml:"discard"`
+	// DeadLetterMaxBytes bounds the dead-letter stream. At least 64KiB; 0:
+	// no limit. Default 256MiB.
+	DeadLetterMaxBytes ByteSize `yaml:"dead_letter_max_bytes"`
+	// DeadLetterMaxAge removes dead letters older than this. 0: none.
+	// Default 168h (7 days).
+	DeadLetterMaxAge time.Duration `yaml:"dead_letter_max_age"`
+	// DeadLetterDiscard is what a full dead-letter stream does: "new" (the
+	// default) refuses the dead letter, so its message is redelivered
+	// until there is room; "old" drops the oldest dead letters.
+	DeadLetterDiscard string `yaml:"dead_letter_discard"`
+	// Migrate lets sluice bring existing streams with other settings (from
+	// an earlier version) to these at start, logging each change and never
+	// dropping a stored message. Default false: such a stream is an error
+	// that says what differs.
+	Migrate bool `yaml:"migrate"`
+	// Create lets sluice create the streams and the consumer when they are
+	// missing. false: bind to existing ones and check them (a missing one,
+	// or one whose subjects, retention, ack policy or limits differ, stops
+	// sluice at start naming both values). Default true.
+	Create bool `yaml:"create"`
+	// Replicas is the streams' replica count on a JetStream cluster (1, 3
+	// or 5). Default 1.
+	Replicas int `yaml:"replicas"`
+	// Storage is the streams' storage: "file", or "memory" (lost when the
+	// server restarts). Default "file".
+	Storage string `yaml:"storage"`
 	// Credentials for an external server. Never logged; Redacted hides
 	// Password and Token. Empty: none.
 	User     string `yaml:"user"`
@@ -238,6 +281,10 @@ type Drain struct {
 	// record's identity, "stream:seq:index" and a tab. Default false: the
 	// lines are exactly the records.
 	WriteIdentity bool `yaml:"write_identity"`
+	// WriteReceived prefixes each output line with the time the drainer
+	// received it (Unix nanoseconds) and a tab, before the identity prefix:
+	// sluice load then measures latency without polling lag. Default false.
+	WriteReceived bool `yaml:"write_received"`
 	// AcceptRewind (acked framing) accepts a rewind of the queue instead
 	// of refusing it: when a producer's queue stream went back below what
 	// the drainer committed (its store lost its tail, or was restored from
@@ -284,6 +331,30 @@ type Log struct {
 	Level string `yaml:"level"`
 }
 
+// Runtime configures the Go runtime of sluice run.
+type Runtime struct {
+	// MemoryLimit is the Go runtime's soft memory limit
+	// (runtime/debug.SetMemoryLimit): past it the garbage collector works
+	// harder to stay below. It bounds the process's memory, the embedded
+	// JetStream server's caches included, at high input rates. 0 means
+	// auto: 96 MiB with the embedded server, 48 MiB with an external one.
+	// A GOMEMLIMIT environment variable wins over it. Default 0 (auto).
+	MemoryLimit ByteSize `yaml:"memory_limit"`
+}
+
+// ParseSync reads queue.sync: "always", or a positive interval such as
+// "1s" or "2m".
+func ParseSync(s string) (always bool, interval time.Duration, err error) {
+	if s == "always" {
+		return true, 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return false, 0, fmt.Errorf("must be \"always\" or a positive interval such as \"1s\" (got %q)", s)
+	}
+	return false, d, nil
+}
+
 // Default returns the configuration used when nothing else is set: the
 // defaults an operator sees (sluice check --print, docs/config.md) and that
 // Validate checks. Each part applies the same defaults to the zero values
@@ -295,16 +366,26 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Queue: Queue{
-			DataDir:           "./sluice-data",
-			Listen:            "127.0.0.1:4222",
-			Stream:            "INGEST",
-			Subjects:          []string{"ingest.>"},
-			Consumer:          "sluice",
-			DeadLetterSubject: "dlq.ingest",
-			DeadLetterStream:  "DLQ",
-			AckWait:           30 * time.Second,
-			MaxAckPending:     20000,
-			MaxDeliver:        10,
+			DataDir:            "./sluice-data",
+			Listen:             "127.0.0.1:4222",
+			Sync:               "1s",
+			Create:             true,
+			Replicas:           1,
+			Storage:            "file",
+			Stream:             "INGEST",
+			Subjects:           []string{"ingest.>"},
+			Consumer:           "sluice",
+			DeadLetterSubject:  "dlq.ingest",
+			DeadLetterStream:   "DLQ",
+			AckWait:            30 * time.Second,
+			MaxAckPending:      20000,
+			MaxDeliver:         10,
+			MaxBytes:           1 * GiB,
+			MaxAge:             0,
+			Discard:            DiscardNew,
+			DeadLetterMaxBytes: 256 * MiB,
+			DeadLetterMaxAge:   7 * 24 * time.Hour,
+			DeadLetterDiscard:  DiscardNew,
 		},
 		Pipeline: Pipeline{
 			Workers:            min(runtime.NumCPU(), MaxWorkers),

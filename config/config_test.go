@@ -225,6 +225,18 @@ func TestLoad_Rejects(t *testing.T) {
 			`sluice.yaml:2:3: queue.ack_wait: must be positive (got 0s)`},
 		{"max_ack_pending zero", "queue:\n  max_ack_pending: 0\n",
 			`sluice.yaml:2:3: queue.max_ack_pending: must be at least 1 (got 0)`},
+		{"stream max_bytes small", "queue:\n  max_bytes: 1KiB\n",
+			`sluice.yaml:2:3: queue.max_bytes: must be at least 64KiB, or 0 for no limit (got 1KiB)`},
+		{"dead-letter max_bytes small", "queue:\n  dead_letter_max_bytes: 1000\n",
+			`sluice.yaml:2:3: queue.dead_letter_max_bytes: must be at least 64KiB, or 0 for no limit (got 1000)`},
+		{"stream max_age negative", "queue:\n  max_age: -1h\n",
+			`sluice.yaml:2:3: queue.max_age: must not be negative; 0 means none (got -1h0m0s)`},
+		{"dead-letter max_age negative", "queue:\n  dead_letter_max_age: -1s\n",
+			`sluice.yaml:2:3: queue.dead_letter_max_age: must not be negative; 0 means none (got -1s)`},
+		{"discard unknown", "queue:\n  discard: oldest\n",
+			`sluice.yaml:2:3: queue.discard: must be "new" or "old" (got "oldest")`},
+		{"dead-letter discard unknown", "queue:\n  dead_letter_discard: \"\"\n",
+			`sluice.yaml:2:3: queue.dead_letter_discard: must be "new" or "old" (got "")`},
 		{"write_timeout zero", "sink:\n  write_timeout: 0s\n",
 			`sluice.yaml:2:3: sink.write_timeout: must be positive (got 0s)`},
 		{"backoff_min zero", "sink:\n  backoff_min: 0s\n",
@@ -664,10 +676,10 @@ func TestKeys_EnvAndSet(t *testing.T) {
 		"string": "zz", "int": "9999", "duration": "3s", "bytes": "3MiB", "mode": "0640", "list": "a,b", "bool": "true",
 	}
 	keys := config.Keys()
-	if len(keys) != 58 {
-		t.Errorf("len(Keys()) = %d, want 58", len(keys))
+	if len(keys) != 71 {
+		t.Errorf("len(Keys()) = %d, want 71", len(keys))
 	}
-	for _, want := range []string{"pipeline.workers int", "queue.subjects list", "faults list",
+	for _, want := range []string{"pipeline.workers int", "queue.subjects list", "faults list", "queue.max_bytes bytes", "queue.migrate bool",
 		"drain.socket_mode mode", "drain.accept_rewind bool", "pipeline.max_inflight_bytes bytes", "queue.tls.ca_file string", "sink.backoff_min duration"} {
 		if !slices.Contains(keys, want) {
 			t.Errorf("Keys() lacks %q", want)
@@ -696,6 +708,13 @@ func TestKeys_EnvAndSet(t *testing.T) {
 		sample, ok := samples[typ]
 		if !ok {
 			t.Fatalf("no sample for type %q of %s", typ, key)
+		}
+		if typ == "bool" { // the sample must differ from the default
+			if c := config.Default(); c.Set(key, sample) == nil {
+				if y, _ := c.YAML(); string(y) == string(base) {
+					sample = "false"
+				}
+			}
 		}
 		t.Run(key, func(t *testing.T) {
 			t.Setenv(config.EnvName(key), sample)

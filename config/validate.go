@@ -26,6 +26,14 @@ const (
 
 	// AdminOff as admin.listen disables the admin server.
 	AdminOff = "off"
+
+	// DiscardNew and DiscardOld are the choices for queue.discard and
+	// queue.dead_letter_discard.
+	DiscardNew = "new"
+	DiscardOld = "old"
+	// MinStreamBytes is the least non-zero queue.max_bytes and
+	// queue.dead_letter_max_bytes allowed.
+	MinStreamBytes = 64 * KiB
 )
 
 // Validate reports every impossible value at once, joined with errors.Join
@@ -45,6 +53,9 @@ func (c *Config) problems() []*FieldError {
 	if q.URL == "" {
 		v.nonEmpty("queue.data_dir", q.DataDir)
 		v.hostPort("queue.listen", q.Listen, false)
+		if _, _, err := ParseSync(q.Sync); err != nil {
+			v.fail("queue.sync", "%v", err)
+		}
 	}
 	v.name("queue.stream", q.Stream)
 	v.name("queue.consumer", q.Consumer)
@@ -72,6 +83,12 @@ func (c *Config) problems() []*FieldError {
 	}
 	v.positive("queue.ack_wait", q.AckWait)
 	v.atLeast("queue.max_ack_pending", q.MaxAckPending, 1)
+	v.streamBytes("queue.max_bytes", q.MaxBytes)
+	v.streamBytes("queue.dead_letter_max_bytes", q.DeadLetterMaxBytes)
+	v.notNegative("queue.max_age", q.MaxAge)
+	v.notNegative("queue.dead_letter_max_age", q.DeadLetterMaxAge)
+	v.oneOf("queue.discard", q.Discard, DiscardNew, DiscardOld)
+	v.oneOf("queue.dead_letter_discard", q.DeadLetterDiscard, DiscardNew, DiscardOld)
 	if q.NKeyFile != "" && q.CredsFile != "" {
 		v.fail("queue.nkey_file", "set either queue.nkey_file or queue.creds_file, not both")
 	}
@@ -126,6 +143,13 @@ func (c *Config) problems() []*FieldError {
 		v.fail("sink.window_bytes", "must be at least 64KiB (got %s)", s.WindowBytes)
 	}
 
+	if c.Queue.Replicas != 1 && c.Queue.Replicas != 3 && c.Queue.Replicas != 5 {
+		v.fail("queue.replicas", "must be 1, 3 or 5 (got %d)", c.Queue.Replicas)
+	}
+	if c.Queue.Storage != "file" && c.Queue.Storage != "memory" {
+		v.fail("queue.storage", "must be \"file\" or \"memory\" (got %q)", c.Queue.Storage)
+	}
+
 	d := &c.Drain
 	if d.Socket != s.Socket { // when equal, sink.socket's checks cover it
 		v.socket("drain.socket", d.Socket)
@@ -139,6 +163,10 @@ func (c *Config) problems() []*FieldError {
 	}
 	v.ids("drain.allow_uids", d.AllowUIDs)
 	v.ids("drain.allow_gids", d.AllowGIDs)
+
+	if m := c.Runtime.MemoryLimit; m != 0 && m < 16*MiB {
+		v.fail("runtime.memory_limit", "must be 0 (auto) or at least 16MiB (got %s)", m)
+	}
 
 	fl := &c.Flight
 	if fl.Enabled {
@@ -224,6 +252,20 @@ func (v *validator) atLeast(key string, n, lo int) {
 func (v *validator) positive(key string, d time.Duration) {
 	if d <= 0 {
 		v.fail(key, "must be positive (got %s)", d)
+	}
+}
+
+func (v *validator) notNegative(key string, d time.Duration) {
+	if d < 0 {
+		v.fail(key, "must not be negative; 0 means none (got %s)", d)
+	}
+}
+
+// streamBytes checks a stream's byte limit: 0 (none) or at least
+// MinStreamBytes.
+func (v *validator) streamBytes(key string, b ByteSize) {
+	if b != 0 && b < MinStreamBytes {
+		v.fail(key, "must be at least %s, or 0 for no limit (got %s)", MinStreamBytes, b)
 	}
 }
 

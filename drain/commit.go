@@ -28,7 +28,8 @@ type pending struct {
 	c     *ackedConn
 	id    uint64         // frame id
 	keys  []record.MsgID // message of each record
-	lines []byte         // every record rendered as an output line
+	ids   []record.ID    // identity of each record, with a Store only
+	lines []byte         // every record rendered as an output line (with a Store: the payloads, back to back)
 	ends  []int          // ends[i] is where record i's line ends in lines
 	err   error          // set by the committer: nil when the frame is durable
 	rb    *renderBuf     // where keys, ends and lines came from; nil once released
@@ -42,8 +43,8 @@ func (p *pending) release() {
 	if rb == nil {
 		return
 	}
-	rb.keys, rb.ends, rb.lines = p.keys[:0], p.ends[:0], p.lines[:0]
-	p.keys, p.ends, p.lines, p.rb = nil, nil, nil, nil
+	rb.keys, rb.ids, rb.ends, rb.lines = p.keys[:0], p.ids[:0], p.ends[:0], p.lines[:0]
+	p.keys, p.ids, p.ends, p.lines, p.rb = nil, nil, nil, nil, nil
 	renderPool.Put(rb)
 }
 
@@ -54,7 +55,8 @@ func (p *pending) release() {
 // frames back for acknowledgement. Everything below is owned by it.
 type committer struct {
 	s       *Server
-	out     *output
+	out     *output        // nil with a Store
+	store   Store          // Options.Store; nil: out
 	l       *ledger.Ledger // the dedup state; journaled in the output directory, in memory only for stdout
 	reqs    chan *pending  // closed by shutdown once every connection ended
 	admits  chan *admission
@@ -139,7 +141,14 @@ func (cm *committer) commit(batch []*pending) error {
 				}
 				last, lastKeep, haveLast = k, keep, true
 			}
-			if keep {
+			if keep && cm.store != nil {
+				records++
+				// Capped: a Store may append to Data without touching the next payload.
+				if err := cm.store.Append(record.Record{ID: p.ids[i], Data: p.lines[prevEnd:p.ends[i]:p.ends[i]]}); err != nil {
+					return cm.fail(fmt.Errorf("drain: store: %w", err))
+				}
+				nbytes += p.ends[i] - prevEnd
+			} else if keep {
 				records++
 				if start < 0 {
 					start = prevEnd
@@ -168,7 +177,15 @@ func (cm *committer) commit(batch []*pending) error {
 	}
 	if records > 0 {
 		t0 := time.Now()
-		point, err := cm.out.sync()
+		var point ledger.Point
+		var err error
+		if cm.store != nil {
+			if point, err = cm.store.Commit(); err != nil {
+				err = fmt.Errorf("drain: store: commit: %w", err)
+			}
+		} else {
+			point, err = cm.out.sync()
+		}
 		if err != nil {
 			return cm.fail(err)
 		}

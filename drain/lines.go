@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"time"
 
 	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/obs"
@@ -103,15 +105,34 @@ func (s *Server) writeChunk(c *conn, p []byte) bool {
 		s.connError(c, ReasonInjected, err)
 		return false
 	} // a delay cut short by shutdown: write the chunk anyway
+	recs := bytes.Count(p, []byte{'\n'})
+	n := len(p)
+	if s.opts.WriteReceived {
+		c.stamped = appendReceived(c.stamped[:0], p, time.Now().UnixNano())
+		p = c.stamped
+	}
 	if err := s.out.write(p); err != nil {
 		s.fail(err)
 		s.connError(c, ReasonOutput, err)
 		return false
 	}
-	recs := bytes.Count(p, []byte{'\n'})
 	s.m.records.Add(float64(recs))
-	s.m.bytes.Add(float64(len(p)))
+	s.m.bytes.Add(float64(n))
 	return true
+}
+
+// appendReceived appends the lines of p to dst, each prefixed with the
+// receive time ns and a tab (Options.WriteReceived).
+func appendReceived(dst, p []byte, ns int64) []byte {
+	var prefix [21]byte
+	pre := append(strconv.AppendInt(prefix[:0], ns, 10), '\t')
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		dst = append(dst, pre...)
+		dst = append(dst, p[:i+1]...)
+		p = p[i+1:]
+	}
+	return dst
 }
 
 // shuttingDown reports whether shutdown has begun.

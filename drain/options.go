@@ -56,6 +56,12 @@ type Options struct {
 	// record's identity and a tab: "stream:seq:index\t" followed by the
 	// payload. False: each line is exactly the record's payload.
 	WriteIdentity bool
+	// WriteReceived prefixes each output line with the time the drainer
+	// received it, in Unix nanoseconds, and a tab, before the identity
+	// prefix of WriteIdentity: a latency measurement without polling lag
+	// (sluice load uses it when present). In the lines framing that costs a
+	// pass over each chunk to find its lines. False: no prefix.
+	WriteReceived bool
 	// SocketMode is the socket file's permission bits. Zero: 0600.
 	SocketMode os.FileMode
 	// MaxLine is the longest line (newline excluded) a connection may send;
@@ -114,6 +120,16 @@ type Options struct {
 	// JournalBytes (acked framing, directory output) is the size past which
 	// the dedup journal is compacted into a snapshot. Zero: 64 MiB.
 	JournalBytes int64
+	// Store (acked framing), when set, receives the records instead of
+	// the output files: a drainer in Go that makes records durable its own
+	// way (see Store). Out, Stdout, RotateBytes and WriteIdentity are then
+	// unused, and StateDir is required. Nil: the output files (or stdout).
+	Store Store
+	// StateDir (with Store) is the directory of the dedup journal and the
+	// rewind fences (created 0700 when missing), or "-" to keep the dedup
+	// state in memory only (a restarted drainer writes again what a sender
+	// re-sends). Keep it beside the store's data.
+	StateDir string
 	// ServerID is the identity sent in WELCOME. Empty: "drain@<host>/<pid>".
 	ServerID string
 	// Logger receives the drainer's logs. Nil: logs are discarded.
@@ -134,7 +150,12 @@ func (opts Options) WithDefaults() (Options, error) {
 	if len(opts.Socket) > maxSocketPath {
 		return bad("socket path %q is %d bytes; Unix socket paths must be at most %d: use a shorter path", opts.Socket, len(opts.Socket), maxSocketPath)
 	}
-	if opts.Out == "" {
+	switch {
+	case opts.Store != nil && opts.Framing != wire.FramingAcked:
+		return bad("a Store needs the acked framing (Framing %q): only it acknowledges what is durable", wire.FramingAcked)
+	case opts.Store != nil && opts.StateDir == "":
+		return bad("a Store needs StateDir, the directory of the dedup journal (or - for memory only)")
+	case opts.Store == nil && opts.Out == "":
 		return bad("no output: set drain.out or --out to a directory, or - for stdout")
 	}
 	if opts.Stdout == nil {

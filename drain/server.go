@@ -89,6 +89,8 @@ type conn struct {
 
 	dmu    sync.Mutex // serialises read-deadline changes with shutdown's
 	stopAt time.Time  // guarded by dmu; shutdown's read deadline, zero before
+
+	stamped []byte // lines framing with WriteReceived: the chunk with its prefixes; owned by the handler
 }
 
 // setReadDeadline sets the read deadline to t (zero: none), but never later
@@ -173,13 +175,17 @@ func (s *Server) Listen() error {
 		cm = &committer{s: s, reqs: s.commitReqs, admits: s.admits, done: make(chan struct{}),
 			inBatch: map[record.MsgID]struct{}{}, inFrame: map[record.MsgID]struct{}{}}
 		lopts := ledger.Options{DedupSpans: s.opts.DedupSpans, JournalBytes: s.opts.JournalBytes, Logger: s.log}
-		if s.opts.Out == "-" {
+		stateDir := s.opts.Out
+		if s.opts.Store != nil {
+			stateDir = s.opts.StateDir
+		}
+		if stateDir == "-" {
 			cm.l = ledger.NewMemory(lopts)
 		} else {
-			if err := os.MkdirAll(s.opts.Out, ledger.DirPerm); err != nil {
+			if err := os.MkdirAll(stateDir, ledger.DirPerm); err != nil {
 				return fmt.Errorf("drain: create output directory: %w", err)
 			}
-			l, err := ledger.Open(s.opts.Out, lopts)
+			l, err := ledger.Open(stateDir, lopts)
 			if err != nil {
 				return err
 			}
@@ -187,15 +193,24 @@ func (s *Server) Listen() error {
 			s.m.dedupSpans.Set(float64(l.Entries()))
 			s.logFences(l)
 		}
+		if s.opts.Store != nil {
+			if err := s.opts.Store.Recover(cm.l.Point()); err != nil {
+				cm.l.Close()
+				return fmt.Errorf("drain: recover the store to the last commit (%s, %d): %w", cm.l.Point().File, cm.l.Point().Length, err)
+			}
+			cm.store = s.opts.Store
+		}
 	}
 	abandon := func() {
 		if cm != nil {
 			cm.l.Close()
 		}
 	}
-	if s.opts.Out == "-" {
+	switch {
+	case s.opts.Store != nil: // no output of the drainer's own
+	case s.opts.Out == "-":
 		out = newStdout(s.opts.Stdout)
-	} else {
+	default:
 		var err error
 		if out, err = newDirOutput(s.opts.Out, s.opts.RotateBytes); err != nil {
 			abandon()

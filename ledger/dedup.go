@@ -60,10 +60,11 @@ func newState(maxSpans int) *state {
 	return &state{maxSpans: maxSpans, streams: map[incarnation]*seen{}}
 }
 
-// has reports whether id is committed.
+// has reports whether id is committed. Sequence 0 is reserved
+// (docs/protocol.md, section 4.3): never committed, never a duplicate.
 func (d *state) has(id record.MsgID) bool {
 	s := d.streams[incarnationOf(id)]
-	if s == nil {
+	if s == nil || id.Seq == 0 {
 		return false
 	}
 	if id.Seq <= s.low {
@@ -79,6 +80,9 @@ func (d *state) has(id record.MsgID) bool {
 // dropped). It reports how many spans were forgotten.
 func (d *state) add(id record.MsgID) (evicted int) {
 	key, seq := incarnationOf(id), id.Seq
+	if seq == 0 { // reserved: never remembered
+		return 0
+	}
 	s := d.streams[key]
 	if s == nil {
 		s = &seen{}

@@ -235,6 +235,10 @@ func recoverOutput(dir string, p Point, log *slog.Logger) error {
 	return nil
 }
 
+// Point returns the commit point of the last commit recorded (the zero
+// Point for none, and for a memory-only Ledger).
+func (l *Ledger) Point() Point { return l.point }
+
 // Has reports whether the message id is committed.
 func (l *Ledger) Has(id record.MsgID) bool { return l.d.has(id) }
 

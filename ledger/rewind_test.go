@@ -134,3 +134,15 @@ func TestLedger_DamagedFences(t *testing.T) {
 		}
 	}
 }
+
+// Sequence 0 is reserved: it is never remembered, so a record of it is
+// never dropped as a duplicate.
+func TestLedger_SequenceZeroNeverDuplicate(t *testing.T) {
+	l := ledger.NewMemory(ledger.Options{})
+	if _, err := l.Commit(ledger.Point{}, ids("S", 1, 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	checkHas(t, l, false, ids("S", 1, 0))
+	checkHas(t, l, true, ids("S", 1, 1))
+	checkCommitted(t, l, "S", 1, 1)
+}

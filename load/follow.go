@@ -49,17 +49,23 @@ func (f *Follower) Live() *Verifier { return f.live }
 
 // Poll hands every complete line appended since the last Poll to the live
 // verifier, drained at now, and calls fn, if not nil, with the header of
-// each one that is a record of the live verifier's run. It returns how many
-// lines it read. An error (a file rotated away under it) leaves the lines
-// not read for the next Poll.
-func (f *Follower) Poll(now time.Time, fn func(Header)) (int, error) {
+// each one that is a record of the live verifier's run and the time it was
+// drained: the drainer's receive stamp when the line has one (sluice drain
+// --write-received), else now. It returns how many lines it read. An error
+// (a file rotated away under it) leaves the lines not read for the next
+// Poll.
+func (f *Follower) Poll(now time.Time, fn func(h Header, drained time.Time)) (int, error) {
 	return f.tail.Poll(func(line []byte) {
 		f.live.Observe(line, now)
 		if fn == nil {
 			return
 		}
+		drained := now
+		if ns, rest, ok := CutReceived(line); ok {
+			line, drained = rest, time.Unix(0, ns)
+		}
 		if h, err := ParseRecord(line); err == nil && h.Run == f.live.run {
-			fn(h)
+			fn(h, drained)
 		}
 	})
 }

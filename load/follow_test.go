@@ -113,7 +113,7 @@ func TestFollower_CountsWhatWasCommitted(t *testing.T) {
 	}
 
 	var seen []int64
-	if _, err := f.Poll(time.Now(), func(h load.Header) { seen = append(seen, h.Seq) }); err != nil {
+	if _, err := f.Poll(time.Now(), func(h load.Header, _ time.Time) { seen = append(seen, h.Seq) }); err != nil {
 		t.Fatal(err)
 	}
 	if len(seen) != 10 || live.Received() != 10 {

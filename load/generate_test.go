@@ -97,7 +97,11 @@ func TestGenerate_RateLimited(t *testing.T) {
 	js := startJS(t)
 	const rate, burst, dur = 2000.0, 100, 500 * time.Millisecond
 	res := generate(t, js, load.GenOptions{Duration: dur, Rate: rate, Burst: burst, PerMessage: 5})
-	limit := int64(rate*dur.Seconds()) + burst
+	// The token bucket allows the burst plus the rate over the duration,
+	// give or take the message being admitted at the deadline (seen once
+	// on a loaded 2-core CI machine: 1105 of 1100, one message of 5).
+	const perMessage = 5
+	limit := int64(rate*dur.Seconds()) + burst + perMessage
 	if res.Published == 0 || res.MaxSeq > limit || res.Published > limit {
 		t.Fatalf("published %d (max seq %d) in %v at %v/s burst %d: want 1..%d", res.Published, res.MaxSeq, dur, rate, burst, limit)
 	}

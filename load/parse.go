@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 )
 
@@ -14,6 +15,24 @@ type Header struct {
 	Seq int64  `json:"seq"`
 	Key string `json:"key"`
 	TS  int64  `json:"ts"`
+}
+
+// CutReceived splits the drainer's receive stamp off an output line of
+// sluice drain --write-received, "<Unix ns>\t<record>", and reports whether
+// the line had one.
+func CutReceived(line []byte) (ns int64, rest []byte, ok bool) {
+	i := bytes.IndexByte(line, '\t')
+	if i < 1 || i > 19 {
+		return 0, line, false
+	}
+	for _, c := range line[:i] {
+		d := int64(c - '0')
+		if c < '0' || c > '9' || ns > (math.MaxInt64-d)/10 {
+			return 0, line, false
+		}
+		ns = ns*10 + d
+	}
+	return ns, line[i+1:], true
 }
 
 // ParseRecord parses a line as a load record and returns its header. The

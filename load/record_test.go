@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/sluice-dev/sluice/load"
 )
@@ -156,4 +158,40 @@ func FuzzParseRecord(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestCutReceived(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		ns   int64
+		rest string
+		ok   bool
+	}{
+		{"1764700000123456789\t{\"a\":1}", 1764700000123456789, `{"a":1}`, true},
+		{"5\tx", 5, "x", true},
+		{"{\"a\":\"b\tc\"}", 0, "{\"a\":\"b\tc\"}", false},
+		{"\tx", 0, "\tx", false},
+		{"12a\tx", 0, "12a\tx", false},
+		{"99999999999999999999\tx", 0, "99999999999999999999\tx", false}, // overflows
+		{"S:1:0\t{}", 0, "S:1:0\t{}", false},
+	} {
+		ns, rest, ok := load.CutReceived([]byte(tc.in))
+		if ns != tc.ns || string(rest) != tc.rest || ok != tc.ok {
+			t.Errorf("CutReceived(%q) = %d, %q, %v; want %d, %q, %v", tc.in, ns, rest, ok, tc.ns, tc.rest, tc.ok)
+		}
+	}
+}
+
+// A line stamped by the drainer counts as drained at the stamp, not when
+// the verifier read it.
+func TestVerifier_ReceivedStamp(t *testing.T) {
+	v := load.NewVerifier("r", 1)
+	ts := time.Unix(100, 0)
+	line := load.AppendRecord(nil, load.Record{Run: "r", Seq: 1, TS: ts.UnixNano(), Size: 200})
+	stamped := append([]byte(strconv.FormatInt(ts.Add(3*time.Millisecond).UnixNano(), 10)+"\t"), line...)
+	v.Observe(stamped, ts.Add(time.Hour))
+	rep := v.Report()
+	if rep.Received != 1 || rep.Latency.Max < 2900*time.Microsecond || rep.Latency.Max > 3100*time.Microsecond {
+		t.Fatalf("received %d, latency max %v; want 1 record drained 3ms after it was sent", rep.Received, rep.Latency.Max)
+	}
 }

@@ -307,8 +307,8 @@ func (r *run) poll() {
 	now := time.Now()
 	var lat []time.Duration
 	// An error (a file rotated away under us) is read again at the next poll.
-	_, _ = r.follow.Poll(now, func(h Header) {
-		lat = append(lat, max(time.Microsecond, now.Sub(time.Unix(0, h.TS))))
+	_, _ = r.follow.Poll(now, func(h Header, drained time.Time) {
+		lat = append(lat, max(time.Microsecond, drained.Sub(time.Unix(0, h.TS))))
 	})
 	r.sampler.Observe(lat...)
 }

@@ -133,6 +133,9 @@ func (v *Verifier) Expect(r Result) error {
 // Observe accounts for one output line, drained at now. Lines that are not
 // records are counted as junk, records of other runs as OtherRuns.
 func (v *Verifier) Observe(line []byte, now time.Time) {
+	if ns, rest, ok := CutReceived(line); ok {
+		line, now = rest, time.Unix(0, ns)
+	}
 	var h header
 	err := scanRecord(line, &h)
 	v.mu.Lock()

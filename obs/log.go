@@ -46,6 +46,7 @@ const (
 	KeyEpoch             = "epoch"               // a stream incarnation (record.MsgID.Epoch)
 	KeyLastSeq           = "last_seq"            // the queue's last sequence of a stream (a HELLO stream position)
 	KeyCommitted         = "committed"           // the highest sequence a drainer committed of a stream incarnation
+	KeyLimit             = "limit"               // a configured bound (the runtime's memory limit)
 	KeyDataDir           = "data_dir"            // the embedded server's data directory
 	KeyInProcess         = "in_process"          // a connection to the embedded server, without TCP
 	KeyReconnects        = "reconnects"          // reconnects of a connection so far
@@ -53,6 +54,10 @@ const (
 	KeyDeadLetterSubject = "dead_letter_subject" // the dead-letter subject
 	KeyAckWait           = "ack_wait"            // the consumer's ack wait
 	KeyMaxAckPending     = "max_ack_pending"     // the consumer's max ack pending
+	KeyMaxBytes          = "max_bytes"           // a stream's byte limit
+	KeyMaxAge            = "max_age"             // a stream's age limit
+	KeyDiscard           = "discard"             // what a full stream does: new or old
+	KeyChanges           = "changes"             // settings changed, as "key old -> new"
 	KeyFatal             = "fatal"               // a nats-server log line at fatal level
 
 	KeyDir     = "dir"     // a directory (the flight recorder's dumps)

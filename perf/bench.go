@@ -31,6 +31,10 @@ type Options struct {
 	// bench-run command with a CPU profile written to this directory, named
 	// by case and repetition.
 	CPUProfileDir string
+	// LatencyFor is how long each latency measurement publishes: once as
+	// fast as the queue takes records (the sustained maximum, producer and
+	// drainer running together), then at half that rate. Zero: 5s.
+	LatencyFor time.Duration
 	// Progress receives one line per measurement as it completes. Nil: none.
 	Progress io.Writer
 	// Now stamps the report. Nil: time.Now.
@@ -56,6 +60,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
+	}
+	if o.LatencyFor <= 0 {
+		o.LatencyFor = 5 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -84,25 +91,37 @@ const (
 	KeyLines100       = "sluice_lines_100"
 	KeyAcked1         = "sluice_acked_1"
 	KeyAcked100       = "sluice_acked_100"
+	KeyLines100Flight = "sluice_lines_100_flight"
+	KeyRatioFlight    = "ratio_lines_100_flight_vs_off"
 	KeyRatioLines1    = "ratio_lines_1_vs_consume"
 	KeyRatioLines100S = "ratio_lines_100_vs_socket"
 	KeyRatioLines100C = "ratio_lines_100_vs_consume100"
 	KeyRatioAcked1    = "ratio_acked_1_vs_consume"
 	KeyRatioAcked100S = "ratio_acked_100_vs_socket"
 	KeyRatioAcked100C = "ratio_acked_100_vs_consume100"
+	KeyRatioAckedLine = "ratio_acked_100_vs_lines_100"
+	KeyJSConsumeCPU   = "raw_js_consume_cpu"
+	KeyJSPublishSync  = "raw_js_publish_sync_always"
+	KeyJSConsumeSync  = "raw_js_consume_sync_always"
+	KeyRatioSyncPub   = "ratio_publish_sync_always_vs_interval"
+	KeyRatioSyncCon   = "ratio_consume_sync_always_vs_interval"
+	KeyLatLines       = "latency_lines" // + "_p50", "_p99", "_max"
+	KeyLatAcked       = "latency_acked"
 )
 
 // e2eCase is one end-to-end configuration.
 type e2eCase struct {
 	key, name, framing string
 	perMsg             int
+	env                []string // for sluice run
 }
 
 var e2eCases = []e2eCase{
-	{KeyLines1, "sluice lines, 1 rec/msg", "lines", 1},
-	{KeyLines100, "sluice lines, 100 rec/msg", "lines", 100},
-	{KeyAcked1, "sluice acked, 1 rec/msg", "acked", 1},
-	{KeyAcked100, "sluice acked, 100 rec/msg", "acked", 100},
+	{KeyLines1, "sluice lines, 1 rec/msg", "lines", 1, nil},
+	{KeyLines100, "sluice lines, 100 rec/msg", "lines", 100, nil},
+	{KeyAcked1, "sluice acked, 1 rec/msg", "acked", 1, nil},
+	{KeyAcked100, "sluice acked, 100 rec/msg", "acked", 100, nil},
+	{KeyLines100Flight, "sluice lines, 100 rec/msg, flight recorder on", "lines", 100, []string{"SLUICE_FLIGHT_ENABLED=true", "SLUICE_FLIGHT_DIR=" + os.TempDir()}},
 }
 
 // Run runs every measurement o.Reps times and returns the report. A
@@ -146,13 +165,26 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		jr, err := RawJetStream(ctx, jsDir, small, o.RecordSize)
+		jr, err := RawJetStream(ctx, jsDir, small, o.RecordSize, false)
 		_ = os.RemoveAll(jsDir)
 		if err != nil {
 			return nil, err
 		}
+		jsDir, err = os.MkdirTemp(dir, "js-sync-")
+		if err != nil {
+			return nil, err
+		}
+		js, err := RawJetStream(ctx, jsDir, small, o.RecordSize, true)
+		_ = os.RemoveAll(jsDir)
+		if err != nil {
+			return nil, err
+		}
+		r.add(KeyJSPublishSync, js.PublishPerSec())
+		r.add(KeyJSConsumeSync, js.ConsumePerSec())
+		fmt.Fprintf(o.Progress, "  raw JetStream, sync always %9.0f msgs/s published, %.0f msgs/s consumed\n", js.PublishPerSec(), js.ConsumePerSec())
 		r.add(KeyJSPublish, jr.PublishPerSec())
 		r.add(KeyJSConsume, jr.ConsumePerSec())
+		r.add(KeyJSConsumeCPU, jr.ConCPU.Seconds()/float64(jr.Messages)*1e6)
 		fmt.Fprintf(o.Progress, "  raw JetStream    %12.0f msgs/s published, %.0f msgs/s consumed\n", jr.PublishPerSec(), jr.ConsumePerSec())
 
 		for _, c := range e2eCases {
@@ -164,7 +196,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if c.perMsg == 1 {
 				n = small
 			}
-			eo := E2EOptions{Exe: o.Exe, Dir: dir, Framing: c.framing, Records: n, PerMessage: c.perMsg, RecordSize: o.RecordSize}
+			eo := E2EOptions{Exe: o.Exe, Dir: dir, Framing: c.framing, Records: n, PerMessage: c.perMsg, RecordSize: o.RecordSize, Env: c.env}
 			if o.CPUProfileDir != "" {
 				eo.CPUProfile = filepath.Join(o.CPUProfileDir, fmt.Sprintf("%s-rep%d.pprof", c.key, rep))
 			}
@@ -180,10 +212,38 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 			r.add(c.key, er.RecordsPerSec())
 			r.addRSS(c.key, er)
-			fmt.Fprintf(o.Progress, "  %-26s %9.0f records/s  RSS peak %.1f MiB steady %.1f MiB\n",
-				c.name, er.RecordsPerSec(), mib(er.PeakRSS), mib(er.SteadyRSS))
+			r.add(c.key+"_cpu_sluice", er.CPUPerMillion(er.SluiceCPU))
+			r.add(c.key+"_cpu_drain", er.CPUPerMillion(er.DrainCPU))
+			fmt.Fprintf(o.Progress, "  %-26s %9.0f records/s  RSS peak %.1f MiB steady %.1f MiB  CPU-s/M records: sluice %.2f drainer %.2f\n",
+				c.name, er.RecordsPerSec(), mib(er.PeakRSS), mib(er.SteadyRSS), er.CPUPerMillion(er.SluiceCPU), er.CPUPerMillion(er.DrainCPU))
 		}
 
+		for _, lc := range []struct{ key, framing string }{{KeyLatLines, "lines"}, {KeyLatAcked, "acked"}} {
+			if why, ok := na[lc.framing]; ok {
+				r.setLatencyNA(lc.key, why)
+				continue
+			}
+			// The maximum: the rate sustained end to end with the
+			// producer running (the drain-only rate above is higher,
+			// since nothing publishes meanwhile).
+			lo := LatencyOptions{Exe: o.Exe, Dir: dir, Framing: lc.framing, PerMessage: 100, RecordSize: o.RecordSize, Duration: o.LatencyFor}
+			mr, err := Latency(ctx, lo)
+			if err != nil {
+				return nil, fmt.Errorf("latency, %s, unpaced: %w", lc.framing, err)
+			}
+			r.add(lc.key+"_sustained", mr.Sustained)
+			lo.Rate = mr.Sustained / 2
+			rate := lo.Rate
+			lr, err := Latency(ctx, lo)
+			if err != nil {
+				return nil, fmt.Errorf("latency, %s: %w", lc.framing, err)
+			}
+			ms := func(d time.Duration) float64 { return d.Seconds() * 1e3 }
+			r.add(lc.key+"_p50", ms(lr.P50))
+			r.add(lc.key+"_p99", ms(lr.P99))
+			r.add(lc.key+"_max", ms(lr.Max))
+			fmt.Fprintf(o.Progress, "  latency %-6s at %9.0f records/s: p50 %v  p99 %v  max %v (%d records)\n", lc.framing, rate, lr.P50, lr.P99, lr.Max, lr.Records)
+		}
 		r.addRatios()
 	}
 	r.finish()

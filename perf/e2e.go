@@ -32,6 +32,8 @@ type E2EOptions struct {
 	// CPUProfile, when set, runs the service as the hidden
 	// "sluice bench-run --cpuprofile FILE" and writes its CPU profile there.
 	CPUProfile string
+	// Env is added to sluice run's environment (e.g. SLUICE_FLIGHT_ENABLED=true).
+	Env []string
 }
 
 // E2EResult is one end-to-end measurement.
@@ -40,6 +42,13 @@ type E2EResult struct {
 	Elapsed   time.Duration // drainer start until every record is in its files
 	PeakRSS   int64         // sluice's VmHWM at the end, bytes (preload included)
 	SteadyRSS int64         // median of sluice's VmRSS sampled while draining, bytes
+	SluiceCPU time.Duration // CPU time of sluice run (with its embedded JetStream server) while draining
+	DrainCPU  time.Duration // CPU time of the drainer, start to end
+}
+
+// CPUPerMillion returns CPU-seconds per million records of d.
+func (r E2EResult) CPUPerMillion(d time.Duration) float64 {
+	return d.Seconds() / float64(r.Records) * 1e6
 }
 
 // RecordsPerSec is the end-to-end record rate.
@@ -76,15 +85,18 @@ func EndToEnd(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 	}()
 	sock := filepath.Join(dir, "s.sock")
 	out := filepath.Join(dir, "out")
-	env := append(os.Environ(), "SLUICE_FAULTS=", "SLUICE_SINK_BACKOFF_MIN=10ms", "SLUICE_SINK_BACKOFF_MAX=50ms")
+	// The stream is loaded whole before the drain is timed: no byte limit,
+	// so a large --records run is not refused.
+	env := append(os.Environ(), "SLUICE_FAULTS=", "SLUICE_SINK_BACKOFF_MIN=10ms", "SLUICE_SINK_BACKOFF_MAX=50ms", "SLUICE_QUEUE_MAX_BYTES=0")
 
+	svcEnv := append(env[:len(env):len(env)], o.Env...)
 	args := []string{"run"}
 	if o.CPUProfile != "" {
 		args = []string{"bench-run", "--cpuprofile", o.CPUProfile}
 	}
 	args = append(args, "--socket", sock, "--framing", o.Framing, "--data-dir", filepath.Join(dir, "data"),
 		"--listen", "127.0.0.1:0", "--admin", "off", "--log-format", "json")
-	svc, err := startChild(o.Exe, args, env, filepath.Join(dir, "run.log"))
+	svc, err := startChild(o.Exe, args, svcEnv, filepath.Join(dir, "run.log"))
 	if err != nil {
 		return res, err
 	}
@@ -126,6 +138,10 @@ func EndToEnd(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 		dargs = append(dargs, "--framing", o.Framing)
 	}
 	var rss []float64
+	cpu0, err := ReadCPU(svc.cmd.Process.Pid)
+	if err != nil {
+		return res, fmt.Errorf("perf: sluice run's CPU time: %w", err)
+	}
 	start := time.Now()
 	drainer, err := startChild(o.Exe, dargs, env, filepath.Join(dir, "drain.log"))
 	if err != nil {
@@ -158,6 +174,14 @@ func EndToEnd(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 				rss = append(rss, float64(st.VmRSS))
 			}
 		}
+	}
+	cpu1, err := ReadCPU(svc.cmd.Process.Pid)
+	if err == nil {
+		res.SluiceCPU = cpu1 - cpu0
+		res.DrainCPU, err = ReadCPU(drainer.cmd.Process.Pid)
+	}
+	if err != nil {
+		return res, fmt.Errorf("perf: CPU time: %w", err)
 	}
 	st, err := ReadStatus(svc.cmd.Process.Pid)
 	if err != nil {

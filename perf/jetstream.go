@@ -109,6 +109,7 @@ type JetStreamResult struct {
 	Messages   int
 	PubElapsed time.Duration
 	ConElapsed time.Duration
+	ConCPU     time.Duration // CPU time of this process (server and consumer) while consuming
 }
 
 // PublishPerSec is the async publish rate in messages per second.
@@ -123,10 +124,12 @@ func (r JetStreamResult) ConsumePerSec() float64 { return float64(r.Messages) / 
 // queue.Open): the rate of publishing msgs messages of one recordSize-byte
 // record each (async, at most 4096 pending), then the rate of consuming them
 // with sluice's ack policy: Fetch(500, 200ms) and one Ack per message.
-func RawJetStream(ctx context.Context, dir string, msgs, recordSize int) (JetStreamResult, error) {
+// syncAlways runs the server with queue.sync: always (an fsync before each
+// publish is acknowledged) instead of the default interval.
+func RawJetStream(ctx context.Context, dir string, msgs, recordSize int, syncAlways bool) (JetStreamResult, error) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := queue.Options{Logger: logger}.WithDefaults()
-	emb, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0", Logger: logger})
+	emb, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0", Logger: logger, SyncAlways: syncAlways})
 	if err != nil {
 		return JetStreamResult{}, err
 	}
@@ -158,6 +161,7 @@ func RawJetStream(ctx context.Context, dir string, msgs, recordSize int) (JetStr
 		return res, fmt.Errorf("perf: consumer: %w", err)
 	}
 	got := 0
+	cpu0 := selfCPU()
 	start = time.Now()
 	lastProgress := start
 	for got < msgs {
@@ -186,5 +190,6 @@ func RawJetStream(ctx context.Context, dir string, msgs, recordSize int) (JetStr
 		}
 	}
 	res.ConElapsed = time.Since(start)
+	res.ConCPU = selfCPU() - cpu0
 	return res, nil
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // Status holds the memory fields of /proc/PID/status, in bytes.
@@ -57,4 +59,50 @@ func ReadStatus(pid int) (Status, error) {
 		return Status{}, err
 	}
 	return ParseStatus(bytes.NewReader(b))
+}
+
+// clockTicks is USER_HZ, the unit of the times in /proc/PID/stat: 100 on
+// every Linux architecture sluice runs on.
+const clockTicks = 100
+
+// ParseCPU returns the CPU time (user + system) of a /proc/PID/stat line.
+// The second field (the command name, in parentheses) may hold spaces and
+// parentheses itself, so the fields are counted from its last ')'.
+func ParseCPU(stat []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("perf: /proc stat: no command name in %q", stat)
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	// After the name: state(3) ... utime(14) stime(15), so indexes 11, 12.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("perf: /proc stat: %d fields after the name, want at least 13", len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("perf: /proc stat: bad CPU time %q", s)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// ReadCPU returns the CPU time a process has used so far.
+func ReadCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return ParseCPU(b)
+}
+
+// selfCPU returns the CPU time this process has used so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

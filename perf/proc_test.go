@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-dev/sluice/perf"
 )
@@ -61,5 +62,37 @@ func TestCPUModel(t *testing.T) {
 	}
 	if got := perf.CPUModel(strings.NewReader("processor\t: 0\nHardware\t: BCM2835\n")); got != "" {
 		t.Fatalf("CPUModel without a model name = %q; want empty", got)
+	}
+}
+
+func TestParseCPU(t *testing.T) {
+	// A command name with a space and a parenthesis, utime 250 and stime
+	// 50 ticks: 3 s.
+	line := "4242 (sluice (x) run) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 12 0 100 1000 200\n"
+	got, err := perf.ParseCPU([]byte(line))
+	if err != nil || got != 3*time.Second {
+		t.Fatalf("ParseCPU = %v, %v; want 3s", got, err)
+	}
+	for _, bad := range []string{"4242 sluice S 1", "4242 (sluice) S 1 2 3", "4242 (sluice) S 1 4242 4242 0 -1 4194560 1000 0 0 0 x 50 0"} {
+		if _, err := perf.ParseCPU([]byte(bad)); err == nil {
+			t.Errorf("ParseCPU(%q) accepted it", bad)
+		}
+	}
+	// Spin until this process has used at least one tick (10 ms).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		self, err := perf.ReadCPU(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if self > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ReadCPU(self) stayed 0 after 5 s of spinning")
+		}
+		for i := 0; i < 1e6; i++ {
+			_ = strings.Repeat("x", i%3)
+		}
 	}
 }

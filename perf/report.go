@@ -58,6 +58,8 @@ const (
 	UnitMB      = "MB/s"
 	UnitMiB     = "MiB"
 	UnitRatio   = "x"
+	UnitCPU     = "CPU-s/M"
+	UnitMs      = "ms"
 )
 
 func newReport(o Options) *Report {
@@ -75,6 +77,8 @@ func newReport(o Options) *Report {
 	row(KeySocketMB, "raw unix socket, 64 KiB writes (process to process)", UnitMB)
 	row(KeyJSPublish, "raw JetStream publish, async, 4096 pending, 1 rec/msg", UnitMsgs)
 	row(KeyJSConsume, "raw JetStream consume, Fetch(500) + Ack each, 1 rec/msg", UnitMsgs)
+	row(KeyJSPublishSync, "raw JetStream publish as above, queue.sync: always", UnitMsgs)
+	row(KeyJSConsumeSync, "raw JetStream consume as above, queue.sync: always", UnitMsgs)
 	for _, c := range e2eCases {
 		row(c.key, c.name, UnitRecords)
 	}
@@ -82,12 +86,27 @@ func newReport(o Options) *Report {
 		row(c.key+"_rss_peak", c.name+": RSS peak (VmHWM)", UnitMiB)
 		row(c.key+"_rss_steady", c.name+": RSS steady (median VmRSS)", UnitMiB)
 	}
+	for _, l := range []struct{ key, name string }{{KeyLatLines, "lines"}, {KeyLatAcked, "acked"}} {
+		row(l.key+"_sustained", fmt.Sprintf("sustained %s, 100 rec/msg, publishing while draining", l.name), UnitRecords)
+		for _, q := range []string{"p50", "p99", "max"} {
+			row(l.key+"_"+q, fmt.Sprintf("latency %s, 100 rec/msg at 50%% of the sustained rate: %s", l.name, q), UnitMs)
+		}
+	}
+	row(KeyJSConsumeCPU, "raw JetStream consume: CPU per M msgs (server + consumer)", UnitCPU)
+	for _, c := range e2eCases {
+		row(c.key+"_cpu_sluice", c.name+": sluice run CPU per M records (with its server)", UnitCPU)
+		row(c.key+"_cpu_drain", c.name+": drainer CPU per M records", UnitCPU)
+	}
 	row(KeyRatioLines1, "lines 1 rec/msg / raw consume", UnitRatio)
 	row(KeyRatioLines100S, "lines 100 rec/msg / raw socket", UnitRatio)
 	row(KeyRatioLines100C, "lines 100 rec/msg / (raw consume x 100)", UnitRatio)
 	row(KeyRatioAcked1, "acked 1 rec/msg / raw consume", UnitRatio)
 	row(KeyRatioAcked100S, "acked 100 rec/msg / raw socket", UnitRatio)
 	row(KeyRatioAcked100C, "acked 100 rec/msg / (raw consume x 100)", UnitRatio)
+	row(KeyRatioAckedLine, "acked 100 rec/msg / lines 100 rec/msg", UnitRatio)
+	row(KeyRatioFlight, "lines 100 rec/msg, flight recorder on / off", UnitRatio)
+	row(KeyRatioSyncPub, "raw publish, sync always / 1s interval", UnitRatio)
+	row(KeyRatioSyncCon, "raw consume, sync always / 1s interval", UnitRatio)
 	return r
 }
 
@@ -107,11 +126,19 @@ func (r *Report) setNA(key, why string) {
 	r.byKey[key].NA = why
 	r.byKey[key+"_rss_peak"].NA = why
 	r.byKey[key+"_rss_steady"].NA = why
+	r.byKey[key+"_cpu_sluice"].NA = why
+	r.byKey[key+"_cpu_drain"].NA = why
 	prefix := "ratio_" + strings.TrimPrefix(key, "sluice_") + "_"
 	for _, rw := range r.Rows {
 		if strings.HasPrefix(rw.Key, prefix) {
 			rw.NA = why
 		}
+	}
+}
+
+func (r *Report) setLatencyNA(key, why string) {
+	for _, q := range []string{"_sustained", "_p50", "_p99", "_max"} {
+		r.byKey[key+q].NA = why
 	}
 }
 
@@ -137,6 +164,10 @@ func (r *Report) addRatios() {
 	r.add(KeyRatioAcked1, ratio(r.last(KeyAcked1), cons))
 	r.add(KeyRatioAcked100S, ratio(r.last(KeyAcked100), sock))
 	r.add(KeyRatioAcked100C, ratio(r.last(KeyAcked100), cons*100))
+	r.add(KeyRatioAckedLine, ratio(r.last(KeyAcked100), r.last(KeyLines100)))
+	r.add(KeyRatioFlight, ratio(r.last(KeyLines100Flight), r.last(KeyLines100)))
+	r.add(KeyRatioSyncPub, ratio(r.last(KeyJSPublishSync), r.last(KeyJSPublish)))
+	r.add(KeyRatioSyncCon, ratio(r.last(KeyJSConsumeSync), r.last(KeyJSConsume)))
 }
 
 // Row returns the row with key, or nil.
@@ -177,12 +208,20 @@ func (r *Report) finish() {
 		}
 	}
 	r.Targets = []Target{
-		check("1 rec/msg end to end (lines) vs raw JetStream consume, same run", ">= 0.9", UnitRatio,
-			med(KeyRatioLines1), func(v float64) bool { return v >= 0.9 }),
+		check("1 rec/msg end to end (lines) vs raw JetStream consume, same run", ">= 0.95", UnitRatio,
+			med(KeyRatioLines1), func(v float64) bool { return v >= 0.95 }),
+		check("100 rec/msg end to end, acked vs lines, same run", ">= 0.85", UnitRatio,
+			med(KeyRatioAckedLine), func(v float64) bool { return v >= 0.85 }),
 		check(fmt.Sprintf("100 rec/msg end to end, lines, validate-only (%d CPUs)", r.Machine.NProc), ">= 1,000,000", UnitRecords,
 			med(KeyLines100), func(v float64) bool { return v >= 1e6 }),
-		check("peak RSS of sluice run, default limits (max over all cases and reps)", "<= 64", UnitMiB,
-			peak, func(v float64) bool { return v <= 64 }),
+		check("flight recorder on, lines 100 rec/msg, vs off, same run", ">= 0.95", UnitRatio,
+			med(KeyRatioFlight), func(v float64) bool { return v >= 0.95 }),
+		check("p99 latency, lines, 100 rec/msg at 50% of max rate", "<= 10", UnitMs,
+			med(KeyLatLines+"_p99"), func(v float64) bool { return v <= 10 }),
+		check("p99 latency, acked, 100 rec/msg at 50% of max rate", "<= 25", UnitMs,
+			med(KeyLatAcked+"_p99"), func(v float64) bool { return v <= 25 }),
+		check("peak RSS of sluice run with its embedded server, default limits (max over all cases and reps)", "<= 128", UnitMiB,
+			peak, func(v float64) bool { return v <= 128 }),
 	}
 }
 
@@ -193,6 +232,8 @@ func FormatValue(v float64, unit string) string {
 		return group(int64(math.Round(v)))
 	case UnitRatio:
 		return strconv.FormatFloat(v, 'f', 3, 64)
+	case UnitCPU:
+		return strconv.FormatFloat(v, 'f', 2, 64)
 	default:
 		return strconv.FormatFloat(v, 'f', 1, 64)
 	}

@@ -319,7 +319,7 @@ func (p *Pipeline) handle(ctx context.Context, c *chunk, w *worker) verdict {
 	buf := w.buf[:0]
 	defer func() { w.buf = buf[:0] }()
 	wk := w.proc
-	ri := 0        // the next record of c.recs (records are in message order)
+	ri := 0 // the next record of c.recs (records are in message order)
 	for _, m := range c.msgs {
 		id := m.ID()
 		lo := ri

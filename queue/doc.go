@@ -9,6 +9,14 @@
 // Source implements pipeline.Source (Fetch, Ack, Nak) and
 // pipeline.DeadLetterer; its messages implement pipeline.Message.
 //
+// The consumed stream is a work queue: the server removes a message once it
+// is acknowledged, so the disk holds only what waits for delivery, within
+// the stream's byte limit. A full stream refuses new messages by default
+// (Options.Discard): producers see the error and retry, and nothing they
+// were told was stored is dropped. The dead-letter stream has limits of
+// its own, by bytes and by age (stream.go says why work queue and not
+// interest retention).
+//
 // A message's identity (record.MsgID) is its stream, the stream's epoch and
 // its sequence. The epoch is the stream's creation time, read at Open: a
 // stream deleted and created again numbers its messages from 1 again under

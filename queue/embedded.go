@@ -64,6 +64,10 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		StoreDir:   cfg.DataDir, // the server adds the "jetstream" directory
 		NoSigs:     true,        // signals belong to the sluice process
 		MaxPayload: 8 << 20,
+		// The server's SyncAlways also sets the interval it uses for
+		// its background sync.
+		SyncAlways:   cfg.SyncAlways,
+		SyncInterval: cfg.SyncInterval,
 	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {

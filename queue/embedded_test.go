@@ -216,3 +216,33 @@ func TestConnect_OnReconnect(t *testing.T) {
 		t.Fatalf("OnReconnect not called within %v of the server's restart", stallGuard)
 	}
 }
+
+// TestStartEmbedded_Sync: queue.sync reaches the server: "always" syncs
+// every write, an interval is the background sync's, and the default is
+// DefaultSyncInterval, not the server's own 2 minutes.
+func TestStartEmbedded_Sync(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		opts     queue.EmbeddedOptions
+		always   bool
+		interval time.Duration
+	}{
+		{"default", queue.EmbeddedOptions{}, false, queue.DefaultSyncInterval},
+		{"interval", queue.EmbeddedOptions{SyncInterval: 250 * time.Millisecond}, false, 250 * time.Millisecond},
+		{"always", queue.EmbeddedOptions{SyncAlways: true}, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.opts
+			o.DataDir, o.Listen, o.Logger = t.TempDir(), "127.0.0.1:0", quietLogger()
+			emb, err := queue.StartEmbedded(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer emb.Shutdown()
+			jc := emb.Server().JetStreamConfig()
+			if jc == nil || jc.SyncAlways != tc.always || !tc.always && jc.SyncInterval != tc.interval {
+				t.Fatalf("server's JetStream config %+v; want sync_always %v, interval %v", jc, tc.always, tc.interval)
+			}
+		})
+	}
+}

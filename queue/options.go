@@ -20,6 +20,41 @@ const (
 	DefaultDeadLetterStream  = "DLQ"
 	DefaultAckWait           = 30 * time.Second
 	DefaultMaxAckPending     = 20000
+
+	// DefaultMaxBytes bounds the consumed stream: 1 GiB of messages not
+	// yet acknowledged (acknowledged ones leave it at once).
+	DefaultMaxBytes = 1 << 30
+	// DefaultMaxAge is the consumed stream's age limit: none, because
+	// aging out would remove records that were never delivered.
+	DefaultMaxAge = NoLimit
+	// DefaultDiscard is what a full stream does: refuse new messages.
+	DefaultDiscard = DiscardNew
+	// DefaultDeadLetterMaxBytes bounds the dead-letter stream: 256 MiB.
+	DefaultDeadLetterMaxBytes = 256 << 20
+	// DefaultDeadLetterMaxAge is how long dead letters are kept: 7 days.
+	DefaultDeadLetterMaxAge = 7 * 24 * time.Hour
+	// DefaultDeadLetterDiscard is what a full dead-letter stream does:
+	// refuse new dead letters (their messages are redelivered until there
+	// is room), so that no stored dead letter is dropped for a new one.
+	DefaultDeadLetterDiscard = DiscardNew
+)
+
+// NoLimit, as Options.MaxBytes, MaxAge, DeadLetterMaxBytes or
+// DeadLetterMaxAge (any negative value does), means no limit of that kind.
+const NoLimit = -1
+
+// Discard is what a stream that reached one of its limits does with the
+// next message.
+type Discard string
+
+const (
+	// DiscardNew refuses the new message: its publisher gets an error
+	// ("maximum bytes exceeded") and can retry later. Nothing stored is
+	// dropped.
+	DiscardNew Discard = "new"
+	// DiscardOld stores the new message and removes the oldest ones to
+	// make room, even when they were never consumed.
+	DiscardOld Discard = "old"
 )
 
 // EmbeddedOptions configures StartEmbedded. The zero value of each field
@@ -31,10 +66,24 @@ type EmbeddedOptions struct {
 	// Listen is the client address, host:port; port 0 picks a free port.
 	// "": DefaultListen.
 	Listen string
+	// SyncAlways makes the server fsync every write to its store before it
+	// acknowledges a publish: a power loss then loses nothing a producer
+	// was told was stored, at a cost in publish rate (see the README).
+	// False: the store is synced every SyncInterval, and a power loss may
+	// lose what was written since the last sync.
+	SyncAlways bool
+	// SyncInterval is how often the store is synced when SyncAlways is
+	// false. Zero: DefaultSyncInterval.
+	SyncInterval time.Duration
 	// Logger receives the server's logs (component=nats-server) and the
 	// queue's. nil: slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultSyncInterval is EmbeddedOptions.SyncInterval's default: the
+// longest a power loss can take back of what producers were told was
+// stored. (The server's own default is 2 minutes.)
+const DefaultSyncInterval = time.Second
 
 // WithDefaults returns o with every zero field replaced by its default.
 func (o EmbeddedOptions) WithDefaults() EmbeddedOptions {
@@ -43,6 +92,9 @@ func (o EmbeddedOptions) WithDefaults() EmbeddedOptions {
 	}
 	if o.Listen == "" {
 		o.Listen = DefaultListen
+	}
+	if o.SyncInterval <= 0 {
+		o.SyncInterval = DefaultSyncInterval
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -123,6 +175,48 @@ type Options struct {
 	// 0 (or negative): DefaultMaxAckPending.
 	MaxAckPending int
 
+	// The consumed stream is a work queue: a message leaves it once
+	// acknowledged. These limits bound what waits in it (0: the default;
+	// negative, such as NoLimit: none); an existing stream must have them
+	// (see Migrate).
+	//
+	// MaxBytes bounds the stored messages' bytes. 0: DefaultMaxBytes.
+	MaxBytes int64
+	// MaxAge removes messages older than this, consumed or not.
+	// 0: DefaultMaxAge (none).
+	MaxAge time.Duration
+	// Discard is what the stream does when full. "": DefaultDiscard.
+	Discard Discard
+	// DeadLetterMaxBytes bounds the dead-letter stream's bytes.
+	// 0: DefaultDeadLetterMaxBytes.
+	DeadLetterMaxBytes int64
+	// DeadLetterMaxAge removes dead letters older than this.
+	// 0: DefaultDeadLetterMaxAge.
+	DeadLetterMaxAge time.Duration
+	// DeadLetterDiscard is what the dead-letter stream does when full.
+	// "": DefaultDeadLetterDiscard.
+	DeadLetterDiscard Discard
+	// Migrate lets Open bring existing streams that differ from these
+	// options (created by an earlier version, or edited by hand) to them,
+	// logging each change: limits are updated in place, and a consumed
+	// stream with another retention policy is deleted and created again
+	// (a new epoch), but only once its consumer has acknowledged every
+	// message in it. Open never drops a stored message to migrate. false:
+	// a difference is an error wrapping ErrStreamMismatch that lists it.
+	Migrate bool
+	// Bind makes Open create nothing: the stream, the dead-letter stream
+	// and the consumer must exist (created by an operator, e.g. with the
+	// nats CLI or Terraform) and are checked; a missing one, or one whose
+	// subjects, retention, ack policy or limits differ, is an error naming
+	// both values. false: Open creates what is missing.
+	Bind bool
+	// Replicas is the streams' replica count on a JetStream cluster (1, 3
+	// or 5; at most the cluster's size). 0: 1.
+	Replicas int
+	// Storage is the streams' storage, StorageFile or StorageMemory (lost
+	// when the server restarts). "": StorageFile.
+	Storage Storage
+
 	// Logger receives the source's logs. nil: slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the source's metrics. nil: they are not
@@ -134,12 +228,28 @@ type Options struct {
 	DisablePrefetch bool
 }
 
-// WithDefaults returns o with every zero field replaced by its default.
-// Registerer stays nil (no registration) and Subjects is copied, so the
-// result shares nothing with o's caller.
+// Storage is where the streams keep their messages.
+type Storage string
+
+// The storages.
+const (
+	StorageFile   Storage = "file"
+	StorageMemory Storage = "memory"
+)
+
+// WithDefaults returns o with every zero field replaced by its default and
+// every negative stream limit by NoLimit. Registerer stays nil (no
+// registration) and Subjects is copied, so the result shares nothing with
+// o's caller.
 func (o Options) WithDefaults() Options {
 	if o.Stream == "" {
 		o.Stream = DefaultStream
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.Storage == "" {
+		o.Storage = StorageFile
 	}
 	if len(o.Subjects) == 0 {
 		o.Subjects = []string{DefaultSubject}
@@ -161,8 +271,29 @@ func (o Options) WithDefaults() Options {
 	if o.MaxAckPending <= 0 {
 		o.MaxAckPending = DefaultMaxAckPending
 	}
+	o.MaxBytes = limitOr(o.MaxBytes, DefaultMaxBytes)
+	o.MaxAge = limitOr(o.MaxAge, DefaultMaxAge)
+	o.DeadLetterMaxBytes = limitOr(o.DeadLetterMaxBytes, DefaultDeadLetterMaxBytes)
+	o.DeadLetterMaxAge = limitOr(o.DeadLetterMaxAge, DefaultDeadLetterMaxAge)
+	if o.Discard == "" {
+		o.Discard = DefaultDiscard
+	}
+	if o.DeadLetterDiscard == "" {
+		o.DeadLetterDiscard = DefaultDeadLetterDiscard
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
 	return o
+}
+
+// limitOr is v with 0 replaced by def and any negative value by NoLimit.
+func limitOr[T int64 | time.Duration](v, def T) T {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return NoLimit
+	}
+	return v
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,6 +76,11 @@ const maxPullExpiry = time.Second
 // lone message by at most this much.
 const lingerGap = time.Millisecond
 
+// errCodeWorkQueueOneConsumer is JetStream's error for a second consumer
+// on a work-queue stream ("multiple non-filtered consumers not allowed on
+// workqueue stream").
+const errCodeWorkQueueOneConsumer jetstream.ErrorCode = 10099
+
 // maxReasonLen caps the Sluice-Reason header.
 const maxReasonLen = 1024
 
@@ -121,15 +125,22 @@ type pull struct {
 
 // Open prepares JetStream for consumption and returns a Source:
 //
-//   - the stream opts.Stream capturing opts.Subjects (file storage), created
-//     when missing; an existing stream with other subjects is an error
-//     wrapping ErrStreamMismatch, never changed silently;
+//   - the stream opts.Stream capturing opts.Subjects: file storage,
+//     work-queue retention (a message leaves the stream once acknowledged),
+//     opts.MaxBytes, opts.MaxAge and opts.Discard; created when missing;
 //   - the dead-letter stream opts.DeadLetterStream capturing only
-//     opts.DeadLetterSubject, created when missing; a dead-letter subject
-//     that the consumed subjects capture is an error wrapping
-//     ErrDeadLetterConsumed;
+//     opts.DeadLetterSubject: file storage, limits retention,
+//     opts.DeadLetterMaxBytes, DeadLetterMaxAge and DeadLetterDiscard;
+//     created when missing; a dead-letter subject that the consumed
+//     subjects capture is an error wrapping ErrDeadLetterConsumed;
 //   - the durable pull consumer opts.Consumer (explicit acks, opts.AckWait,
 //     opts.MaxAckPending, deliver all), created or updated.
+//
+// An existing stream with other subjects is an error wrapping
+// ErrStreamMismatch, and so is one with another retention, discard policy
+// or limits (one an earlier version created, say): the error lists each
+// difference and how to migrate. With opts.Migrate set, Open migrates such
+// a stream instead, never dropping a stored message (see Options.Migrate).
 //
 // Open reads the stream's creation time, the epoch that every fetched
 // message's ID carries. Zero fields of opts take their defaults
@@ -140,36 +151,49 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Source, error) {
 	if err := checkSubjects(cfg); err != nil {
 		return nil, err
 	}
+	if err := checkDiscard("queue.discard", cfg.Discard); err != nil {
+		return nil, err
+	}
+	if err := checkDiscard("queue.dead_letter_discard", cfg.DeadLetterDiscard); err != nil {
+		return nil, err
+	}
+	if err := checkStorage(cfg.Storage); err != nil {
+		return nil, err
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("queue: JetStream client: %w", err)
 	}
-	stream, err := ensureStream(ctx, js, jetstream.StreamConfig{
-		Name:        cfg.Stream,
-		Description: "sluice input",
-		Subjects:    cfg.Subjects,
-		Storage:     jetstream.FileStorage,
-	}, "queue.subjects", false)
+	log := cfg.Logger.With(obs.KeyComponent, component)
+	stream, err := ensureStream(ctx, js, inputSpec(cfg), cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := ensureStream(ctx, js, jetstream.StreamConfig{
-		Name:        cfg.DeadLetterStream,
-		Description: "sluice dead letters: records that failed processing, with the reason in the Sluice-Reason header",
-		Subjects:    []string{cfg.DeadLetterSubject},
-		Storage:     jetstream.FileStorage,
-	}, "queue.dead_letter_subject", true); err != nil {
+	if _, err := ensureStream(ctx, js, deadLetterSpec(cfg), cfg, log); err != nil {
 		return nil, err
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
+	ccfg := jetstream.ConsumerConfig{
 		Durable:       cfg.Consumer,
 		Description:   "sluice",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
 		MaxAckPending: cfg.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	}
+	var cons jetstream.Consumer
+	if cfg.Bind {
+		cons, err = bindConsumer(ctx, js, cfg, ccfg)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		cons, err = js.CreateOrUpdateConsumer(ctx, cfg.Stream, ccfg)
+	}
 	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWorkQueueOneConsumer {
+			return nil, fmt.Errorf("queue: create durable consumer %q on stream %q: %w (the stream is a work queue, which allows one consumer: every sluice instance must use the same queue.consumer; remove the other consumer with nats consumer rm %s NAME if it is no longer used)", cfg.Consumer, cfg.Stream, err, cfg.Stream)
+		}
 		return nil, fmt.Errorf("queue: create durable consumer %q on stream %q: %w (an existing consumer of that name with another delivery policy or a push consumer cannot be reused; set queue.consumer)", cfg.Consumer, cfg.Stream, err)
 	}
 	s := &Source{
@@ -183,7 +207,13 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Source, error) {
 		epoch:    epochOf(stream.CachedInfo()),
 		prefetch: !cfg.DisablePrefetch,
 	}
-	s.log.Info("consuming", obs.KeyEpoch, s.epoch, obs.KeySubjects, cfg.Subjects, obs.KeyDeadLetterSubject, cfg.DeadLetterSubject, obs.KeyAckWait, cfg.AckWait, obs.KeyMaxAckPending, cfg.MaxAckPending)
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(newStateCollector(s)); err != nil {
+			return nil, fmt.Errorf("queue: register the connection and backlog metrics: %w", err)
+		}
+	}
+	s.log.Info("consuming", obs.KeyEpoch, s.epoch, obs.KeySubjects, cfg.Subjects, obs.KeyDeadLetterSubject, cfg.DeadLetterSubject, obs.KeyAckWait, cfg.AckWait, obs.KeyMaxAckPending, cfg.MaxAckPending,
+		obs.KeyMaxBytes, formatBytes(maxBytes(cfg.MaxBytes)), obs.KeyMaxAge, formatAge(cfg.MaxAge), obs.KeyDiscard, cfg.Discard)
 	return s, nil
 }
 
@@ -223,6 +253,37 @@ func (s *Source) Last(ctx context.Context) (record.MsgID, error) {
 	return record.MsgID{Stream: s.cfg.Stream, Epoch: s.epoch, Seq: info.State.LastSeq}, nil
 }
 
+// bindConsumer looks up the existing durable consumer (queue.create:
+// false) and checks what sluice relies on: explicit acks, a pull consumer,
+// and the configured ack wait and max ack pending.
+func bindConsumer(ctx context.Context, js jetstream.JetStream, cfg Options, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	cons, err := js.Consumer(ctx, cfg.Stream, cfg.Consumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("%w: durable consumer %q on stream %q does not exist and queue.create is false, so sluice does not create it: create it (pull, ack policy explicit, ack wait %s, max ack pending %d) or set queue.create: true", ErrStreamMismatch, cfg.Consumer, cfg.Stream, want.AckWait, want.MaxAckPending)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: look up durable consumer %q on stream %q: %w", cfg.Consumer, cfg.Stream, err)
+	}
+	have := cons.CachedInfo().Config
+	var diffs []string
+	if have.AckPolicy != want.AckPolicy {
+		diffs = append(diffs, fmt.Sprintf("ack policy %s on the consumer, %s needed (sluice acks each message on its own)", have.AckPolicy, want.AckPolicy))
+	}
+	if have.DeliverSubject != "" {
+		diffs = append(diffs, fmt.Sprintf("a push consumer (deliver subject %q), a pull consumer needed", have.DeliverSubject))
+	}
+	if have.AckWait != want.AckWait {
+		diffs = append(diffs, fmt.Sprintf("queue.ack_wait %s on the consumer, %s configured", have.AckWait, want.AckWait))
+	}
+	if have.MaxAckPending != want.MaxAckPending {
+		diffs = append(diffs, fmt.Sprintf("queue.max_ack_pending %d on the consumer, %d configured", have.MaxAckPending, want.MaxAckPending))
+	}
+	if len(diffs) > 0 {
+		return nil, fmt.Errorf("%w: durable consumer %q on stream %q: %s. With queue.create false sluice changes nothing: fix the consumer, or the configuration to match it", ErrStreamMismatch, cfg.Consumer, cfg.Stream, strings.Join(diffs, "; "))
+	}
+	return cons, nil
+}
+
 // checkSubjects rejects subjects JetStream cannot use and a dead-letter
 // subject the consumed stream would capture.
 func checkSubjects(cfg Options) error {
@@ -243,47 +304,6 @@ func checkSubjects(cfg Options) error {
 		return fmt.Errorf("%w: queue.dead_letter_stream and queue.stream are both %q; dead letters need a stream of their own", ErrBadConfig, cfg.Stream)
 	}
 	return nil
-}
-
-// ensureStream creates the stream want, or checks that the existing one
-// captures the same subjects (or, with dlq, at least the dead-letter
-// subject), and returns it. field names the config field to blame.
-func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, field string, dlq bool) (jetstream.Stream, error) {
-	st, err := js.Stream(ctx, want.Name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		st, err = js.CreateStream(ctx, want)
-		if err == nil {
-			return st, nil
-		}
-		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return nil, fmt.Errorf("queue: create stream %q capturing %v: %w", want.Name, want.Subjects, err)
-		}
-		// Another instance created it first, perhaps differently.
-		st, err = js.Stream(ctx, want.Name)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("queue: look up stream %q: %w (is JetStream enabled on the server?)", want.Name, err)
-	}
-	have := st.CachedInfo().Config.Subjects
-	if dlq {
-		for _, s := range have {
-			if server.SubjectMatchesFilter(want.Subjects[0], s) {
-				return st, nil
-			}
-		}
-		return nil, fmt.Errorf("%w: dead-letter stream %q exists capturing %v, which does not include %s %q; set %s to one of its subjects or point queue.dead_letter_stream at another stream", ErrStreamMismatch, want.Name, have, field, want.Subjects[0], field)
-	}
-	if !sameSet(have, want.Subjects) {
-		return nil, fmt.Errorf("%w: stream %q exists capturing %v, but %s is %v; sluice does not change existing streams: set %s to match, or edit the stream yourself (nats stream edit %s)", ErrStreamMismatch, want.Name, have, field, want.Subjects, field, want.Name)
-	}
-	return st, nil
-}
-
-func sameSet(a, b []string) bool {
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
 
 // Fetch returns up to max messages. It waits at most maxWait for the first

@@ -229,8 +229,8 @@ func TestSource_DeadLetter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := in.CachedInfo().State.Msgs; n != 1 {
-		t.Fatalf("INGEST holds %d messages, want only the original 1", n)
+	if n := in.CachedInfo().State.LastSeq; n != 1 {
+		t.Fatalf("INGEST's last sequence is %d, want only the original message's 1 (no dead letter in it)", n)
 	}
 	expectEmpty(t, e.src, 300*time.Millisecond)
 	if got := metric(t, e.reg, "sluice_queue_dead_letters_total"); got != 2 {
@@ -570,4 +570,53 @@ func TestSource_Faults(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSource_StateMetrics: the connection's state and the consumer's
+// backlog are read at scrape time: messages not yet delivered are
+// pending, delivered and unacknowledged ones ack-pending.
+func TestSource_StateMetrics(t *testing.T) {
+	e := newEnv(t, func(o *queue.Options) { o.DisablePrefetch = true })
+	gauge := func(name string) (float64, bool) {
+		t.Helper()
+		mfs, err := e.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				m := mf.GetMetric()[0]
+				return m.GetGauge().GetValue() + m.GetCounter().GetValue(), true
+			}
+		}
+		return 0, false
+	}
+	want := func(name string, v float64) {
+		t.Helper()
+		if got, ok := gauge(name); !ok || got != v {
+			t.Errorf("%s = %v (present %v), want %v", name, got, ok, v)
+		}
+	}
+	publish(t, e.js, 0, 5)
+	want("sluice_queue_connected", 1)
+	want("sluice_queue_reconnects_total", 0)
+	want("sluice_queue_pending_messages", 5)
+	want("sluice_queue_ack_pending", 0)
+	got := fetchN(t, e.src, 2, false)
+	want("sluice_queue_ack_pending", 2)
+	want("sluice_queue_pending_messages", 3)
+	if err := e.src.Ack(asPipeline(got)); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if v, _ := gauge("sluice_queue_ack_pending"); v != 0 {
+			return fmt.Errorf("ack pending %v after the acks", v)
+		}
+		return nil
+	})
+	e.nc.Close()
+	want("sluice_queue_connected", 0)
+	if _, ok := gauge("sluice_queue_pending_messages"); ok {
+		t.Error("backlog exported while the connection is closed")
+	}
 }

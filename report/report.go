@@ -56,6 +56,15 @@ type Run struct {
 	// Verified says whether drained counts and latencies were measured (the
 	// run read the drainer's output); when false the page omits them.
 	Verified bool
+	// Extra charts are drawn after the standard ones, each with its note
+	// (sluice bench --soak: memory, goroutines, descriptors, disk).
+	Extra []ExtraChart
+}
+
+// ExtraChart is a chart of Run.Extra with the note under it.
+type ExtraChart struct {
+	Chart Chart
+	Note  string
 }
 
 // Charts returns the throughput and latency charts of r, with the events
@@ -133,6 +142,14 @@ func Write(w io.Writer, r Run) error {
 			return err
 		}
 	}
+	var extra []extraSVG
+	for _, x := range r.Extra {
+		var b bytes.Buffer
+		if err := x.Chart.WriteSVG(&b); err != nil {
+			return err
+		}
+		extra = append(extra, extraSVG{SVG: template.HTML(b.String()), Note: x.Note}) // WriteSVG escapes every text
+	}
 	var events []eventRow
 	for _, e := range r.Events {
 		events = append(events, eventRow{strconv.FormatFloat(e.At.Seconds(), 'f', 1, 64) + " s", e.Label})
@@ -148,6 +165,7 @@ func Write(w io.Writer, r Run) error {
 		Latency:    template.HTML(lb.String()),
 		EventRows:  events,
 		SampleN:    len(r.Samples),
+		ExtraSVG:   extra,
 	}
 	if err := page.Execute(w, data); err != nil {
 		return fmt.Errorf("report: %w", err)
@@ -157,6 +175,11 @@ func Write(w io.Writer, r Run) error {
 
 type eventRow struct{ At, Label string }
 
+type extraSVG struct {
+	SVG  template.HTML
+	Note string
+}
+
 type pageData struct {
 	Run
 	StartedStr string
@@ -164,6 +187,7 @@ type pageData struct {
 	Latency    template.HTML
 	EventRows  []eventRow
 	SampleN    int
+	ExtraSVG   []extraSVG
 }
 
 // page is the HTML around the charts. Its one inline script only counts
@@ -198,6 +222,8 @@ svg.chart { display: block; margin-top: 24px; max-width: 100%; height: auto; bor
 <p class="note">Records acknowledged by the queue ("published") {{if .Verified}}and records of this run that appeared in the drainer's output ("drained") {{end}}in each second.{{if .Events}} Dashed lines: the sink reconnected to the drainer.{{end}}</p>
 {{if .Verified}}{{.Latency}}
 <p class="note">Latency is the time from publishing a record to seeing it in the drainer's output files (read every 50 ms), for the records drained in each second. Seconds in which nothing was drained have no point.</p>
+{{end}}{{range .ExtraSVG}}{{.SVG}}
+<p class="note">{{.Note}}</p>
 {{end}}<h2>Reconnects</h2>
 {{if not .Metrics}}<p class="note">Not known: the sink's metrics endpoint could not be read during the run, so reconnects are not marked.</p>
 {{else if .EventRows}}<table class="events"><tr><th>time</th><th>event</th></tr>

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-dev/sluice/perf"
+	"github.com/sluice-dev/sluice/report"
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -17,6 +21,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 		o       perf.Options
 		asJSON  bool
 		saveDir string
+		soak    perf.SoakOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -43,7 +48,14 @@ cannot start with is reported as n/a.
 
 --records N sizes the runs: N records for the 100 rec/msg cases, N/5
 messages for the 1 rec/msg cases and raw JetStream, 10N for the socket.
-The defaults take about 2 minutes on 2 cores.`,
+The defaults take about 2 minutes on 2 cores.
+
+--soak DURATION runs a soak test instead: a producer at --soak-rate, sluice
+run and sluice drain for that long, sampling every second the RSS of both
+processes, sluice's goroutines, the open descriptors of both, and the disk
+used by the queue's data directory and the drainer's output. It prints one
+line per sample and writes an HTML report with the plots (to --save, or
+the current directory). It is not part of the normal test run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exe, err := selfExe()
@@ -54,6 +66,10 @@ The defaults take about 2 minutes on 2 cores.`,
 			o.Progress = g.stderr
 			ctx, stop := signalContext(slog.New(slog.NewTextHandler(g.stderr, nil)))
 			defer stop()
+			if soak.Duration > 0 {
+				soak.Exe, soak.Dir, soak.Progress = exe, o.Dir, g.stdout
+				return runSoak(ctx, g, soak, saveDir)
+			}
 			rep, err := perf.Run(ctx, o)
 			if err != nil {
 				return err
@@ -83,7 +99,40 @@ The defaults take about 2 minutes on 2 cores.`,
 	f.StringVar(&saveDir, "save", "", "also write the table and the JSON to files named by date and machine in this directory (e.g. perf/results)")
 	f.StringVar(&o.Dir, "dir", "", "directory for the runs' temporary files (default: the system's; keep it short for socket paths)")
 	f.StringVar(&o.CPUProfileDir, "cpuprofile", "", "write a CPU profile of every sluice run child to this directory")
+	f.DurationVar(&soak.Duration, "soak", 0, "run a soak test of this length instead of the benchmark (e.g. 60s)")
+	f.Float64Var(&soak.Rate, "soak-rate", 20000, "soak: records per second")
+	f.StringVar(&soak.Framing, "soak-framing", "acked", "soak: lines or acked")
+	f.BoolVar(&soak.FreezeDrainer, "soak-freeze-drainer", false, "soak: SIGSTOP the drainer while the producer runs (SIGCONT at the end)")
 	return cmd
+}
+
+// runSoak runs perf.Soak and writes its HTML report.
+func runSoak(ctx context.Context, g *globals, o perf.SoakOptions, saveDir string) error {
+	fmt.Fprintf(g.stdout, "soak: %s, %.0f records/s, %s framing\n", o.Duration, o.Rate, o.Framing)
+	samples, err := perf.Soak(ctx, o)
+	if err != nil {
+		return err
+	}
+	if saveDir == "" {
+		saveDir = "."
+	}
+	if err := os.MkdirAll(saveDir, 0o755); err != nil {
+		return err
+	}
+	path := filepath.Join(saveDir, fmt.Sprintf("soak-%s.html", time.Now().UTC().Format("20060102T150405Z")))
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := report.Write(f, perf.SoakReport(o, samples)); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stderr, "wrote %s\n", path)
+	return nil
 }
 
 // newBenchReaderCmd is the reader process of bench's raw socket measurement.

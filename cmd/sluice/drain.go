@@ -86,6 +86,7 @@ close frame with the reason.`,
 	f.StringSlice("allow-uid", nil, "only peers with these user ids may connect (drain.allow_uids; repeatable)")
 	f.StringSlice("allow-gid", nil, "only peers with these group ids may connect (drain.allow_gids; repeatable)")
 	f.Bool("write-identity", false, "acked: prefix each output line with stream:seq:index and a tab (drain.write_identity)")
+	f.Bool("write-received", false, "prefix each output line with its receive time (Unix ns) and a tab, for sluice load's latency (drain.write_received)")
 	f.Bool("accept-rewind", false, "acked: accept a queue that went back below what was committed, writing its new messages (drain.accept_rewind); for one start after a rewind")
 	f.StringVar(&metricsAddr, "metrics", "off", "address for the drainer's /metrics, e.g. 127.0.0.1:9465, or off")
 	return cmd
@@ -101,4 +102,5 @@ var drainFlagKeys = flagKeys{
 	"allow-gid":      "drain.allow_gids",
 	"write-identity": "drain.write_identity",
 	"accept-rewind":  "drain.accept_rewind",
+	"write-received": "drain.write_received",
 }

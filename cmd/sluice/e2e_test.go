@@ -178,6 +178,20 @@ func outputCounts(t *testing.T, dirs ...string) map[int]int {
 	return got
 }
 
+// exactlyOnce fails unless out holds each record in [0, total) once.
+func exactlyOnce(t *testing.T, total int, out string) {
+	t.Helper()
+	got := outputCounts(t, out)
+	for n := range total {
+		if got[n] != 1 {
+			t.Fatalf("record %d drained %d times, want exactly once", n, got[n])
+		}
+	}
+	if len(got) != total {
+		t.Fatalf("drained %d distinct records, want %d", len(got), total)
+	}
+}
+
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/drain"
@@ -27,9 +28,12 @@ import (
 
 // embeddedOptions configures the embedded JetStream server.
 func embeddedOptions(cfg *config.Config) queue.EmbeddedOptions {
+	always, interval, _ := config.ParseSync(cfg.Queue.Sync) // checked by Validate
 	return queue.EmbeddedOptions{
-		DataDir: cfg.Queue.DataDir,
-		Listen:  cfg.Queue.Listen,
+		DataDir:      cfg.Queue.DataDir,
+		Listen:       cfg.Queue.Listen,
+		SyncAlways:   always,
+		SyncInterval: interval,
 	}
 }
 
@@ -52,17 +56,37 @@ func connectOptions(cfg *config.Config) queue.ConnectOptions {
 }
 
 // queueOptions configures the source: the streams and the durable consumer.
+// A stream limit of 0 means none in the configuration and the default in
+// queue.Options, so it maps to queue.NoLimit.
 func queueOptions(cfg *config.Config) queue.Options {
 	q := &cfg.Queue
 	return queue.Options{
-		Stream:            q.Stream,
-		Subjects:          append([]string(nil), q.Subjects...),
-		Consumer:          q.Consumer,
-		DeadLetterSubject: q.DeadLetterSubject,
-		DeadLetterStream:  q.DeadLetterStream,
-		AckWait:           q.AckWait,
-		MaxAckPending:     q.MaxAckPending,
+		Stream:             q.Stream,
+		Subjects:           append([]string(nil), q.Subjects...),
+		Consumer:           q.Consumer,
+		DeadLetterSubject:  q.DeadLetterSubject,
+		DeadLetterStream:   q.DeadLetterStream,
+		AckWait:            q.AckWait,
+		MaxAckPending:      q.MaxAckPending,
+		MaxBytes:           noLimitIfZero(int64(q.MaxBytes)),
+		MaxAge:             noLimitIfZero(q.MaxAge),
+		Discard:            queue.Discard(q.Discard),
+		DeadLetterMaxBytes: noLimitIfZero(int64(q.DeadLetterMaxBytes)),
+		DeadLetterMaxAge:   noLimitIfZero(q.DeadLetterMaxAge),
+		DeadLetterDiscard:  queue.Discard(q.DeadLetterDiscard),
+		Migrate:            q.Migrate,
+		Bind:               !q.Create,
+		Replicas:           q.Replicas,
+		Storage:            queue.Storage(q.Storage),
 	}
+}
+
+// noLimitIfZero maps a configured limit of 0 (none) to queue.NoLimit.
+func noLimitIfZero[T int64 | time.Duration](v T) T {
+	if v == 0 {
+		return queue.NoLimit
+	}
+	return v
 }
 
 // pipelineOptions configures the worker pool.
@@ -192,6 +216,7 @@ func drainOptions(cfg *config.Config) (drain.Options, error) {
 		PeerGIDs:      gids,
 		WriteIdentity: d.WriteIdentity,
 		AcceptRewind:  d.AcceptRewind,
+		WriteReceived: d.WriteReceived,
 	}, nil
 }
 

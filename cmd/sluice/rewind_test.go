@@ -14,20 +14,6 @@ import (
 	"github.com/sluice-dev/sluice/drain"
 )
 
-// exactlyOnce fails unless out holds each record in [0, total) once.
-func exactlyOnce(t *testing.T, total int, out string) {
-	t.Helper()
-	got := outputCounts(t, out)
-	for n := range total {
-		if got[n] != 1 {
-			t.Fatalf("record %d drained %d times, want exactly once", n, got[n])
-		}
-	}
-	if len(got) != total {
-		t.Fatalf("drained %d distinct records, want %d", len(got), total)
-	}
-}
-
 // runBatch starts the service, publishes records [from, to) one per
 // message, waits until out holds all of [0, to) and every message is
 // acked, and stops the service.

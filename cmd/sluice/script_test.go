@@ -13,9 +13,14 @@ import (
 //
 // With SLUICE_TEST_MAIN=1 in the environment the test binary runs Main
 // directly: crash tests re-execute it as real sluice processes to kill -9.
+// With SLUICE_TEST_ACK_FIRST_DRAINER=1 it is a broken drainer for the
+// conformance tests (conformance_test.go).
 func TestMain(m *testing.M) {
 	if os.Getenv("SLUICE_TEST_MAIN") == "1" {
 		os.Exit(Main(os.Args[1:]))
+	}
+	if os.Getenv("SLUICE_TEST_ACK_FIRST_DRAINER") == "1" {
+		os.Exit(ackFirstDrainer(os.Args[1], os.Args[2]))
 	}
 	testscript.Main(m, map[string]func(){
 		"sluice": func() { os.Exit(Main(os.Args[1:])) },

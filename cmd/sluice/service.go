@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"runtime/debug"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +50,7 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 		}
 	}()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), obs.FaultCollector{})
+	applyMemoryLimit(cfg, logger)
 	if err := fault.ApplyAll(cfg.Faults); err != nil {
 		return nil, err
 	}
@@ -121,6 +124,37 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 // notify receives the sink's anomalies (reconnects, write errors, ack
 // timeouts) and asks the flight recorder, if on, for a dump. It never
 // blocks.
+// Auto memory limits of runtime.memory_limit: with the embedded server the
+// process holds its caches too.
+const (
+	autoMemoryLimitEmbedded = 96 << 20
+	autoMemoryLimitExternal = 48 << 20
+)
+
+// memoryLimit is the runtime's soft memory limit for cfg, in bytes.
+func memoryLimit(cfg *config.Config) int64 {
+	switch {
+	case cfg.Runtime.MemoryLimit > 0:
+		return int64(cfg.Runtime.MemoryLimit)
+	case cfg.Queue.URL == "":
+		return autoMemoryLimitEmbedded
+	default:
+		return autoMemoryLimitExternal
+	}
+}
+
+// applyMemoryLimit sets the Go runtime's soft memory limit from
+// runtime.memory_limit, unless GOMEMLIMIT is set.
+func applyMemoryLimit(cfg *config.Config, logger *slog.Logger) {
+	if env := os.Getenv("GOMEMLIMIT"); env != "" {
+		logger.Info("memory limit from GOMEMLIMIT", obs.KeyLimit, env)
+		return
+	}
+	limit := memoryLimit(cfg)
+	debug.SetMemoryLimit(limit)
+	logger.Debug("memory limit set", obs.KeyLimit, config.ByteSize(limit).String())
+}
+
 // positions is where the queue stands, for the drainer's rewind check in
 // each HELLO.
 func (s *service) positions(ctx context.Context) ([]wire.StreamPosition, error) {
