@@ -27,6 +27,12 @@ type Options struct {
 	// message: it is dead-lettered whole with reason max_deliver and acked,
 	// so that it never cycles through redelivery. 0: 10.
 	MaxDeliver int
+	// Ordered hands chunks to the sink in the order they came off the
+	// queue (processing still runs on every worker at once), so that
+	// records reach the drainer in queue order, and hence in order per any
+	// key; see README "Ordering" for what redeliveries do. false: no
+	// ordering between chunks.
+	Ordered    bool
 	Logger     *slog.Logger          // nil: slog.Default()
 	Registerer prometheus.Registerer // nil: a private registry
 }

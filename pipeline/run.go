@@ -38,7 +38,8 @@ type Pipeline struct {
 	log  *slog.Logger
 	m    *metrics
 	bud  *budget
-	out  *outcomes // the settler's inbox
+	out  *outcomes  // the settler's inbox
+	seq  *sequencer // Options.Ordered: the order of hand-overs to the sink; nil otherwise
 
 	running atomic.Bool
 
@@ -60,7 +61,7 @@ type Pipeline struct {
 // sink never returns ErrTooLarge.
 func New(src Source, dlq DeadLetterer, proc Processor, sink Sink, opts Options) *Pipeline {
 	opts = opts.WithDefaults()
-	return &Pipeline{
+	p := &Pipeline{
 		src: src, dlq: dlq, proc: proc, sink: sink, opts: opts,
 		log:     opts.Logger.With(obs.KeyComponent, "pipeline"),
 		m:       newMetrics(opts.Registerer),
@@ -68,6 +69,10 @@ func New(src Source, dlq DeadLetterer, proc Processor, sink Sink, opts Options) 
 		out:     newOutcomes(),
 		pending: map[*chunk]struct{}{},
 	}
+	if opts.Ordered {
+		p.seq = newSequencer()
+	}
+	return p
 }
 
 // Progress returns a counter that grows every time a chunk of work is
@@ -92,6 +97,9 @@ type chunk struct {
 	// done is the sink's done for this chunk: it hands the sink's outcome
 	// to the settler. Made at the first Send.
 	done func(error)
+	// ticket is the chunk's place in the order of hand-overs to the sink
+	// (Options.Ordered only; see sequencer).
+	ticket uint64
 	// settled is set by the settler once it has carried out a verdict;
 	// owned by the settler.
 	settled bool
@@ -246,6 +254,9 @@ func (p *Pipeline) dispatch(ctx context.Context, msgs []Message, work chan<- *ch
 // has ended nothing more is given to the workers: c goes to the settler to
 // be nak'ed instead, and so does every later chunk of the batch.
 func (p *Pipeline) handOver(ctx context.Context, work chan<- *chunk, c *chunk) {
+	if p.seq != nil {
+		c.ticket = p.seq.ticket()
+	}
 	c.in = int64(len(c.recs))
 	p.bud.add(c.in, c.bytes)
 	p.m.inflightRecs.Add(float64(c.in))
@@ -256,6 +267,9 @@ func (p *Pipeline) handOver(ctx context.Context, work chan<- *chunk, c *chunk) {
 			return
 		case <-ctx.Done():
 		}
+	}
+	if p.seq != nil {
+		p.seq.finish(c.ticket) // never reaches a worker
 	}
 	p.out.put(c, verdictNak)
 }
@@ -302,6 +316,9 @@ func (p *Pipeline) observe(msgs, recs, bytes int) {
 // will give it.
 func (p *Pipeline) handle(ctx context.Context, c *chunk, w *worker) verdict {
 	c.start = time.Now()
+	if p.seq != nil {
+		defer p.seq.finish(c.ticket)
+	}
 	if err := processPoint.Hit(ctx); err != nil {
 		// An injected error (or close) fails the whole chunk, like a worker
 		// that crashed mid-chunk: its messages are handed back for
@@ -364,6 +381,11 @@ func (p *Pipeline) handle(ctx context.Context, c *chunk, w *worker) verdict {
 	p.m.recordsIn.Add(float64(processed))
 	p.m.recordsDropped.Add(float64(dropped))
 	c.recs = out
+	if p.seq != nil {
+		if err := p.seq.turn(ctx, c.ticket); err != nil {
+			return verdictNak // shutdown deadline: handed back for redelivery
+		}
+	}
 	return p.send(ctx, c)
 }
 
