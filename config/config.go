@@ -69,6 +69,16 @@ func (c *Config) File() string {
 	return c.src.file
 }
 
+// Origin returns where the field key was set in the config file: the file,
+// line and column, or "" and zeros when it was not set there.
+func (c *Config) Origin(key string) (file string, line, column int) {
+	o, ok := c.src.lookup(key)
+	if !ok || o.source != SourceFile {
+		return "", 0, 0
+	}
+	return c.src.file, o.line, o.column
+}
+
 // Queue configures where records come from.
 type Queue struct {
 	// URL of an external NATS server or cluster (comma-separated). Empty:
@@ -180,6 +190,12 @@ type Pipeline struct {
 	// ShutdownTimeout is how long graceful shutdown waits for in-flight work
 	// before abandoning it for redelivery. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// OrderBy is an expression giving each record's ordering key, like
+	// "user_id" or "subject": records with the same key reach the drainer
+	// in the order they came off the queue (sluice keeps the queue order of
+	// all records, processing still on every worker). Default "": no
+	// ordering promise between messages.
+	OrderBy string `yaml:"order_by"`
 }
 
 // Process configures what the workers do to each record: the strict JSON

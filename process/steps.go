@@ -53,6 +53,10 @@ type Options struct {
 	MaxRecordBytes int
 	// MaxMessageBytes bounds one queue message. 0: 8 MiB.
 	MaxMessageBytes int
+	// OrderBy is the expression of pipeline.order_by, compiled only to
+	// check it (the pipeline keeps queue order when it is set, which holds
+	// for any key). "": none.
+	OrderBy string
 	// Now is the clock behind now(). Nil: time.Now.
 	Now func() time.Time
 }
@@ -143,6 +147,9 @@ func (e *CompileError) Error() string {
 	if e.Line > 0 {
 		pos = fmt.Sprintf(" at %d:%d", e.Line, e.Column)
 	}
+	if e.Step < 0 {
+		return fmt.Sprintf("pipeline.%s: expression %q%s: %s", e.Field, e.Expr, pos, e.Msg)
+	}
 	if e.Expr == "" {
 		return fmt.Sprintf("process.steps[%d].%s: %s", e.Step, e.Field, e.Msg)
 	}
@@ -160,6 +167,12 @@ func compile(opts Options) ([]step, error) {
 			continue
 		}
 		out = append(out, st)
+	}
+	if opts.OrderBy != "" {
+		c := compiler{now: opts.Now}
+		if _, err := c.compile(-1, "order_by", opts.OrderBy); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

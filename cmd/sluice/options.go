@@ -100,6 +100,7 @@ func pipelineOptions(cfg *config.Config) pipeline.Options {
 		MaxInflightBytes:   int64(p.MaxInflightBytes),
 		ShutdownTimeout:    p.ShutdownTimeout,
 		MaxDeliver:         cfg.Queue.MaxDeliver,
+		Ordered:            p.OrderBy != "",
 	}
 }
 
@@ -107,6 +108,7 @@ func pipelineOptions(cfg *config.Config) pipeline.Options {
 func processOptions(cfg *config.Config) process.Options {
 	p := &cfg.Process
 	o := process.Options{
+		OrderBy:         cfg.Pipeline.OrderBy,
 		MaxDepth:        p.MaxDepth,
 		MaxRecordBytes:  int(p.MaxRecordBytes),
 		MaxMessageBytes: int(p.MaxMessageBytes),
@@ -138,6 +140,15 @@ func newProcessor(cfg *config.Config) (*process.Processor, error) {
 	var errs []error
 	for _, e := range flatten(err) {
 		var ce *process.CompileError
+		if errors.As(e, &ce) && ce.Step < 0 {
+			fe := &config.FieldError{Field: "pipeline." + ce.Field, Msg: fmt.Sprintf("expression %q at %d:%d: %s", ce.Expr, ce.Line, ce.Column, ce.Msg)}
+			fe.File, fe.Line, fe.Column = cfg.Origin(fe.Field)
+			if fe.File != "" {
+				fe.Source = config.SourceFile
+			}
+			errs = append(errs, fe)
+			continue
+		}
 		if !errors.As(e, &ce) || ce.Step >= len(cfg.Process.Steps) {
 			errs = append(errs, e)
 			continue

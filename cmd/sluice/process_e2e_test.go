@@ -264,3 +264,61 @@ console.log(lines.length);`, file},
 		}
 	}
 }
+
+// TestService_OrderByKeepsPerKeyOrder: with pipeline.order_by, 8 workers,
+// the acked framing and the real queue and drainer, the records of each of
+// 50 keys reach the drainer in the order they were published, while the
+// records are processed (and transformed) on every worker.
+func TestService_OrderByKeepsPerKeyOrder(t *testing.T) {
+	cfg, dir := testConfig(t)
+	cfg.Sink.Framing = wire.FramingAcked
+	cfg.Pipeline.Workers = 8
+	cfg.Pipeline.OrderBy = "user_id"
+	cfg.Process.Steps = []config.Step{{Set: []config.Pair{{Key: "tag", Value: `upper(string(user_id)) + "-" + string(n)`}}}}
+	out := filepath.Join(dir, "out")
+	startDrainOpts(t, drain.Options{Socket: cfg.Sink.Socket, Out: out, Framing: wire.FramingAcked})
+	svc, stop := startService(t, cfg)
+	js := publisher(t, svc)
+	const msgs, perMsg, keys = 600, 10, 50
+	next := map[int]int{}
+	var futures []jetstream.PubAckFuture
+	for m := range msgs {
+		var b strings.Builder
+		for i := range perMsg {
+			k := (m*7 + i*11) % keys
+			fmt.Fprintf(&b, `{"user_id":%d,"n":%d}`+"\n", k, next[k])
+			next[k]++
+		}
+		f, err := js.PublishAsync("ingest.ordered", []byte(b.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		futures = append(futures, f)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	waitAcks(ctx, t, futures)
+	waitFor(t, 60*time.Second, "every message acked", consumerSettled(t, js, cfg))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	lines := drained(t, out)
+	if len(lines) != msgs*perMsg {
+		t.Fatalf("drained %d records, want %d", len(lines), msgs*perMsg)
+	}
+	seen := map[int]int{}
+	for i, l := range lines {
+		var v struct {
+			UserID int `json:"user_id"`
+			N      int
+			Tag    string
+		}
+		if err := json.Unmarshal(l, &v); err != nil {
+			t.Fatal(err)
+		}
+		if v.N != seen[v.UserID] || v.Tag != fmt.Sprintf("%d-%d", v.UserID, v.N) {
+			t.Fatalf("line %d: %s; key %d's record %d was due", i, l, v.UserID, seen[v.UserID])
+		}
+		seen[v.UserID]++
+	}
+}
