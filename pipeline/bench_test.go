@@ -81,21 +81,21 @@ func BenchmarkPipeline(b *testing.B) {
 			for i := range perMsg {
 				fmt.Fprintf(&sb, "{\"i\":%d,\"pad\":%q}\n", i, strings.Repeat("x", 180))
 			}
-			runPipeline(b, []byte(sb.String()), identity{})
+			runPipeline(b, []byte(sb.String()), identity{}, false)
 		})
 	}
 }
 
 // runPipeline runs b.N messages of payload through the pipeline with proc
-// and a sink that delivers at once.
-func runPipeline(b *testing.B, payload []byte, proc pipeline.Processor) {
+// (and Options.Ordered as ordered) and a sink that delivers at once.
+func runPipeline(b *testing.B, payload []byte, proc pipeline.Processor, ordered bool) {
 	b.Helper()
 	src := &benchSource{all: make(chan struct{}), n: int64(b.N)}
 	for i := range b.N {
 		src.msgs = append(src.msgs, newBenchMsg(uint64(i+1), payload))
 	}
 	p := pipeline.New(src, nil, proc, instantSink{}, pipeline.Options{
-		Workers: 2, FetchWait: time.Millisecond,
+		Workers: 2, FetchWait: time.Millisecond, Ordered: ordered,
 		Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -118,8 +118,9 @@ func runPipeline(b *testing.B, payload []byte, proc pipeline.Processor) {
 
 // BenchmarkPipelineProcessing compares the JSON gate alone with the gate
 // and the three-step transform (filter, set two fields, delete one) on the
-// pipeline's whole path, 100 records a message, 2 workers. One op is one
-// message; the ratio of the two is in process/BENCH.md.
+// pipeline's whole path, 100 records a message, 2 workers, and the
+// transform with Ordered (pipeline.order_by). One op is one message; the
+// ratios are in process/BENCH.md.
 func BenchmarkPipelineProcessing(b *testing.B) {
 	var sb strings.Builder
 	for i := range 100 {
@@ -135,10 +136,11 @@ func BenchmarkPipelineProcessing(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name string
-		proc pipeline.Processor
-	}{{"validate", process.Validator{}}, {"transform", transform}} {
-		b.Run(tc.name, func(b *testing.B) { runPipeline(b, []byte(sb.String()), tc.proc) })
+		name    string
+		proc    pipeline.Processor
+		ordered bool
+	}{{"validate", process.Validator{}, false}, {"transform", transform, false}, {"transform-ordered", transform, true}} {
+		b.Run(tc.name, func(b *testing.B) { runPipeline(b, []byte(sb.String()), tc.proc, tc.ordered) })
 	}
 }
 

@@ -18,7 +18,10 @@ import (
 // is preloaded while no drainer listens (the pipeline fetches and
 // processes up to its in-flight bound, 50,000 records, before the drainer
 // comes, for both), and the clock runs from the drainer's start until
-// every message is acked. One op is one run of 300,000 records of each;
+// every message is acked. Each op runs the gate alone, the transform, and
+// the transform with pipeline.order_by, back to back so that they see the
+// same load, and reports the ratios transform/validate and
+// ordered/transform. One op is one run of 300,000 records of each;
 // run it with -benchtime 1x -count N.
 func BenchmarkEndToEndProcessing(b *testing.B) {
 	const msgs, perMsg = 3000, 100
@@ -33,19 +36,20 @@ func BenchmarkEndToEndProcessing(b *testing.B) {
 		{Set: []config.Pair{{Key: "ingested_at", Value: "now()"}, {Key: "user", Value: "upper(user)"}}},
 		{Delete: []string{"password"}},
 	}
-	// Each op runs the two back to back, so that both see the same load
-	// on a shared machine, and reports their ratio.
 	for range b.N {
-		v := endToEnd(b, nil, payload, msgs*perMsg)
-		x := endToEnd(b, transform, payload, msgs*perMsg)
+		v := endToEnd(b, nil, "", payload, msgs*perMsg)
+		x := endToEnd(b, transform, "", payload, msgs*perMsg)
+		o := endToEnd(b, transform, "user", payload, msgs*perMsg)
 		b.ReportMetric(v, "validate-records/s")
 		b.ReportMetric(x, "transform-records/s")
+		b.ReportMetric(o, "ordered-records/s")
 		b.ReportMetric(x/v, "ratio")
+		b.ReportMetric(o/x, "ordered-ratio")
 	}
 }
 
 // endToEnd runs one measurement and returns its records/s.
-func endToEnd(b *testing.B, steps []config.Step, payload []byte, records int) float64 {
+func endToEnd(b *testing.B, steps []config.Step, orderBy string, payload []byte, records int) float64 {
 	b.Helper()
 	b.StopTimer()
 	defer b.StartTimer()
@@ -53,6 +57,7 @@ func endToEnd(b *testing.B, steps []config.Step, payload []byte, records int) fl
 	msgs := records / perMsg
 	cfg, dir := testConfig(b)
 	cfg.Process.Steps = steps
+	cfg.Pipeline.OrderBy = orderBy
 	cfg.Pipeline.ShutdownTimeout = 10 * time.Second
 	svc, stop := startService(b, cfg)
 	js := publisher(b, svc)
