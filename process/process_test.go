@@ -214,6 +214,7 @@ func TestProcessor_RuntimeErrors(t *testing.T) {
 		{`amount % 0`, `{"amount":1}`, "integer divide by zero"},
 		{`tags[5]`, `{"tags":[1]}`, "out of range"},
 		{`missing.field + 1`, `{}`, "invalid operation"},
+		{`len(map(1..10000000, # * 2))`, `{}`, "memory budget exceeded"}, // expr's run-time limit stays on
 	} {
 		w := newProc(t, process.Step{Set: []process.Assignment{{Path: "x", Expr: tc.expr}}})
 		_, rej, _ := run(t, w, "s", tc.in)
