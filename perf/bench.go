@@ -134,14 +134,12 @@ var e2eCases = []e2eCase{
 }
 
 // TransformConfig is the processing of the transform cases: a filter, a set
-// of two fields and a delete of one, on sluice load's records. It keeps
-// every record and changes each one's size by an amount that depends only
-// on the record, so that the drainer's output size tells when all arrived
-// (see EndToEnd).
+// of two fields by expressions and a delete of one, on sluice load's
+// records. It keeps every record (EndToEnd counts the drainer's lines).
 const TransformConfig = `process:
   steps:
     - filter: 'key != "drop"'
-    - set: {run: 'upper(run)', checked: 'true'}
+    - set: {run: 'upper(run)', next: 'seq + 1'}
     - delete: [tags]
 `
 

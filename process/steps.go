@@ -119,6 +119,9 @@ type setOp struct {
 	src  string
 	prog *vm.Program
 	now  bool // the expression is exactly now(): written without the VM
+	// konst is the JSON of an expression that is a literal (true, 7,
+	// "x", nil), written as it is, without the VM; nil otherwise.
+	konst []byte
 }
 
 type moveOp struct{ from, to []string }
@@ -207,10 +210,15 @@ func compileStep(i int, s Step, now func() time.Time) (step, error) {
 				return st, perr
 			}
 			op := setOp{path: p, src: a.Expr}
-			if isNowCall(a.Expr) {
+			switch k, isConst := constant(a.Expr); {
+			case isNowCall(a.Expr):
 				op.now = true
-			} else if op.prog, err = c.compile(i, "set."+a.Path, a.Expr); err != nil {
-				return st, err
+			case isConst:
+				op.konst = k
+			default:
+				if op.prog, err = c.compile(i, "set."+a.Path, a.Expr); err != nil {
+					return st, err
+				}
 			}
 			st.sets = append(st.sets, op)
 		}
@@ -280,6 +288,32 @@ func isNowCall(src string) bool {
 		return ok && id.Value == "now" && len(n.Arguments) == 0
 	}
 	return false
+}
+
+// constant returns the JSON of src when src is a literal: a string, a
+// number, true, false or nil.
+func constant(src string) ([]byte, bool) {
+	t, err := parser.Parse(src)
+	if err != nil {
+		return nil, false
+	}
+	var v any
+	switch n := t.Node.(type) {
+	case *ast.StringNode:
+		v = n.Value
+	case *ast.IntegerNode:
+		v = n.Value
+	case *ast.FloatNode:
+		v = n.Value
+	case *ast.BoolNode:
+		v = n.Value
+	case *ast.NilNode:
+		v = nil
+	default:
+		return nil, false
+	}
+	b, err := appendJSON(nil, v)
+	return b, err == nil
 }
 
 // compiler compiles one step's expressions, collecting the fields they read.

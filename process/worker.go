@@ -242,9 +242,12 @@ func (w *Worker) run(st *step, base []byte) (bool, error) {
 		}
 		for _, op := range st.sets {
 			lo := len(w.vals)
-			if op.now {
+			switch {
+			case op.now:
 				w.vals = w.appendNow(w.vals)
-			} else {
+			case op.konst != nil:
+				w.vals = append(w.vals, op.konst...)
+			default:
 				v, err := w.vm.Run(op.prog, w.env)
 				if err != nil {
 					return false, stepErr(st.index, kind, fmt.Errorf("%s: %v", pathString(op.path), err))
