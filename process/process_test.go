@@ -3,6 +3,7 @@ package process_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -205,6 +206,34 @@ func TestProcessor_StepsSeeEarlierSteps(t *testing.T) {
 	out, rej, _ := run(t, w, "ingest.s", `{"n":10,"a":{}}`)
 	if want := `{"n":20,"a":{"b":"x"},"c":"xingest.s","z":{"m":21}}`; rej != nil || out != want {
 		t.Fatalf("got %s, %v; want %s", out, rej, want)
+	}
+}
+
+// TestProcessor_OutputsStayValid: an output stays as it was while the
+// worker processes more records into the same buffer, also when a step
+// had to write the edits into the worker's scratch space first (a rename
+// read by a later filter).
+func TestProcessor_OutputsStayValid(t *testing.T) {
+	w := newProc(t,
+		process.Step{Rename: []process.Renaming{{From: "a", To: "b"}}},
+		process.Step{Filter: "b != 0"},
+	)
+	var buf []byte
+	var outs []string
+	var got [][]byte
+	for i := range 50 {
+		out, nbuf, err := w.Process(pipeline.Input{Data: fmt.Appendf(nil, `{"a":%d,"pad":"%s"}`, i+1, strings.Repeat("x", i))}, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf = nbuf
+		got = append(got, out)
+		outs = append(outs, string(out))
+	}
+	for i, o := range got {
+		if want := fmt.Sprintf(`{"pad":"%s","b":%d}`, strings.Repeat("x", i), i+1); string(o) != want || outs[i] != want {
+			t.Fatalf("output %d is now %s (was %s), want %s", i, o, outs[i], want)
+		}
 	}
 }
 

@@ -127,17 +127,20 @@ func (w *Worker) Process(in pipeline.Input, buf []byte) (out, nbuf []byte, err e
 			return nil, buf, nil
 		}
 	}
-	if len(w.edits) == 0 {
+	if len(w.edits) == 0 && &base[0] == &rec[0] {
 		return base[w.g.lo:w.g.hi], buf, nil
 	}
+	// The output goes to buf: a flushed record lives in the worker's
+	// scratch space, which the next record overwrites.
 	need := w.g.hi - w.g.lo + len(w.vals) + 64
 	if cap(buf)-len(buf) < need {
 		// A new array: what buf holds stays where it is, in use.
 		buf = make([]byte, 0, max(blockSize, need, 2*cap(buf)))
 	}
 	start := len(buf)
-	buf, err = w.apply(buf, base, w.g.members, 0, w.allEdits())
-	if err != nil {
+	if len(w.edits) == 0 {
+		buf = append(buf, base[w.g.lo:w.g.hi]...)
+	} else if buf, err = w.apply(buf, base, w.g.members, 0, w.allEdits()); err != nil {
 		return nil, buf[:start], err
 	}
 	return buf[start:len(buf):len(buf)], buf, nil
