@@ -24,8 +24,12 @@ type Case struct {
 	Expect []Expect
 }
 
-// Expect is what should become of one record; exactly one field is set.
+// Expect is what should become of one record: exactly one of Output,
+// Where, Drop and DeadLetter, and optionally Key.
 type Expect struct {
+	// Key is the record's ordering key (pipeline.order_by on the record
+	// as it came in), as fmt.Sprint prints it.
+	Key *string
 	// Output is the exact record delivered.
 	Output *string
 	// Where are expressions over the delivered record's fields, all true.
@@ -47,9 +51,16 @@ type DeadLetterExpect struct {
 type Outcome struct {
 	Output []byte              // delivered bytes, nil when dropped or rejected
 	Reject *pipeline.Rejection // why it was dead-lettered
+	Key    string              // the ordering key, when there is an order_by
+	HasKey bool
 }
 
 func (o Outcome) String() string {
+	if o.HasKey {
+		k := o
+		k.HasKey = false
+		return k.String() + ", key " + o.Key
+	}
 	switch {
 	case o.Reject != nil:
 		return "dead letter: " + o.Reject.Error()
@@ -89,6 +100,12 @@ func (p *Processor) Run(c Case) []Failure {
 					o.Reject = &pipeline.Rejection{Reason: pipeline.ReasonError, Step: -1, Offset: -1, Msg: err.Error()}
 				}
 			}
+			if k, ok, err := w.Key(pipeline.Input{Subject: subject, ID: r.ID, Data: r.Data}); ok {
+				o.HasKey = true
+				if o.Key = fmt.Sprint(k); err != nil {
+					o.Key = "error: " + err.Error()
+				}
+			}
 			got = append(got, o)
 		}
 	}
@@ -113,6 +130,11 @@ func (p *Processor) Run(c Case) []Failure {
 }
 
 func (e Expect) String() string {
+	if e.Key != nil {
+		k := e
+		k.Key = nil
+		return k.String() + ", key " + *e.Key
+	}
 	switch {
 	case e.Output != nil:
 		return "output " + *e.Output
@@ -139,6 +161,9 @@ func (e Expect) String() string {
 // check reports whether o meets e, with a note on why not when there is
 // more to say than the outcome itself.
 func (e Expect) check(o Outcome) (bool, string) {
+	if e.Key != nil && (!o.HasKey || o.Key != *e.Key) {
+		return false, ""
+	}
 	delivered := o.Reject == nil && o.Output != nil
 	switch {
 	case e.Output != nil:

@@ -94,9 +94,10 @@ const (
 	kindDelete
 	kindRename
 	kindReject
+	kindKey // pipeline.order_by, evaluated only by Worker.Key
 )
 
-var kindNames = [...]string{kindFilter: "filter", kindSet: "set", kindDelete: "delete", kindRename: "rename", kindReject: "reject"}
+var kindNames = [...]string{kindFilter: "filter", kindSet: "set", kindDelete: "delete", kindRename: "rename", kindReject: "reject", kindKey: "order_by"}
 
 // step is a compiled Step.
 type step struct {
@@ -160,7 +161,7 @@ func (e *CompileError) Error() string {
 }
 
 // compile compiles the configured steps.
-func compile(opts Options) ([]step, error) {
+func compile(opts Options) ([]step, *step, error) {
 	var errs []error
 	out := make([]step, 0, len(opts.Steps))
 	for i, s := range opts.Steps {
@@ -171,17 +172,20 @@ func compile(opts Options) ([]step, error) {
 		}
 		out = append(out, st)
 	}
+	var key *step
 	if opts.OrderBy != "" {
 		c := compiler{now: opts.Now}
-		if _, err := c.compile(-1, "order_by", opts.OrderBy); err != nil {
+		prog, err := c.compile(-1, "order_by", opts.OrderBy)
+		if err != nil {
 			errs = append(errs, err)
 		}
+		key = &step{kind: kindKey, index: -1, prog: prog, reads: c.reads}
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, nil, errors.Join(errs...)
 	}
 	planFlushes(out)
-	return out, nil
+	return out, key, nil
 }
 
 func compileStep(i int, s Step, now func() time.Time) (step, error) {

@@ -15,6 +15,7 @@ import (
 type Processor struct {
 	opts  Options
 	steps []step
+	key   *step // OrderBy compiled; nil without one
 }
 
 var _ pipeline.Processor = (*Processor)(nil)
@@ -24,11 +25,11 @@ var _ pipeline.Processor = (*Processor)(nil)
 // the position of the error in it.
 func New(opts Options) (*Processor, error) {
 	opts = opts.WithDefaults()
-	steps, err := compile(opts)
+	steps, key, err := compile(opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Processor{opts: opts, steps: steps}, nil
+	return &Processor{opts: opts, steps: steps, key: key}, nil
 }
 
 // CheckMessage rejects a message larger than MaxMessageBytes.
@@ -51,7 +52,34 @@ func (p *Processor) newWorker() *Worker {
 			w.env[r.key] = nil
 		}
 	}
+	if p.key != nil {
+		for _, r := range p.key.reads {
+			w.env[r.key] = nil
+		}
+	}
 	return w
+}
+
+// Key evaluates OrderBy on a record as it came in (sluice test shows it;
+// the pipeline, which keeps the queue order of every record, does not need
+// it). ok is false without an OrderBy.
+func (w *Worker) Key(in pipeline.Input) (key any, ok bool, err error) {
+	if w.p.key == nil {
+		return nil, false, nil
+	}
+	if ge := w.g.scan(in.Data); ge != nil {
+		return nil, true, &pipeline.Rejection{Reason: ge.rule, Step: -1, Rule: ge.rule, Offset: ge.offset, Msg: ge.msg}
+	}
+	w.box.reset()
+	w.subject, w.subjectAny = in.Subject, in.Subject
+	if err := w.load(w.p.key, in.Data); err != nil {
+		return nil, true, err
+	}
+	v, err := w.vm.Run(w.p.key.prog, w.env)
+	if err != nil {
+		return nil, true, stepErr(-1, "order_by", err)
+	}
+	return v, true, nil
 }
 
 // Worker processes records for one goroutine: it owns the gate's index,
@@ -199,24 +227,34 @@ func stepErr(i int, kind string, err error) *pipeline.Rejection {
 	return &pipeline.Rejection{Reason: "step_error", Step: i, Rule: kind, Offset: -1, Msg: err.Error()}
 }
 
+// load puts the subject and the fields st reads from base into the
+// environment.
+func (w *Worker) load(st *step, base []byte) error {
+	if len(st.reads) == 0 && st.prog == nil {
+		return nil
+	}
+	if w.envSubject != w.subject {
+		w.env[subjectName], w.envSubject = w.subjectAny, w.subject
+	}
+	for _, r := range st.reads {
+		raw, ok := w.lookup(base, r.path)
+		var v any
+		if ok {
+			var err error
+			if v, err = decodeIn(&w.box, raw); err != nil {
+				return stepErr(st.index, kindNames[st.kind], fmt.Errorf("read %s: %v", r.key, err))
+			}
+		}
+		w.env[r.key] = v
+	}
+	return nil
+}
+
 // run runs one step; false drops the record.
 func (w *Worker) run(st *step, base []byte) (bool, error) {
 	kind := kindNames[st.kind]
-	if len(st.reads) > 0 || st.prog != nil {
-		if w.envSubject != w.subject {
-			w.env[subjectName], w.envSubject = w.subjectAny, w.subject
-		}
-		for _, r := range st.reads {
-			raw, ok := w.lookup(base, r.path)
-			var v any
-			if ok {
-				var err error
-				if v, err = decodeIn(&w.box, raw); err != nil {
-					return false, stepErr(st.index, kind, fmt.Errorf("read %s: %v", r.key, err))
-				}
-			}
-			w.env[r.key] = v
-		}
+	if err := w.load(st, base); err != nil {
+		return false, err
 	}
 	switch st.kind {
 	case kindFilter, kindReject:

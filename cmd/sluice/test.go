@@ -27,7 +27,7 @@ processing steps, without a queue or a drainer, and prints a diff for each
 case that fails. It exits 0 when every case passes and 1 otherwise.
 
 A test file holds either a process: section (the steps, as in a config
-file) or config: PATH (a config file, relative to the test file, whose
+file, and optionally pipeline: order_by) or config: PATH (a config file, relative to the test file, whose
 process section is tested), an optional now: time (RFC 3339) that now()
 returns, and tests: a list of cases:
 
@@ -47,6 +47,7 @@ returns, and tests: a list of cases:
         - drop: true
         - dead_letter: {reason: negative amount, step: 4}   # also rule:
         - where: ['user == "BO"', 'password == nil']        # expressions
+          key: bo    # with pipeline.order_by: the record's ordering key
 
 See sluice.example.test.yaml.`,
 		Args: cobra.MinimumNArgs(1),
@@ -81,6 +82,7 @@ type testCase struct {
 }
 
 type testExpect struct {
+	Key        *string  `yaml:"key"`
 	Output     *string  `yaml:"output"`
 	Where      []string `yaml:"where"`
 	Drop       bool     `yaml:"drop"`
@@ -149,7 +151,7 @@ func runTestFile(w io.Writer, path string) (ok bool, err error) {
 				what = "the message"
 			}
 			fmt.Fprintf(w, "    %s:\n      want %s\n      got  %s\n", what, fl.Want, fl.Got)
-			if i := firstDiff(fl.Want, fl.Got); i >= 0 && strings.HasPrefix(fl.Want, "output ") && strings.HasPrefix(fl.Got, "output ") {
+			if i := firstDiff(fl.Want, fl.Got); i >= 0 && strings.HasPrefix(fl.Want, "output ") && !strings.HasPrefix(fl.Want, "output where ") && strings.HasPrefix(fl.Got, "output ") {
 				fmt.Fprintf(w, "           %s^ differs from byte %d\n", strings.Repeat(" ", i), i-len("output "))
 			}
 		}
@@ -212,7 +214,7 @@ func testCases(path string, f *ast.File) ([]lineCase, error) {
 			c.Name = fmt.Sprintf("tests[%d]", i)
 		}
 		for j, e := range tc.Expect {
-			x := process.Expect{Output: e.Output, Where: e.Where, Drop: e.Drop}
+			x := process.Expect{Key: e.Key, Output: e.Output, Where: e.Where, Drop: e.Drop}
 			n := 0
 			for _, set := range []bool{e.Output != nil, len(e.Where) > 0, e.Drop, e.DeadLetter != nil} {
 				if set {
