@@ -3,6 +3,7 @@ package process
 import (
 	"fmt"
 	"slices"
+	"unsafe"
 )
 
 // apply writes the object src (whose members the gate indexed) with the
@@ -23,7 +24,14 @@ func (w *Worker) apply(dst, src []byte, members []member, level int, idx []int32
 }
 
 func (w *Worker) applyMarked(dst, src []byte, members []member, level int, idx []int32, touched, matched []bool) ([]byte, error) {
+	// A key's signature (length, first and last byte) rules most pairs
+	// out with one comparison of integers.
 	edits := w.edits
+	sigs := w.sigs[:0]
+	for _, e := range idx {
+		sigs = append(sigs, signature(edits[e].path[level]))
+	}
+	w.sigs = sigs
 	for mi, m := range members {
 		if m.escaped {
 			for ei, e := range idx {
@@ -34,8 +42,9 @@ func (w *Worker) applyMarked(dst, src []byte, members []member, level int, idx [
 			continue
 		}
 		key := src[m.key.lo:m.key.hi]
-		for ei, e := range idx {
-			if name := edits[e].path[level]; len(name) == len(key) && string(key) == name {
+		ks := signature(unsafe.String(unsafe.SliceData(key), len(key)))
+		for ei, sig := range sigs {
+			if sig == ks && string(key) == edits[idx[ei]].path[level] {
 				touched[mi], matched[ei] = true, true
 			}
 		}
@@ -90,6 +99,14 @@ func (w *Worker) applyMarked(dst, src []byte, members []member, level int, idx [
 		}
 	}
 	return append(dst, '}'), nil
+}
+
+// signature packs a key's length and its first and last bytes.
+func signature(k string) uint64 {
+	if len(k) == 0 {
+		return 0
+	}
+	return uint64(len(k))<<16 | uint64(k[0])<<8 | uint64(k[len(k)-1])
 }
 
 func seenBefore(edits []edit, idx []int32, level int, name string) bool {

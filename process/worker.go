@@ -101,9 +101,10 @@ type Worker struct {
 	nowPrefix []byte
 
 	edits []edit
-	vals  []byte  // set values' JSON, referenced by edits
-	idx   []int32 // scratch for apply: edit indexes per level
-	marks []bool  // scratch for apply: members and edits matched, per level
+	vals  []byte   // set values' JSON, referenced by edits
+	idx   []int32  // scratch for apply: edit indexes per level
+	marks []bool   // scratch for apply: members and edits matched, per level
+	sigs  []uint64 // scratch for apply: the signatures of a level's edit keys
 	tmp   [2][]byte
 	flip  int
 }
