@@ -337,6 +337,10 @@ type Flight struct {
 type Admin struct {
 	// Listen address. Default "127.0.0.1:9464"; "off" disables it.
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiling endpoints under /debug/pprof/ (CPU and
+	// heap profiles, goroutine dumps, execution traces): internals that
+	// only someone debugging should reach. Default false.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Log configures logging.

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -326,7 +327,9 @@ func TestLoad_Rejects(t *testing.T) {
 		{"two documents", "log:\n  level: info\n---\nlog:\n  level: debug\n",
 			`sluice.yaml:4:4: only one YAML document is allowed`},
 		{"duplicate key", "pipeline:\n  workers: 2\n  workers: 3\n",
-			`sluice.yaml:3:3: mapping key "workers" already defined at [2:3]`},
+			`sluice.yaml:3:3: pipeline.workers: set twice (first at line 2): keep one`},
+		{"duplicate section", "sink:\n  framing: lines\nsink:\n  socket: x.sock\n",
+			`sluice.yaml:3:1: sink: set twice (first at line 1): keep one`},
 		{"syntax", "queue: [a, b\n",
 			`sluice.yaml:1:8: sequence end token ']' not found`},
 
@@ -676,8 +679,8 @@ func TestKeys_EnvAndSet(t *testing.T) {
 		"string": "zz", "int": "9999", "duration": "3s", "bytes": "3MiB", "mode": "0640", "list": "a,b", "bool": "true",
 	}
 	keys := config.Keys()
-	if len(keys) != 72 {
-		t.Errorf("len(Keys()) = %d, want 72", len(keys))
+	if len(keys) != 73 {
+		t.Errorf("len(Keys()) = %d, want 73", len(keys))
 	}
 	for _, want := range []string{"pipeline.workers int", "queue.subjects list", "faults list", "queue.max_bytes bytes", "queue.migrate bool",
 		"drain.socket_mode mode", "drain.accept_rewind bool", "pipeline.max_inflight_bytes bytes", "queue.tls.ca_file string", "sink.backoff_min duration"} {
@@ -909,4 +912,49 @@ func unjoin(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
+}
+
+// A list given as text splits on commas outside parentheses, so a fault
+// action with several arguments survives SLUICE_FAULTS and --faults.
+func TestSet_ListKeepsParentheses(t *testing.T) {
+	c := config.Default()
+	if err := c.Set("faults", "sink.write.before=delay(1ms,10ms), drain.ack.before=error(0.5)"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"sink.write.before=delay(1ms,10ms)", "drain.ack.before=error(0.5)"}
+	if !slices.Equal(c.Faults, want) {
+		t.Fatalf("faults = %q, want %q", c.Faults, want)
+	}
+}
+
+// A config path that is not a regular file (a FIFO would block forever)
+// is refused at once, naming what it is; a UTF-8 byte-order mark before
+// the YAML is accepted.
+func TestRead_PathAndBOM(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := config.Read(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "named pipe") {
+			t.Fatalf("Read(FIFO) = %v, want a refusal naming the named pipe", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read(FIFO) blocked")
+	}
+	if _, err := config.Read(dir); err == nil || !strings.Contains(err.Error(), "directory") {
+		t.Fatalf("Read(dir) = %v, want a refusal naming the directory", err)
+	}
+	bom := filepath.Join(dir, "bom.yaml")
+	if err := os.WriteFile(bom, []byte("\xef\xbb\xbfpipeline:\n  workers: 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Read(bom)
+	if err != nil || c.Pipeline.Workers != 3 {
+		t.Fatalf("Read(with BOM) = %+v, %v; want workers 3", c, err)
+	}
 }

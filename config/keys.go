@@ -176,14 +176,15 @@ func (c *Config) value(f *field) reflect.Value {
 	return reflect.ValueOf(c).Elem().FieldByIndex(f.index)
 }
 
-// setText parses s as f's kind and stores it. Lists are comma-separated.
+// setText parses s as f's kind and stores it. Lists are comma-separated
+// (commas inside parentheses, such as delay(1ms,10ms), do not split).
 func (c *Config) setText(f *field, s string) error {
 	if f.kind == kindSteps {
 		return fmt.Errorf("can be set only in the config file")
 	}
 	if f.kind == kindList {
 		var items []string
-		for item := range strings.SplitSeq(s, ",") {
+		for _, item := range splitList(s) {
 			if item = strings.TrimSpace(item); item != "" {
 				items = append(items, item)
 			}
@@ -192,6 +193,26 @@ func (c *Config) setText(f *field, s string) error {
 		return nil
 	}
 	return setScalar(c.value(f), f.kind, s)
+}
+
+// splitList splits s at the commas that are not inside parentheses.
+func splitList(s string) []string {
+	var out []string
+	depth, start := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '(':
+			depth++
+		case ')':
+			depth = max(depth-1, 0)
+		case ',':
+			if depth == 0 {
+				out = append(out, s[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(out, s[start:])
 }
 
 // setScalar parses s as k and stores it in v.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -73,6 +74,22 @@ func Read(path string) (*Config, error) {
 	return c, nil
 }
 
+// fileKind names what a non-regular file is.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&os.ModeNamedPipe != 0:
+		return "named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeDevice != 0:
+		return "device"
+	default:
+		return "special file"
+	}
+}
+
 // read layers defaults, the file and the environment. Values that could not
 // be parsed keep their defaults and are reported in errs; err is for a file
 // that cannot be read.
@@ -85,10 +102,18 @@ func readIgnoring(path string, ignore []string) (c *Config, errs []*FieldError, 
 	c = &cfg
 	c.src = &sources{file: path, loaded: true, origin: map[string]origin{}}
 	if path != "" {
+		// A FIFO or a device would block or never end: only a regular
+		// file (or a symlink to one) is a configuration.
+		if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+			return nil, nil, fmt.Errorf("read config %s: it is a %s, not a regular file; give the path of a YAML file (--config)", path, fileKind(st.Mode()))
+		}
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read config: %w", err)
 		}
+		// A byte-order mark (some editors on Windows write one) is not
+		// YAML content.
+		data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 		errs = c.decode(path, data, ignore)
 	}
 	errs = append(errs, c.applyEnv()...)
@@ -102,7 +127,8 @@ func readIgnoring(path string, ignore []string) (c *Config, errs []*FieldError, 
 // position. It reports every problem it can find rather than stopping at
 // the first, except for YAML syntax errors.
 func (c *Config) decode(file string, data []byte, ignore []string) []*FieldError {
-	f, err := parser.ParseBytes(data, 0)
+	// Duplicate keys are reported by mapping, which knows their full path.
+	f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
 		fe := &FieldError{File: file, Msg: err.Error(), Source: SourceFile}
 		var ye yaml.Error
@@ -213,6 +239,7 @@ func (d *decoder) mapping(n ast.Node, prefix string) {
 		return
 	}
 	children := childNames(prefix)
+	seen := map[string]ast.Node{}
 	for _, mv := range values {
 		name := keyName(mv.Key)
 		key := name
@@ -222,6 +249,15 @@ func (d *decoder) mapping(n ast.Node, prefix string) {
 		if prefix == "" && slices.Contains(d.ignore, name) {
 			continue
 		}
+		if first, dup := seen[name]; dup {
+			where := ""
+			if tk := first.GetToken(); tk != nil && tk.Position != nil {
+				where = fmt.Sprintf(" (first at line %d)", tk.Position.Line)
+			}
+			d.fail(mv.Key, key, "set twice%s: keep one", where)
+			continue
+		}
+		seen[name] = mv.Key
 		if _, known := children[name]; !known {
 			d.fail(mv.Key, key, "%s", unknownField(name, children))
 			continue

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/wire"
 )
 
@@ -192,9 +193,23 @@ func (c *Config) problems() []*FieldError {
 		point, action, ok := strings.Cut(f, "=")
 		if !ok || strings.TrimSpace(point) == "" || strings.TrimSpace(action) == "" {
 			v.fail(fmt.Sprintf("faults[%d]", i), "must be point=action, e.g. \"sink.write=delay(5ms)\" (got %q)", f)
+			continue
+		}
+		if _, err := fault.ParseAction(strings.TrimSpace(action)); err != nil {
+			v.fail(fmt.Sprintf("faults[%d]", i), "%v", err)
 		}
 	}
 	return v.errs
+}
+
+// Problem returns a *FieldError about key located where its value came
+// from (file, line and column for a value from the config file), for
+// checks a caller makes beyond Validate's, such as fault point names that
+// only the linked program knows.
+func (c *Config) Problem(key, format string, args ...any) error {
+	v := &validator{c: c}
+	v.fail(key, format, args...)
+	return v.errs[0]
 }
 
 type validator struct {

@@ -366,9 +366,9 @@ func (ac *ackedConn) end(err error, handshake bool) {
 	case errors.Is(err, os.ErrDeadlineExceeded) && c.stopping():
 		cl = &wire.Close{Code: wire.CodeGoingAway, Reason: "drainer shutting down"}
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		what := "a complete frame"
+		what := "complete frame"
 		if handshake {
-			what = "a HELLO"
+			what = "HELLO"
 		}
 		s.connError(c, ReasonSlowPeer, fmt.Errorf("%w: no %s within %v", ErrSlowPeer, what, s.opts.FrameTimeout))
 		cl = &wire.Close{Code: wire.CodeTimeout, Reason: fmt.Sprintf("no %s within %v", what, s.opts.FrameTimeout)}

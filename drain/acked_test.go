@@ -342,15 +342,16 @@ func TestAcked_BadInputClosesOnlyThatConnection(t *testing.T) {
 		input  []byte
 		code   wire.CloseCode
 		reason string
+		why    string // the CLOSE reason, when checked
 	}{
-		{"http instead of HELLO", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), wire.CodeFrameTooLarge, drain.ReasonProtocol},
-		{"DATA before HELLO", data, wire.CodeHandshakeRequired, drain.ReasonProtocol},
-		{"corrupted HELLO", bytes.Replace(hello, []byte("SLUICE"), []byte("SLOICE"), 1), wire.CodeBadChecksum, drain.ReasonProtocol},
-		{"bad CRC", slices.Concat(hello, badCRC), wire.CodeBadChecksum, drain.ReasonProtocol},
-		{"oversized frame", slices.Concat(hello, oversize), wire.CodeFrameTooLarge, drain.ReasonProtocol},
-		{"second HELLO", slices.Concat(hello, hello), wire.CodeUnexpectedFrame, drain.ReasonProtocol},
-		{"slow loris", slices.Concat(hello, data[:7]), wire.CodeTimeout, drain.ReasonSlowPeer},
-		{"silent peer", nil, wire.CodeTimeout, drain.ReasonSlowPeer},
+		{"http instead of HELLO", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), wire.CodeFrameTooLarge, drain.ReasonProtocol, ""},
+		{"DATA before HELLO", data, wire.CodeHandshakeRequired, drain.ReasonProtocol, ""},
+		{"corrupted HELLO", bytes.Replace(hello, []byte("SLUICE"), []byte("SLOICE"), 1), wire.CodeBadChecksum, drain.ReasonProtocol, ""},
+		{"bad CRC", slices.Concat(hello, badCRC), wire.CodeBadChecksum, drain.ReasonProtocol, ""},
+		{"oversized frame", slices.Concat(hello, oversize), wire.CodeFrameTooLarge, drain.ReasonProtocol, ""},
+		{"second HELLO", slices.Concat(hello, hello), wire.CodeUnexpectedFrame, drain.ReasonProtocol, ""},
+		{"slow loris", slices.Concat(hello, data[:7]), wire.CodeTimeout, drain.ReasonSlowPeer, "no complete frame within 300ms"},
+		{"silent peer", nil, wire.CodeTimeout, drain.ReasonSlowPeer, "no HELLO within 300ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := startAcked(t, drain.Options{FrameTimeout: 300 * time.Millisecond})
@@ -360,8 +361,8 @@ func TestAcked_BadInputClosesOnlyThatConnection(t *testing.T) {
 			if _, err := bad.Write(tc.input); err != nil {
 				t.Fatal(err)
 			}
-			if cl := readClose(t, bad); cl.Code != tc.code {
-				t.Fatalf("CLOSE %v (%s), want %v", cl.Code, cl.Reason, tc.code)
+			if cl := readClose(t, bad); cl.Code != tc.code || tc.why != "" && cl.Reason != tc.why {
+				t.Fatalf("CLOSE %v (%q), want %v (%q)", cl.Code, cl.Reason, tc.code, tc.why)
 			}
 			waitClosed(t, bad)
 			good.sendAcked(2, msg("G", 2, 1))

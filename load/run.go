@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-dev/sluice/obs"
 	"github.com/sluice-dev/sluice/report"
 )
 
@@ -158,7 +159,7 @@ func Run(ctx context.Context, o RunOptions) (Output, error) {
 
 	nc, err := nats.Connect(o.URL, nats.Name("sluice-load"), nats.Timeout(5*time.Second))
 	if err != nil {
-		return Output{}, fmt.Errorf("load: connect to %s: %w", o.URL, err)
+		return Output{}, fmt.Errorf("load: connect to %s: %w", obs.RedactURL(o.URL), err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(max(4000, 2*gen.Publishers*gen.MaxPending)))

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -100,5 +102,19 @@ func TestReconnects(t *testing.T) {
 	got := load.Reconnects(mfs)
 	if len(got) != 2 || got["eof"] != 2 || got["requested"] != 0 {
 		t.Fatalf("Reconnects = %v", got)
+	}
+}
+
+// A credential in the URL is not repeated in the error of a failed connect.
+func TestRun_ConnectErrorHidesCredentials(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	_, err = load.Run(context.Background(), load.RunOptions{URL: "nats://u:pw-SECRET@" + addr + ",nats://tok-SECRET@" + addr})
+	if err == nil || strings.Contains(err.Error(), "SECRET") || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("Run = %v; want an error naming %s without the secrets", err, addr)
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,14 +131,56 @@ func (a *Admin) Close() error {
 	return err
 }
 
+// RedactArgs returns args with the secrets a command line can carry
+// replaced by xxxxx: the userinfo of URLs (user:password@, token@), in an
+// argument of its own or after a flag's "=".
+func RedactArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		name, val, isFlag := strings.Cut(a, "=")
+		if !isFlag || !strings.HasPrefix(name, "-") {
+			name, val = "", a
+		} else {
+			name += "="
+		}
+		if strings.Contains(val, "://") && strings.Contains(val, "@") {
+			out[i] = name + RedactURL(val)
+		}
+	}
+	return out
+}
+
+// RedactURL replaces the userinfo (user:password@ or token@) of each
+// comma-separated URL in s by xxxxx, for messages a user sees.
+func RedactURL(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		scheme, rest, ok := strings.Cut(p, "://")
+		if !ok {
+			continue
+		}
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			parts[i] = scheme + "://xxxxx@" + rest[at+1:]
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
 // MountPprof serves the Go runtime profiles (net/http/pprof) under
 // /debug/pprof/ on the admin server, e.g.
 // go tool pprof http://127.0.0.1:9464/debug/pprof/heap. The admin server
 // listens on loopback unless configured otherwise; profiles reveal code
 // paths and timing, so keep it there.
+// It is mounted only with admin.pprof: true. Its cmdline endpoint shows
+// the command line with RedactArgs applied.
 func MountPprof(a *Admin) {
 	a.HandleFunc("GET /debug/pprof/", pprof.Index)
-	a.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	a.HandleFunc("GET /debug/pprof/cmdline", func(w http.ResponseWriter, _ *http.Request) {
+		// pprof.Cmdline would show a password or token given in a flag.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprint(w, strings.Join(RedactArgs(os.Args), "\x00"))
+	})
 	a.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	a.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	a.HandleFunc("GET /debug/pprof/trace", pprof.Trace)

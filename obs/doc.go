@@ -23,6 +23,10 @@
 //	curl -s -X DELETE 127.0.0.1:9464/faults
 //	curl -s -X POST 127.0.0.1:9464/debug/flight/dump
 //
+// Other packages mount more: GET /status (package status) and GET
+// /tap/{stage} (package tap). AdminURL and AdminError are shared by their
+// clients.
+//
 // obs observes the other parts only through what they hand it (a registry,
 // handlers, readiness checks, Trigger calls); it imports none of them except
 // the leaf package fault.

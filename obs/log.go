@@ -59,6 +59,11 @@ const (
 	KeyDiscard           = "discard"             // what a full stream does: new or old
 	KeyChanges           = "changes"             // settings changed, as "key old -> new"
 	KeyFatal             = "fatal"               // a nats-server log line at fatal level
+	KeyPending           = "pending"             // queue messages not yet delivered (a consumer's num_pending)
+	KeyAckPending        = "ack_pending"         // queue messages delivered, not yet acknowledged
+	KeyRedelivered       = "redelivered"         // unacknowledged queue messages delivered more than once
+	KeyStored            = "stored"              // messages a stream holds
+	KeyOldestAge         = "oldest_unacked_age"  // how long the oldest unacknowledged message has waited
 
 	KeyDir     = "dir"     // a directory (the flight recorder's dumps)
 	KeyWindow  = "window"  // a window: the flight recorder's, or the acked framing's granted frames

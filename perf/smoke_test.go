@@ -121,3 +121,18 @@ func TestSoak_Smoke(t *testing.T) {
 		}
 	}
 }
+
+// Two instances on one consumer drain everything between them, each record
+// once.
+func TestScale_Smoke(t *testing.T) {
+	exe := buildSluice(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	r, err := perf.Scale(ctx, perf.ScaleOptions{Exe: exe, Dir: testkit.ShortDir(t), Instances: 2, Records: 5000, PerMessage: 10, RecordSize: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Share) != 2 || r.Share[0]+r.Share[1] != 5000 || r.RecordsPerSec() <= 0 {
+		t.Fatalf("result %+v: want the 5000 records split over two instances", r)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-dev/sluice/tap"
 )
 
 // Options configures a Pipeline. The zero value of each field means its
@@ -32,7 +34,11 @@ type Options struct {
 	// records reach the drainer in queue order, and hence in order per any
 	// key; see README "Ordering" for what redeliveries do. false: no
 	// ordering between chunks.
-	Ordered    bool
+	Ordered bool
+	// Tap is where records are offered to `sluice tap` as they come off
+	// the queue, go to the sink and go to the dead-letter subject. nil:
+	// records cannot be tapped.
+	Tap        *tap.Hub
 	Logger     *slog.Logger          // nil: slog.Default()
 	Registerer prometheus.Registerer // nil: a private registry
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/backoff"
 	"github.com/sluice-dev/sluice/obs"
 	"github.com/sluice-dev/sluice/record"
+	"github.com/sluice-dev/sluice/tap"
 )
 
 var processPoint = fault.Register("pipeline.process",
@@ -261,6 +262,9 @@ func (p *Pipeline) handOver(ctx context.Context, work chan<- *chunk, c *chunk) {
 	p.bud.add(c.in, c.bytes)
 	p.m.inflightRecs.Add(float64(c.in))
 	p.m.inflightBytes.Add(float64(c.bytes))
+	if p.opts.Tap.Tapping(tap.In) {
+		p.tapChunk(tap.In, c)
+	}
 	if ctx.Err() == nil {
 		select {
 		case work <- c:
@@ -408,6 +412,9 @@ func (p *Pipeline) send(ctx context.Context, c *chunk) verdict {
 	p.addPending(c)
 	err := p.sink.Send(ctx, c.recs, c.done)
 	if err == nil {
+		if p.opts.Tap.Tapping(tap.Out) {
+			p.tapChunk(tap.Out, c)
+		}
 		return verdictPending
 	}
 	p.removePending(c)
@@ -544,5 +551,8 @@ func (p *Pipeline) deadLetter(ctx context.Context, m Message, idx int, rec []byt
 	}
 	p.m.deadLettered.Inc()
 	p.m.deadLetters.WithLabelValues(reasonLabel(rej.Reason)).Inc()
+	if p.opts.Tap.Tapping(tap.Dead) {
+		p.tapDead(m, idx, rec, rej.Error())
+	}
 	return nil
 }

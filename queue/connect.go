@@ -31,11 +31,11 @@ func Connect(ctx context.Context, emb *Embedded, opts ConnectOptions) (*nats.Con
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err != nil {
-				log.Warn("disconnected from NATS; reconnecting", obs.KeyURL, redactURL(nc.ConnectedUrlRedacted()), obs.KeyErr, err)
+				log.Warn("disconnected from NATS; reconnecting", obs.KeyURL, ConnectedURL(nc), obs.KeyErr, err)
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("reconnected to NATS", obs.KeyURL, nc.ConnectedUrlRedacted(), obs.KeyReconnects, nc.Stats().Reconnects)
+			log.Info("reconnected to NATS", obs.KeyURL, ConnectedURL(nc), obs.KeyReconnects, nc.Stats().Reconnects)
 			if opts.OnReconnect != nil {
 				opts.OnReconnect()
 			}
@@ -76,7 +76,7 @@ func Connect(ctx context.Context, emb *Embedded, opts ConnectOptions) (*nats.Con
 		nc.Close()
 		return nil, err
 	}
-	log.Info("connected to NATS", obs.KeyURL, nc.ConnectedUrlRedacted(), obs.KeyInProcess, emb != nil)
+	log.Info("connected to NATS", obs.KeyURL, ConnectedURL(nc), obs.KeyInProcess, emb != nil)
 	return nc, nil
 }
 
@@ -113,6 +113,17 @@ func credentialOptions(cfg ConnectOptions) ([]nats.Option, error) {
 
 // redactURL hides the password or token in each of the comma-separated URLs
 // in s, for logs and errors.
+// ConnectedURL is the URL of the server nc is connected to, with a
+// password or a token (nats://TOKEN@host) replaced by xxxxx: what sluice
+// shows of it in logs and the admin API. ("" while not connected.) The
+// client's own ConnectedUrlRedacted hides passwords only.
+func ConnectedURL(nc *nats.Conn) string {
+	if u := nc.ConnectedUrl(); u != "" {
+		return redactURL(u)
+	}
+	return ""
+}
+
 func redactURL(s string) string {
 	parts := strings.Split(s, ",")
 	for i, p := range parts {

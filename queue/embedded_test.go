@@ -246,3 +246,59 @@ func TestStartEmbedded_Sync(t *testing.T) {
 		})
 	}
 }
+
+// TestConnect_TokenNotLogged: a token given in the URL (nats://TOKEN@host)
+// appears in no log line of a connect, a reconnect or a disconnect, and
+// ConnectedURL hides it.
+func TestConnect_TokenNotLogged(t *testing.T) {
+	const token = "tok-9f3a-SECRET"
+	store := t.TempDir()
+	start := func(port int) *server.Server {
+		srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: store, NoSigs: true, NoLog: true, Authorization: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Start()
+		if !srv.ReadyForConnections(stallGuard) {
+			t.Fatal("test server not ready")
+		}
+		return srv
+	}
+	srv := start(-1)
+	port := srv.Addr().(*net.TCPAddr).Port
+	var logs testkit.SyncBuffer
+	reconnected := make(chan struct{}, 1)
+	nc, err := queue.Connect(context.Background(), nil, queue.ConnectOptions{URL: "nats://" + token + "@127.0.0.1:" + itoa(port),
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		OnReconnect: func() {
+			select {
+			case reconnected <- struct{}{}:
+			default:
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if u := queue.ConnectedURL(nc); strings.Contains(u, token) || !strings.Contains(u, itoa(port)) {
+		t.Fatalf("ConnectedURL = %q", u)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	srv = start(port)
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	select {
+	case <-reconnected:
+	case <-time.After(stallGuard):
+		t.Fatal("no reconnect")
+	}
+	testkit.WaitFor(t, stallGuard, func() error {
+		if !strings.Contains(logs.String(), "reconnected to NATS") {
+			return errors.New("no reconnect log line yet")
+		}
+		return nil
+	})
+	if l := logs.String(); strings.Contains(l, token) || !strings.Contains(l, "connected to NATS") {
+		t.Fatalf("the token leaked into the logs, or nothing was logged:\n%s", l)
+	}
+}

@@ -1,9 +1,6 @@
 package queue
 
 import (
-	"context"
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -53,53 +50,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 }
 
-// stateCollector exports the connection's state and the consumer's
-// backlog, read when scraped: nothing is kept in between.
-type stateCollector struct {
-	s                                     *Source
-	connected, reconnects, pending, acked *prometheus.Desc
+// reconnectCollector exports the connection's reconnect count, read from
+// the client when scraped.
+type reconnectCollector struct {
+	s          *Source
+	reconnects *prometheus.Desc
 }
 
-func newStateCollector(s *Source) *stateCollector {
-	return &stateCollector{
-		s: s,
-		connected: prometheus.NewDesc("sluice_queue_connected",
-			"1 while the connection to NATS is up, 0 while it is lost (sluice reconnects by itself; /readyz reports it).", nil, nil),
-		reconnects: prometheus.NewDesc("sluice_queue_reconnects_total",
-			"Times the connection to NATS was re-established after a loss; messages in flight then are redelivered.", nil, nil),
-		pending: prometheus.NewDesc("sluice_queue_pending_messages",
-			"Messages in the stream not yet delivered to the consumer (its num_pending): the backlog. Absent while the consumer cannot be read.", nil, nil),
-		acked: prometheus.NewDesc("sluice_queue_ack_pending",
-			"Messages delivered to the consumer's instances and not yet acknowledged (its num_ack_pending), at most queue.max_ack_pending. Absent while the consumer cannot be read.", nil, nil),
-	}
+func newReconnectCollector(s *Source) *reconnectCollector {
+	return &reconnectCollector{s: s, reconnects: prometheus.NewDesc("sluice_queue_reconnects_total",
+		"Times the connection to NATS was re-established after a loss; messages in flight then are redelivered.", nil, nil)}
 }
 
-func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.connected
-	ch <- c.reconnects
-	ch <- c.pending
-	ch <- c.acked
-}
+func (c *reconnectCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.reconnects }
 
-// consumerInfoTimeout bounds the consumer info request of a scrape.
-const consumerInfoTimeout = 2 * time.Second
-
-func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	up := 0.0
-	if c.s.nc.IsConnected() {
-		up = 1
-	}
-	ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, up)
+func (c *reconnectCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.reconnects, prometheus.CounterValue, float64(c.s.nc.Stats().Reconnects))
-	if up == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), consumerInfoTimeout)
-	defer cancel()
-	info, err := c.s.cons.Info(ctx)
-	if err != nil {
-		return
-	}
-	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(info.NumPending))
-	ch <- prometheus.MustNewConstMetric(c.acked, prometheus.GaugeValue, float64(info.NumAckPending))
 }

@@ -208,8 +208,8 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Source, error) {
 		prefetch: !cfg.DisablePrefetch,
 	}
 	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(newStateCollector(s)); err != nil {
-			return nil, fmt.Errorf("queue: register the connection and backlog metrics: %w", err)
+		if err := cfg.Registerer.Register(newReconnectCollector(s)); err != nil {
+			return nil, fmt.Errorf("queue: register the reconnect metric: %w", err)
 		}
 	}
 	s.log.Info("consuming", obs.KeyEpoch, s.epoch, obs.KeySubjects, cfg.Subjects, obs.KeyDeadLetterSubject, cfg.DeadLetterSubject, obs.KeyAckWait, cfg.AckWait, obs.KeyMaxAckPending, cfg.MaxAckPending,

@@ -572,11 +572,14 @@ func TestSource_Faults(t *testing.T) {
 	})
 }
 
-// TestSource_StateMetrics: the connection's state and the consumer's
-// backlog are read at scrape time: messages not yet delivered are
-// pending, delivered and unacknowledged ones ack-pending.
+// TestSource_StateMetrics: the reconnect count is read from the client
+// at scrape time, and the backlog collector reports messages not yet
+// delivered as pending and delivered, unacknowledged ones as ack-pending.
 func TestSource_StateMetrics(t *testing.T) {
 	e := newEnv(t, func(o *queue.Options) { o.DisablePrefetch = true })
+	if err := e.reg.Register(e.src.BacklogCollector()); err != nil {
+		t.Fatal(err)
+	}
 	gauge := func(name string) (float64, bool) {
 		t.Helper()
 		mfs, err := e.reg.Gather()
@@ -593,9 +596,12 @@ func TestSource_StateMetrics(t *testing.T) {
 	}
 	want := func(name string, v float64) {
 		t.Helper()
-		if got, ok := gauge(name); !ok || got != v {
-			t.Errorf("%s = %v (present %v), want %v", name, got, ok, v)
-		}
+		testkit.WaitFor(t, 10*time.Second, func() error { // the backlog is read at most once a second
+			if got, ok := gauge(name); !ok || got != v {
+				return fmt.Errorf("%s = %v (present %v), want %v", name, got, ok, v)
+			}
+			return nil
+		})
 	}
 	publish(t, e.js, 0, 5)
 	want("sluice_queue_connected", 1)
@@ -608,15 +614,5 @@ func TestSource_StateMetrics(t *testing.T) {
 	if err := e.src.Ack(asPipeline(got)); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, 10*time.Second, func() error {
-		if v, _ := gauge("sluice_queue_ack_pending"); v != 0 {
-			return fmt.Errorf("ack pending %v after the acks", v)
-		}
-		return nil
-	})
-	e.nc.Close()
-	want("sluice_queue_connected", 0)
-	if _, ok := gauge("sluice_queue_pending_messages"); ok {
-		t.Error("backlog exported while the connection is closed")
-	}
+	want("sluice_queue_ack_pending", 0)
 }

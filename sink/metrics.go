@@ -31,6 +31,7 @@ var reasons = []string{ReasonWriteError, ReasonWriteTimeout, ReasonPeerClosed, R
 
 type metrics struct {
 	reconnects   *prometheus.CounterVec
+	requests     prometheus.Counter
 	writeErrors  prometheus.Counter
 	connected    prometheus.Gauge
 	frames       prometheus.Counter
@@ -55,6 +56,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sluice_sink_reconnects_total",
 			Help: "Connections to the drainer replaced, by reason (the first connect is not counted).",
 		}, []string{"reason"}),
+		requests: f.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_sink_reconnect_requests_total",
+			Help: "Calls asking for the connection to be replaced (Reconnect: POST /sink/reconnect, the queue reconnecting). Requests made while one is pending, or while no connection is up, are merged into it, so this can exceed sluice_sink_reconnects_total{reason=\"requested\"}.",
+		}),
 		writeErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_sink_write_errors_total",
 			Help: "Writes to the drainer's socket that failed or timed out (the frame is retried).",

@@ -231,6 +231,7 @@ func (w *Writer) Reconnect(reason string) {
 		}
 	}
 	w.log.Debug("reconnect requested", obs.KeyReason, reason)
+	w.m.requests.Inc()
 	w.request(label)
 }
 

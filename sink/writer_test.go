@@ -671,3 +671,30 @@ func TestWriter_FaultPoints(t *testing.T) {
 		})
 	}
 }
+
+// TestWriter_ReconnectRequestsMerged: requests made back to back are all
+// counted as requests; those that arrive while one is pending are merged
+// into it, so fewer reconnects happen, each counted once, and at least one.
+func TestWriter_ReconnectRequestsMerged(t *testing.T) {
+	path := socketPath(t)
+	g := newLineLog()
+	startDrainer(t, path, g.handle)
+	w, reg := newWriter(t, sink.Options{Path: path})
+	waitConnected(t, w)
+	const n = 200
+	for range n {
+		w.Reconnect(sink.ReasonRequested)
+	}
+	if got := counter(t, reg, "sluice_sink_reconnect_requests_total"); got != n {
+		t.Fatalf("sluice_sink_reconnect_requests_total = %v, want %d", got, n)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if got := reconnects(t, reg, sink.ReasonRequested); got < 1 {
+			return fmt.Errorf("reconnects{requested} = %v", got)
+		}
+		return nil
+	})
+	if got := reconnects(t, reg, sink.ReasonRequested); got > n {
+		t.Fatalf("reconnects{requested} = %v for %d requests", got, n)
+	}
+}

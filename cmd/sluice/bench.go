@@ -22,6 +22,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 		asJSON  bool
 		saveDir string
 		soak    perf.SoakOptions
+		scale   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -50,6 +51,11 @@ cannot start with is reported as n/a.
 messages for the 1 rec/msg cases and raw JetStream, 10N for the socket.
 The defaults take about 2 minutes on 2 cores.
 
+--scale measures 1, 2 and 3 sluice instances sharing one durable consumer
+(each with its own drainer; the JetStream server in the bench process) and
+prints each rate as a ratio to one instance and each instance's share of the
+records.
+
 --soak DURATION runs a soak test instead: a producer at --soak-rate, sluice
 run and sluice drain for that long, sampling every second the RSS of both
 processes, sluice's goroutines, the open descriptors of both, and the disk
@@ -66,6 +72,9 @@ the current directory). It is not part of the normal test run.`,
 			o.Progress = g.stderr
 			ctx, stop := signalContext(slog.New(slog.NewTextHandler(g.stderr, nil)))
 			defer stop()
+			if scale {
+				return runScale(ctx, g, exe, o)
+			}
 			if soak.Duration > 0 {
 				soak.Exe, soak.Dir, soak.Progress = exe, o.Dir, g.stdout
 				return runSoak(ctx, g, soak, saveDir)
@@ -99,11 +108,38 @@ the current directory). It is not part of the normal test run.`,
 	f.StringVar(&saveDir, "save", "", "also write the table and the JSON to files named by date and machine in this directory (e.g. perf/results)")
 	f.StringVar(&o.Dir, "dir", "", "directory for the runs' temporary files (default: the system's; keep it short for socket paths)")
 	f.StringVar(&o.CPUProfileDir, "cpuprofile", "", "write a CPU profile of every sluice run child to this directory")
+	f.BoolVar(&scale, "scale", false, "measure 1, 2 and 3 sluice instances sharing one consumer instead of the benchmark (acked, 10 rec/msg, --records/5 records)")
 	f.DurationVar(&soak.Duration, "soak", 0, "run a soak test of this length instead of the benchmark (e.g. 60s)")
 	f.Float64Var(&soak.Rate, "soak-rate", 20000, "soak: records per second")
 	f.StringVar(&soak.Framing, "soak-framing", "acked", "soak: lines or acked")
 	f.BoolVar(&soak.FreezeDrainer, "soak-freeze-drainer", false, "soak: SIGSTOP the drainer while the producer runs (SIGCONT at the end)")
 	return cmd
+}
+
+// runScale measures 1, 2 and 3 instances on one consumer and prints their
+// rates as ratios to one instance, and each instance's share of the work.
+func runScale(ctx context.Context, g *globals, exe string, o perf.Options) error {
+	records := max(o.Records/5, 1000)
+	if o.Records == 0 {
+		records = perf.DefaultRecords / 5
+	}
+	fmt.Fprintf(g.stdout, "scale-out: %d records, 10 per message, acked framing, one JetStream server in the bench process\n", records)
+	var one float64
+	for n := 1; n <= 3; n++ {
+		r, err := perf.Scale(ctx, perf.ScaleOptions{Exe: exe, Dir: o.Dir, Instances: n, Records: records, PerMessage: 10, RecordSize: 200})
+		if err != nil {
+			return err
+		}
+		if n == 1 {
+			one = r.RecordsPerSec()
+		}
+		shares := make([]string, len(r.Share))
+		for i, s := range r.Share {
+			shares[i] = fmt.Sprintf("%.0f%%", 100*float64(s)/float64(r.Records))
+		}
+		fmt.Fprintf(g.stdout, "  %d instance(s): %9.0f records/s  %.2f x one instance  share %s\n", n, r.RecordsPerSec(), r.RecordsPerSec()/one, strings.Join(shares, " / "))
+	}
+	return nil
 }
 
 // runSoak runs perf.Soak and writes its HTML report.

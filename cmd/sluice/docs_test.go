@@ -21,6 +21,8 @@ import (
 	"github.com/sluice-dev/sluice/process"
 	"github.com/sluice-dev/sluice/queue"
 	"github.com/sluice-dev/sluice/sink"
+	sluicestatus "github.com/sluice-dev/sluice/status"
+	"github.com/sluice-dev/sluice/tap"
 )
 
 var updateDocs = flag.Bool("update", false, "rewrite the generated blocks of README.md")
@@ -56,53 +58,16 @@ func (r *recorder) MustRegister(cs ...prometheus.Collector) {
 // they are generated from what the parts actually register.
 // go test ./cmd/sluice -run TestREADME -update rewrites them.
 func TestREADME_Generated(t *testing.T) {
-	rec := &recorder{Registerer: prometheus.NewRegistry(), descs: map[string][2]string{}}
-	cfg, dir := testConfig(t)
-	ctx := context.Background()
-
-	eo := embeddedOptions(cfg)
-	eo.Logger = quietLogger()
-	emb, err := queue.StartEmbedded(eo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown()
-	nc, err := queue.Connect(ctx, emb, queue.ConnectOptions{Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	qo := queueOptions(cfg)
-	qo.Logger, qo.Registerer = quietLogger(), rec
-	src, err := queue.Open(ctx, nc, qo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	snk := sink.New(sink.Options{Path: cfg.Sink.Socket, Registerer: rec, Logger: quietLogger()})
-	defer snk.Close()
-	pipeline.New(src, src, process.Validator{}, snk, pipeline.Options{Registerer: rec, Logger: quietLogger()})
-	fr, err := obs.StartFlightRecorder(obs.FlightOptions{Dir: filepath.Join(dir, "traces"), Registerer: rec, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fr.Close()
-	rec.MustRegister(obs.FaultCollector{})
-	drainRec := &recorder{Registerer: prometheus.NewRegistry(), descs: rec.descs}
-	if _, err := drain.New(drain.Options{Socket: filepath.Join(dir, "d.sock"), Out: filepath.Join(dir, "out"),
-		Framing: "acked", Registerer: drainRec, Logger: quietLogger()}); err != nil {
-		t.Fatal(err)
-	}
-
-	names := make([]string, 0, len(rec.descs))
-	for n := range rec.descs {
+	descs := registeredMetrics(t)
+	names := make([]string, 0, len(descs))
+	for n := range descs {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	var metrics bytes.Buffer
 	metrics.WriteString("| metric | labels | meaning |\n| --- | --- | --- |\n")
 	for _, n := range names {
-		d := rec.descs[n]
+		d := descs[n]
 		fmt.Fprintf(&metrics, "| `%s` | %s | %s |\n", n, d[1], strings.ReplaceAll(d[0], "|", "\\|"))
 	}
 
@@ -130,6 +95,56 @@ func TestREADME_Generated(t *testing.T) {
 	if !bytes.Equal(got, readme) {
 		t.Fatal("README.md's generated metrics or fault-point list is stale: run go test ./cmd/sluice -run TestREADME -update")
 	}
+}
+
+// registeredMetrics builds every part of sluice run and of the drainer, as
+// the service does, and returns every metric they register: name → help,
+// labels.
+func registeredMetrics(t *testing.T) map[string][2]string {
+	t.Helper()
+	rec := &recorder{Registerer: prometheus.NewRegistry(), descs: map[string][2]string{}}
+	cfg, dir := testConfig(t)
+	ctx := context.Background()
+
+	eo := embeddedOptions(cfg)
+	eo.Logger = quietLogger()
+	emb, err := queue.StartEmbedded(eo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown()
+	nc, err := queue.Connect(ctx, emb, queue.ConnectOptions{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	qo := queueOptions(cfg)
+	qo.Logger, qo.Registerer = quietLogger(), rec
+	src, err := queue.Open(ctx, nc, qo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	snk := sink.New(sink.Options{Path: cfg.Sink.Socket, Registerer: rec, Logger: quietLogger()})
+	defer snk.Close()
+	pipeline.New(src, src, process.Validator{}, snk, pipeline.Options{Registerer: rec, Logger: quietLogger(), Tap: tap.NewHub(rec)})
+	rec.MustRegister(src.BacklogCollector())
+	if err := sluicestatus.RegisterLimits(rec, statusOptions(cfg, "")); err != nil {
+		t.Fatal(err)
+	}
+	fr, err := obs.StartFlightRecorder(obs.FlightOptions{Dir: filepath.Join(dir, "traces"), Registerer: rec, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fr.Close()
+	rec.MustRegister(obs.FaultCollector{})
+	drainRec := &recorder{Registerer: prometheus.NewRegistry(), descs: rec.descs}
+	if _, err := drain.New(drain.Options{Socket: filepath.Join(dir, "d.sock"), Out: filepath.Join(dir, "out"),
+		Framing: "acked", Registerer: drainRec, Logger: quietLogger()}); err != nil {
+		t.Fatal(err)
+	}
+
+	return rec.descs
 }
 
 // replaceBlock replaces the text between <!-- NAME:begin --> and

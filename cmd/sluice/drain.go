@@ -5,6 +5,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-dev/sluice/drain"
+	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/obs"
 )
 
@@ -50,7 +51,11 @@ close frame with the reason.`,
 			if err != nil {
 				return err
 			}
+			if err := fault.ApplyAll(cfg.Faults); err != nil {
+				return usageError{err}
+			}
 			reg := prometheus.NewRegistry()
+			reg.MustRegister(obs.FaultCollector{})
 			do, err := drainOptions(cfg)
 			if err != nil {
 				return usageError{err}
@@ -67,6 +72,7 @@ close frame with the reason.`,
 			defer stop()
 			if metricsAddr != "" && metricsAddr != "off" {
 				admin := obs.NewAdmin(reg, logger)
+				obs.MountFaultAPI(admin) // drain.* fault points, switched at run time
 				if err := admin.Start(metricsAddr); err != nil {
 					_ = srv.Close()
 					return err
@@ -74,6 +80,9 @@ close frame with the reason.`,
 				defer admin.Close()
 			}
 			logger.Info("drainer listening", obs.KeySocket, cfg.Drain.Socket, obs.KeyOut, cfg.Drain.Out)
+			if err := obs.NotifyReady(); err != nil { // systemd Type=notify
+				logger.Warn("could not tell systemd that the drainer is ready", obs.KeyErr, err)
+			}
 			return srv.Serve(ctx)
 		},
 	}
@@ -86,6 +95,7 @@ close frame with the reason.`,
 	f.StringSlice("allow-uid", nil, "only peers with these user ids may connect (drain.allow_uids; repeatable)")
 	f.StringSlice("allow-gid", nil, "only peers with these group ids may connect (drain.allow_gids; repeatable)")
 	f.Bool("write-identity", false, "acked: prefix each output line with stream:seq:index and a tab (drain.write_identity)")
+	f.StringSlice("faults", nil, "fault-point actions, e.g. 'drain.ack.before=delay(5ms)' (faults; repeatable)")
 	f.Bool("write-received", false, "prefix each output line with its receive time (Unix ns) and a tab, for sluice load's latency (drain.write_received)")
 	f.Bool("accept-rewind", false, "acked: accept a queue that went back below what was committed, writing its new messages (drain.accept_rewind); for one start after a rewind")
 	f.StringVar(&metricsAddr, "metrics", "off", "address for the drainer's /metrics, e.g. 127.0.0.1:9465, or off")
@@ -103,4 +113,5 @@ var drainFlagKeys = flagKeys{
 	"write-identity": "drain.write_identity",
 	"accept-rewind":  "drain.accept_rewind",
 	"write-received": "drain.write_received",
+	"faults":         "faults",
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/sluice-dev/sluice/process"
 	"github.com/sluice-dev/sluice/queue"
 	"github.com/sluice-dev/sluice/sink"
+	sluicestatus "github.com/sluice-dev/sluice/status"
+	"github.com/sluice-dev/sluice/wire"
 )
 
 // The mapping from the configuration onto each part's Options. It lives
@@ -254,4 +256,19 @@ func parseIDs(ss []string) ([]uint32, error) {
 		out = append(out, uint32(n))
 	}
 	return out, nil
+}
+
+// statusOptions describes the running sluice to the status sampler.
+// queueURL is the external queue's URL, credentials redacted ("" for the
+// embedded one).
+func statusOptions(cfg *config.Config, queueURL string) sluicestatus.Options {
+	so, po := sinkOptions(cfg).WithDefaults(), pipelineOptions(cfg).WithDefaults()
+	o := sluicestatus.Options{
+		Version: versionString(), Framing: string(cfg.Sink.Framing), Socket: cfg.Sink.Socket, QueueURL: queueURL, Stream: cfg.Queue.Stream,
+		MaxInflightRecords: po.MaxInflightRecords, MaxInflightBytes: po.MaxInflightBytes,
+	}
+	if cfg.Sink.Framing == wire.FramingAcked {
+		o.WindowFrames, o.WindowBytes = int64(so.WindowFrames), so.WindowBytes
+	}
+	return o
 }

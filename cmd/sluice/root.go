@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/obs"
 )
 
@@ -87,7 +88,7 @@ Start with:  sluice demo`,
 	pf.StringVarP(&g.configPath, "config", "c", "", "YAML config file (default: none; built-in defaults plus SLUICE_* environment)")
 	pf.StringVar(&g.logFormat, "log-format", "", "log format: text or json (config log.format; default text)")
 	pf.StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn or error (config log.level; default info)")
-	root.AddCommand(newRunCmd(g), newDrainCmd(g), newLoadCmd(g), newDemoCmd(g), newCheckCmd(g), newTestCmd(g), newDLQCmd(g), newVersionCmd(g), newBenchCmd(g), newBenchReaderCmd(g), newBenchRunCmd(g), newConformanceCmd())
+	root.AddCommand(newRunCmd(g), newDrainCmd(g), newLoadCmd(g), newDemoCmd(g), newCheckCmd(g), newTestCmd(g), newDLQCmd(g), newVersionCmd(g), newBenchCmd(g), newBenchReaderCmd(g), newBenchRunCmd(g), newConformanceCmd(), newStatusCmd(g), newTapCmd(g))
 	return root
 }
 
@@ -97,6 +98,31 @@ type flagKeys map[string]string
 // loadConfig reads the config file and environment, then applies the flags
 // that were set on the command line (defaults < file < env < flags).
 func (g *globals) loadConfig(fs *pflag.FlagSet, keys flagKeys) (*config.Config, error) {
+	cfg, err := g.loadConfigOnly(fs, keys)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, checkFaultPoints(cfg)
+}
+
+// checkFaultPoints reports, located in the config, every faults entry that
+// names a point this program does not have (Validate checks the action).
+func checkFaultPoints(cfg *config.Config) error {
+	var errs []error
+	for i, f := range cfg.Faults {
+		name, _, _ := strings.Cut(f, "=")
+		if _, ok := fault.Lookup(strings.TrimSpace(name)); !ok {
+			var names []string
+			for _, p := range fault.All() {
+				names = append(names, p.Name())
+			}
+			errs = append(errs, cfg.Problem(fmt.Sprintf("faults[%d]", i), "unknown fault point %q; the points are %s", strings.TrimSpace(name), strings.Join(names, ", ")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (g *globals) loadConfigOnly(fs *pflag.FlagSet, keys flagKeys) (*config.Config, error) {
 	return config.LoadWith(g.configPath, func(cfg *config.Config) error {
 		var ferr error
 		fs.Visit(func(f *pflag.Flag) {

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +21,8 @@ import (
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/queue"
 	"github.com/sluice-dev/sluice/sink"
+	sluicestatus "github.com/sluice-dev/sluice/status"
+	"github.com/sluice-dev/sluice/tap"
 	"github.com/sluice-dev/sluice/wire"
 )
 
@@ -35,11 +39,14 @@ type service struct {
 	pipe  *pipeline.Pipeline
 	admin *obs.Admin
 	fr    *obs.FlightRecorder // nil unless flight.enabled
+	start time.Time
+	taps  *tap.Hub
+	stat  *sluicestatus.Sampler // nil with the admin server off
 }
 
 // newService builds every part; on error it releases what it built.
 func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *service, err error) {
-	s := &service{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
+	s := &service{cfg: cfg, log: logger, reg: prometheus.NewRegistry(), start: time.Now()}
 	proc, err := newProcessor(cfg)
 	if err != nil {
 		return nil, err
@@ -90,8 +97,10 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 	if s.src, err = queue.Open(ctx, s.nc, qo); err != nil {
 		return nil, err
 	}
+	s.reg.MustRegister(s.src.BacklogCollector())
+	s.taps = tap.NewHub(s.reg)
 	po := pipelineOptions(cfg)
-	po.Logger, po.Registerer = logger, s.reg
+	po.Logger, po.Registerer, po.Tap = logger, s.reg, s.taps
 	s.pipe = pipeline.New(s.src, s.src, proc, s.snk, po)
 	if cfg.Admin.Listen != "off" {
 		s.admin = obs.NewAdmin(s.reg, logger)
@@ -108,8 +117,21 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 			return nil
 		})
 		obs.MountFaultAPI(s.admin)
-		obs.MountPprof(s.admin)
+		if cfg.Admin.Pprof {
+			obs.MountPprof(s.admin)
+		}
 		obs.MountFlightAPI(s.admin, s.fr)
+		tap.Mount(s.admin, s.taps)
+		sto := statusOptions(cfg, "")
+		if s.emb == nil {
+			sto.QueueURL = queue.ConnectedURL(s.nc)
+		}
+		sto.Gatherer, sto.Start, sto.Logger = s.reg, s.start, logger
+		if err := sluicestatus.RegisterLimits(s.reg, sto); err != nil {
+			return nil, err
+		}
+		s.stat = sluicestatus.NewSampler(sto)
+		s.stat.Mount(s.admin)
 		s.admin.HandleFunc("POST /sink/reconnect", func(w http.ResponseWriter, _ *http.Request) {
 			s.snk.Reconnect("requested")
 			fmt.Fprintln(w, "reconnect requested")
@@ -187,7 +209,19 @@ func (s *service) run(ctx context.Context) error {
 		})
 	}
 	s.log.Info("sluice running", obs.KeySocket, s.cfg.Sink.Socket, obs.KeyFraming, s.cfg.Sink.Framing, obs.KeyWorkers, s.cfg.Pipeline.Workers)
+	if err := obs.NotifyReady(); err != nil { // systemd Type=notify
+		s.log.Warn("could not tell systemd that sluice is ready", obs.KeyErr, err)
+	}
+	_, _ = s.src.LogBacklog(ctx) // what this start will deliver and replay; a failure is logged
+	statCtx, stopStat := context.WithCancel(ctx)
+	var statWG sync.WaitGroup
+	if s.stat != nil {
+		statWG.Add(1)
+		go func() { defer statWG.Done(); s.stat.Run(statCtx) }()
+	}
 	err := s.pipe.Run(ctx)
+	stopStat()
+	statWG.Wait()
 	s.close()
 	return err
 }

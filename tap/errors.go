@@ -1,0 +1,7 @@
+package tap
+
+import "errors"
+
+// ErrUnknownStage is returned (wrapped) for a stage name other than in, out
+// or dead.
+var ErrUnknownStage = errors.New("unknown tap stage")
