@@ -45,6 +45,7 @@ import (
 type Config struct {
 	Queue    Queue    `yaml:"queue"`
 	Pipeline Pipeline `yaml:"pipeline"`
+	Process  Process  `yaml:"process"`
 	Sink     Sink     `yaml:"sink"`
 	Drain    Drain    `yaml:"drain"`
 	Admin    Admin    `yaml:"admin"`
@@ -58,6 +59,24 @@ type Config struct {
 	// src records where each field's value came from, for error messages.
 	// Nil: every field holds its default (or was set directly in Go code).
 	src *sources
+}
+
+// File returns the config file c was loaded from, "" for none.
+func (c *Config) File() string {
+	if c.src == nil {
+		return ""
+	}
+	return c.src.file
+}
+
+// Origin returns where the field key was set in the config file: the file,
+// line and column, or "" and zeros when it was not set there.
+func (c *Config) Origin(key string) (file string, line, column int) {
+	o, ok := c.src.lookup(key)
+	if !ok || o.source != SourceFile {
+		return "", 0, 0
+	}
+	return c.src.file, o.line, o.column
 }
 
 // Queue configures where records come from.
@@ -93,6 +112,11 @@ type Queue struct {
 	// MaxAckPending caps unacknowledged messages on the consumer; at least 1.
 	// Default 20000.
 	MaxAckPending int `yaml:"max_ack_pending"`
+	// MaxDeliver: a message delivered more than this many times (it
+	// crashed sluice or timed out every time) is dead-lettered whole with
+	// reason max_deliver and acked, instead of cycling through redelivery;
+	// at least 1. Default 10.
+	MaxDeliver int `yaml:"max_deliver"`
 	// MaxBytes bounds the consumed stream, a work queue that holds only
 	// messages not yet acknowledged. At least 64KiB; 0: no limit. Default 1GiB.
 	MaxBytes ByteSize `yaml:"max_bytes"`
@@ -166,7 +190,60 @@ type Pipeline struct {
 	// ShutdownTimeout is how long graceful shutdown waits for in-flight work
 	// before abandoning it for redelivery. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// OrderBy is an expression giving each record's ordering key, like
+	// "user_id" or "subject": records with the same key reach the drainer
+	// in the order they came off the queue (sluice keeps the queue order of
+	// all records, processing still on every worker). Default "": no
+	// ordering promise between messages.
+	OrderBy string `yaml:"order_by"`
 }
+
+// Process configures what the workers do to each record: the strict JSON
+// gate (always on, with the limits below), then the steps, in order.
+type Process struct {
+	// Steps are applied in order to every record; see Step. They can be
+	// set only in the config file. Empty (the default): the gate only.
+	Steps []Step `yaml:"steps"`
+	// MaxDepth bounds the nesting of objects and arrays in a record, 1 to
+	// 10000. Default 64.
+	MaxDepth int `yaml:"max_depth"`
+	// MaxRecordBytes bounds one record. Default 1MiB.
+	MaxRecordBytes ByteSize `yaml:"max_record_bytes"`
+	// MaxMessageBytes bounds one queue message, at least max_record_bytes.
+	// Default 8MiB.
+	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
+}
+
+// Step is one processing step, a mapping with exactly one key:
+//
+//   - filter: 'event != "drop"'          # false drops the record
+//   - set: {user: 'upper(user)'}         # field paths to expressions
+//   - delete: [password, debug.trace]    # field paths
+//   - rename: {usr: user_name}           # old path to new path
+//   - reject: {if: 'amount < 0', reason: 'negative amount'}
+//
+// Expressions are github.com/expr-lang/expr; they see the record's fields,
+// the message's subject and functions such as now().
+type Step struct {
+	Filter string
+	Set    []Pair // in the order written
+	Delete []string
+	Rename []Pair // From is Key, To is Value
+	Reject *Reject
+	// Line and Column locate the step in the config file (0: not from a file).
+	Line, Column int
+}
+
+// Pair is one entry of a set or rename step.
+type Pair struct {
+	Key, Value string
+	// Line and Column locate the entry in the config file.
+	Line, Column int
+}
+
+// Reject is a reject step: records for which If is true are dead-lettered
+// with Reason.
+type Reject struct{ If, Reason string }
 
 // Sink configures the output socket.
 type Sink struct {
@@ -334,6 +411,7 @@ func Default() Config {
 			DeadLetterStream:   "DLQ",
 			AckWait:            30 * time.Second,
 			MaxAckPending:      20000,
+			MaxDeliver:         10,
 			MaxBytes:           1 * GiB,
 			MaxAge:             0,
 			Discard:            DiscardNew,
@@ -348,6 +426,11 @@ func Default() Config {
 			MaxInflightRecords: 50000,
 			MaxInflightBytes:   16 * MiB,
 			ShutdownTimeout:    10 * time.Second,
+		},
+		Process: Process{
+			MaxDepth:        64,
+			MaxRecordBytes:  1 * MiB,
+			MaxMessageBytes: 8 * MiB,
 		},
 		Sink: Sink{
 			Socket:       "./sluice.sock",

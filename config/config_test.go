@@ -681,8 +681,8 @@ func TestKeys_EnvAndSet(t *testing.T) {
 		"string": "zz", "int": "9999", "duration": "3s", "bytes": "3MiB", "mode": "0640", "list": "a,b", "bool": "true",
 	}
 	keys := config.Keys()
-	if len(keys) != 70 {
-		t.Errorf("len(Keys()) = %d, want 70", len(keys))
+	if len(keys) != 76 {
+		t.Errorf("len(Keys()) = %d, want 76", len(keys))
 	}
 	for _, want := range []string{"pipeline.workers int", "queue.subjects list", "faults list", "queue.max_bytes bytes", "queue.migrate bool",
 		"drain.socket_mode mode", "drain.accept_rewind bool", "pipeline.max_inflight_bytes bytes", "queue.tls.ca_file string", "sink.backoff_min duration"} {
@@ -697,6 +697,19 @@ func TestKeys_EnvAndSet(t *testing.T) {
 	}
 	for _, kt := range keys {
 		key, typ, _ := strings.Cut(kt, " ")
+		if typ == "steps" {
+			t.Run(key, func(t *testing.T) {
+				t.Setenv(config.EnvName(key), "x")
+				if _, err := config.Read(""); err == nil || !strings.Contains(err.Error(), "only in the config file") {
+					t.Errorf("%s from the environment: %v, want refused", key, err)
+				}
+				c := config.Default()
+				if err := c.Set(key, "x"); err == nil || !strings.Contains(err.Error(), "only in the config file") {
+					t.Errorf("Set(%s): %v, want refused", key, err)
+				}
+			})
+			continue
+		}
 		sample, ok := samples[typ]
 		if !ok {
 			t.Fatalf("no sample for type %q of %s", typ, key)

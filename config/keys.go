@@ -23,6 +23,7 @@ const (
 	kindMode
 	kindList
 	kindBool
+	kindSteps // process.steps: only in the file
 )
 
 var kindNames = [...]string{
@@ -33,6 +34,7 @@ var kindNames = [...]string{
 	kindMode:     "mode",
 	kindList:     "list",
 	kindBool:     "bool",
+	kindSteps:    "steps",
 }
 
 // field is one settable leaf of Config.
@@ -52,6 +54,7 @@ var (
 		}
 		return m
 	}()
+	stepsType    = reflect.TypeFor[[]Step]()
 	durationType = reflect.TypeFor[time.Duration]()
 	byteSizeType = reflect.TypeFor[ByteSize]()
 )
@@ -86,6 +89,8 @@ func kindOf(t reflect.Type, key string) kind {
 		return kindDuration
 	case t == byteSizeType:
 		return kindBytes
+	case t == stepsType:
+		return kindSteps
 	case t.Kind() == reflect.String:
 		return kindString
 	case t.Kind() == reflect.Int:
@@ -174,6 +179,9 @@ func (c *Config) value(f *field) reflect.Value {
 // setText parses s as f's kind and stores it. Lists are comma-separated
 // (commas inside parentheses, such as delay(1ms,10ms), do not split).
 func (c *Config) setText(f *field, s string) error {
+	if f.kind == kindSteps {
+		return fmt.Errorf("can be set only in the config file")
+	}
 	if f.kind == kindList {
 		var items []string
 		for _, item := range splitList(s) {

@@ -20,8 +20,14 @@ import (
 // drain.socket (it follows sink.socket unless set), then Validate. Every
 // problem found is returned at once; see FieldError for the format. A file
 // that cannot be read returns that error, wrapped.
-func Load(path string) (*Config, error) {
-	c, errs, err := read(path)
+func Load(path string) (*Config, error) { return LoadIgnoring(path) }
+
+// LoadIgnoring is Load for a file that holds more than sluice's
+// configuration: the top-level keys named in ignore are skipped instead of
+// being unknown fields. sluice test reads its test files with it (their
+// tests: section beside a process: section).
+func LoadIgnoring(path string, ignore ...string) (*Config, error) {
+	c, errs, err := readIgnoring(path, ignore)
 	if err != nil {
 		return nil, err
 	}
@@ -88,6 +94,10 @@ func fileKind(m os.FileMode) string {
 // be parsed keep their defaults and are reported in errs; err is for a file
 // that cannot be read.
 func read(path string) (c *Config, errs []*FieldError, err error) {
+	return readIgnoring(path, nil)
+}
+
+func readIgnoring(path string, ignore []string) (c *Config, errs []*FieldError, err error) {
 	cfg := Default()
 	c = &cfg
 	c.src = &sources{file: path, loaded: true, origin: map[string]origin{}}
@@ -104,7 +114,7 @@ func read(path string) (c *Config, errs []*FieldError, err error) {
 		// A byte-order mark (some editors on Windows write one) is not
 		// YAML content.
 		data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
-		errs = c.decode(path, data)
+		errs = c.decode(path, data, ignore)
 	}
 	errs = append(errs, c.applyEnv()...)
 	if _, set := c.src.lookup("drain.socket"); !set {
@@ -116,7 +126,7 @@ func read(path string) (c *Config, errs []*FieldError, err error) {
 // decode applies the YAML document in data to c, recording each field's
 // position. It reports every problem it can find rather than stopping at
 // the first, except for YAML syntax errors.
-func (c *Config) decode(file string, data []byte) []*FieldError {
+func (c *Config) decode(file string, data []byte, ignore []string) []*FieldError {
 	// Duplicate keys are reported by mapping, which knows their full path.
 	f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
@@ -130,7 +140,7 @@ func (c *Config) decode(file string, data []byte) []*FieldError {
 		}
 		return []*FieldError{fe}
 	}
-	d := &decoder{c: c, file: file, anchors: map[string]ast.Node{}}
+	d := &decoder{c: c, file: file, anchors: map[string]ast.Node{}, ignore: ignore}
 	var body ast.Node
 	for i, doc := range f.Docs {
 		if doc == nil || doc.Body == nil {
@@ -162,6 +172,7 @@ type decoder struct {
 	file    string
 	anchors map[string]ast.Node
 	errs    []*FieldError
+	ignore  []string // top-level keys to skip
 }
 
 func (d *decoder) fail(n ast.Node, key, format string, args ...any) {
@@ -234,6 +245,9 @@ func (d *decoder) mapping(n ast.Node, prefix string) {
 		key := name
 		if prefix != "" {
 			key = prefix + "." + name
+		}
+		if prefix == "" && slices.Contains(d.ignore, name) {
+			continue
 		}
 		if first, dup := seen[name]; dup {
 			where := ""
@@ -313,14 +327,16 @@ func (d *decoder) leaf(f *field, mv *ast.MappingValueNode) {
 	if _, null := n.(*ast.NullNode); null || n == nil {
 		return // written with no value: keep the default
 	}
+	if f.kind == kindSteps {
+		d.steps(f, mv, n)
+		return
+	}
 	if f.kind == kindList {
-		seq, ok := n.(*ast.SequenceNode)
+		seq, ok := d.sequence(mv, f.key, n, "a list")
 		if !ok {
-			d.fail(mv.Key, f.key, "must be a list (got %s)", nodeKind(n))
 			return
 		}
 		var items []string
-		ok = true
 		for i, item := range seq.Values {
 			item = d.resolve(item)
 			ikey := fmt.Sprintf("%s[%d]", f.key, i)
@@ -360,6 +376,7 @@ var kindArticle = [...]string{
 	kindMode:     "octal permission bits",
 	kindList:     "a list",
 	kindBool:     "true or false",
+	kindSteps:    "a list of steps",
 }
 
 // scalarText returns the text of a scalar as written (unquoted), so that
@@ -416,4 +433,14 @@ func joinSorted(errs []*FieldError) error {
 		out[i] = e
 	}
 	return errors.Join(out...)
+}
+
+// sequence returns n as a list, or reports that the field key must be
+// what.
+func (d *decoder) sequence(mv *ast.MappingValueNode, key string, n ast.Node, what string) (*ast.SequenceNode, bool) {
+	seq, ok := n.(*ast.SequenceNode)
+	if !ok {
+		d.fail(mv.Key, key, "must be %s (got %s)", what, nodeKind(n))
+	}
+	return seq, ok
 }

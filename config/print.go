@@ -77,6 +77,8 @@ func (c *Config) text(f *field) string {
 			q[i] = strconv.Quote(s)
 		}
 		return "[" + strings.Join(q, ", ") + "]"
+	case kindSteps:
+		return stepsText(v.Interface().([]Step))
 	}
 	panic("config: unknown kind")
 }

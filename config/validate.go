@@ -111,6 +111,19 @@ func (c *Config) problems() []*FieldError {
 	if p.MaxInflightBytes < MinInflightBytes {
 		v.fail("pipeline.max_inflight_bytes", "must be at least %s (got %s)", MinInflightBytes, p.MaxInflightBytes)
 	}
+	if c.Queue.MaxDeliver < 1 {
+		v.fail("queue.max_deliver", "must be at least 1 (got %d)", c.Queue.MaxDeliver)
+	}
+	pr := &c.Process
+	if pr.MaxDepth < 1 || pr.MaxDepth > 10000 {
+		v.fail("process.max_depth", "must be 1 to 10000 (got %d)", pr.MaxDepth)
+	}
+	if pr.MaxRecordBytes < 1 {
+		v.fail("process.max_record_bytes", "must be at least 1 byte (got %s)", pr.MaxRecordBytes)
+	}
+	if pr.MaxMessageBytes < pr.MaxRecordBytes {
+		v.fail("process.max_message_bytes", "must be at least process.max_record_bytes (got %s < %s)", pr.MaxMessageBytes, pr.MaxRecordBytes)
+	}
 	v.positive("pipeline.shutdown_timeout", p.ShutdownTimeout)
 
 	s := &c.Sink

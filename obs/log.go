@@ -40,6 +40,7 @@ const (
 	KeySuppressed = "suppressed"      // log lines of this kind dropped by rate limiting since the last one
 	KeyTimeout    = "timeout"         // a configured time limit
 	KeyRetryIn    = "retry_in"        // the wait before the next attempt
+	KeyDelivered  = "delivered"       // how many times the queue delivered a message
 
 	KeyConsumer          = "consumer"            // a durable consumer's name
 	KeyEpoch             = "epoch"               // a stream incarnation (record.MsgID.Epoch)

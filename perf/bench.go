@@ -93,20 +93,26 @@ const (
 	KeyAcked100       = "sluice_acked_100"
 	KeyLines100Flight = "sluice_lines_100_flight"
 	KeyRatioFlight    = "ratio_lines_100_flight_vs_off"
-	KeyRatioLines1    = "ratio_lines_1_vs_consume"
-	KeyRatioLines100S = "ratio_lines_100_vs_socket"
-	KeyRatioLines100C = "ratio_lines_100_vs_consume100"
-	KeyRatioAcked1    = "ratio_acked_1_vs_consume"
-	KeyRatioAcked100S = "ratio_acked_100_vs_socket"
-	KeyRatioAcked100C = "ratio_acked_100_vs_consume100"
-	KeyRatioAckedLine = "ratio_acked_100_vs_lines_100"
-	KeyJSConsumeCPU   = "raw_js_consume_cpu"
-	KeyJSPublishSync  = "raw_js_publish_sync_always"
-	KeyJSConsumeSync  = "raw_js_consume_sync_always"
-	KeyRatioSyncPub   = "ratio_publish_sync_always_vs_interval"
-	KeyRatioSyncCon   = "ratio_consume_sync_always_vs_interval"
-	KeyLatLines       = "latency_lines" // + "_p50", "_p99", "_max"
-	KeyLatAcked       = "latency_acked"
+	// The three-step transform (filter, set two fields, delete one), and
+	// the same with pipeline.order_by.
+	KeyLines100Transform = "sluice_lines_100_transform"
+	KeyLines100Ordered   = "sluice_lines_100_ordered"
+	KeyRatioTransform    = "ratio_lines_100_transform_vs_validate"
+	KeyRatioOrdered      = "ratio_lines_100_ordered_vs_unordered"
+	KeyRatioLines1       = "ratio_lines_1_vs_consume"
+	KeyRatioLines100S    = "ratio_lines_100_vs_socket"
+	KeyRatioLines100C    = "ratio_lines_100_vs_consume100"
+	KeyRatioAcked1       = "ratio_acked_1_vs_consume"
+	KeyRatioAcked100S    = "ratio_acked_100_vs_socket"
+	KeyRatioAcked100C    = "ratio_acked_100_vs_consume100"
+	KeyRatioAckedLine    = "ratio_acked_100_vs_lines_100"
+	KeyJSConsumeCPU      = "raw_js_consume_cpu"
+	KeyJSPublishSync     = "raw_js_publish_sync_always"
+	KeyJSConsumeSync     = "raw_js_consume_sync_always"
+	KeyRatioSyncPub      = "ratio_publish_sync_always_vs_interval"
+	KeyRatioSyncCon      = "ratio_consume_sync_always_vs_interval"
+	KeyLatLines          = "latency_lines" // + "_p50", "_p99", "_max"
+	KeyLatAcked          = "latency_acked"
 )
 
 // e2eCase is one end-to-end configuration.
@@ -114,15 +120,28 @@ type e2eCase struct {
 	key, name, framing string
 	perMsg             int
 	env                []string // for sluice run
+	config             string   // a config file for sluice run (--config); "": none
 }
 
 var e2eCases = []e2eCase{
-	{KeyLines1, "sluice lines, 1 rec/msg", "lines", 1, nil},
-	{KeyLines100, "sluice lines, 100 rec/msg", "lines", 100, nil},
-	{KeyAcked1, "sluice acked, 1 rec/msg", "acked", 1, nil},
-	{KeyAcked100, "sluice acked, 100 rec/msg", "acked", 100, nil},
-	{KeyLines100Flight, "sluice lines, 100 rec/msg, flight recorder on", "lines", 100, []string{"SLUICE_FLIGHT_ENABLED=true", "SLUICE_FLIGHT_DIR=" + os.TempDir()}},
+	{KeyLines1, "sluice lines, 1 rec/msg", "lines", 1, nil, ""},
+	{KeyLines100, "sluice lines, 100 rec/msg", "lines", 100, nil, ""},
+	{KeyAcked1, "sluice acked, 1 rec/msg", "acked", 1, nil, ""},
+	{KeyAcked100, "sluice acked, 100 rec/msg", "acked", 100, nil, ""},
+	{KeyLines100Flight, "sluice lines, 100 rec/msg, flight recorder on", "lines", 100, []string{"SLUICE_FLIGHT_ENABLED=true", "SLUICE_FLIGHT_DIR=" + os.TempDir()}, ""},
+	{KeyLines100Transform, "sluice lines, 100 rec/msg, 3-step transform", "lines", 100, nil, TransformConfig},
+	{KeyLines100Ordered, "sluice lines, 100 rec/msg, 3-step transform, order_by", "lines", 100, nil, TransformConfig + "pipeline:\n  order_by: key\n"},
 }
+
+// TransformConfig is the processing of the transform cases: a filter, a set
+// of two fields by expressions and a delete of one, on sluice load's
+// records. It keeps every record (EndToEnd counts the drainer's lines).
+const TransformConfig = `process:
+  steps:
+    - filter: 'key != "drop"'
+    - set: {run: 'upper(run)', next: 'seq + 1'}
+    - delete: [tags]
+`
 
 // Run runs every measurement o.Reps times and returns the report. A
 // framing that is not available is reported as n/a; any other failure ends
@@ -196,7 +215,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if c.perMsg == 1 {
 				n = small
 			}
-			eo := E2EOptions{Exe: o.Exe, Dir: dir, Framing: c.framing, Records: n, PerMessage: c.perMsg, RecordSize: o.RecordSize, Env: c.env}
+			eo := E2EOptions{Exe: o.Exe, Dir: dir, Framing: c.framing, Records: n, PerMessage: c.perMsg, RecordSize: o.RecordSize, Env: c.env, Config: c.config}
 			if o.CPUProfileDir != "" {
 				eo.CPUProfile = filepath.Join(o.CPUProfileDir, fmt.Sprintf("%s-rep%d.pprof", c.key, rep))
 			}

@@ -34,6 +34,11 @@ type E2EOptions struct {
 	CPUProfile string
 	// Env is added to sluice run's environment (e.g. SLUICE_FLIGHT_ENABLED=true).
 	Env []string
+	// Config, when set, is written to a file that sluice run gets as
+	// --config (for process steps, which only a file sets). Its steps
+	// must keep every record; the output size the drainer must reach is
+	// computed by running them (package process) on the records.
+	Config string
 }
 
 // E2EResult is one end-to-end measurement.
@@ -96,6 +101,13 @@ func EndToEnd(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 	}
 	args = append(args, "--socket", sock, "--framing", o.Framing, "--data-dir", filepath.Join(dir, "data"),
 		"--listen", "127.0.0.1:0", "--admin", "off", "--log-format", "json")
+	if o.Config != "" {
+		cf := filepath.Join(dir, "sluice.yaml")
+		if err := os.WriteFile(cf, []byte(o.Config), 0o600); err != nil {
+			return res, err
+		}
+		args = append(args, "--config", cf)
+	}
 	svc, err := startChild(o.Exe, args, svcEnv, filepath.Join(dir, "run.log"))
 	if err != nil {
 		return res, err
@@ -150,8 +162,15 @@ func EndToEnd(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 	defer drainer.stop()
 	tick := time.NewTicker(rssEvery)
 	defer tick.Stop()
+	// Done when the output holds every record: by its size, or, when a
+	// config's steps change the records' sizes, by its lines.
+	progress, unit := outputSize, "bytes"
+	if o.Config != "" {
+		lc := &lineCounter{read: map[string]int64{}}
+		progress, unit, want = lc.count, "lines", int64(o.Records)
+	}
 	for {
-		size, err := outputSize(out)
+		size, err := progress(out)
 		if err != nil {
 			return res, err
 		}
@@ -164,11 +183,11 @@ func EndToEnd(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 			if time.Since(start) < 5*time.Second && size == 0 {
 				return res, drainer.startFailure("sluice drain", o.Framing)
 			}
-			return res, fmt.Errorf("%w: sluice drain exited with %d of %d bytes written; see %s", ErrIncomplete, size, want, drainer.log)
+			return res, fmt.Errorf("%w: sluice drain exited with %d of %d %s written; see %s", ErrIncomplete, size, want, unit, drainer.log)
 		case <-svc.done:
-			return res, fmt.Errorf("%w: sluice run exited with %d of %d bytes drained; see %s", ErrIncomplete, size, want, svc.log)
+			return res, fmt.Errorf("%w: sluice run exited with %d of %d %s drained; see %s", ErrIncomplete, size, want, unit, svc.log)
 		case <-ctx.Done():
-			return res, fmt.Errorf("%w: %d of %d bytes drained: %v", ErrIncomplete, size, want, ctx.Err())
+			return res, fmt.Errorf("%w: %d of %d %s drained: %v", ErrIncomplete, size, want, unit, ctx.Err())
 		case <-tick.C:
 			if st, err := ReadStatus(svc.cmd.Process.Pid); err == nil {
 				rss = append(rss, float64(st.VmRSS))
@@ -227,6 +246,40 @@ func outputSize(dir string) (int64, error) {
 		}
 	}
 	return n, nil
+}
+
+// lineCounter counts the newlines in the drainer's *.jsonl files as they
+// grow, reading each byte once.
+type lineCounter struct {
+	read  map[string]int64 // bytes of each file counted so far
+	lines int64
+	buf   []byte
+}
+
+func (lc *lineCounter) count(dir string) (int64, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+	if err != nil {
+		return 0, err
+	}
+	if lc.buf == nil {
+		lc.buf = make([]byte, 1<<20)
+	}
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return 0, err
+		}
+		for {
+			n, err := f.ReadAt(lc.buf, lc.read[name])
+			lc.lines += int64(bytes.Count(lc.buf[:n], []byte{'\n'}))
+			lc.read[name] += int64(n)
+			if err != nil || n == 0 {
+				break
+			}
+		}
+		_ = f.Close()
+	}
+	return lc.lines, nil
 }
 
 // countLines counts the newlines in the drainer's *.jsonl files in dir.

@@ -105,6 +105,8 @@ func newReport(o Options) *Report {
 	row(KeyRatioAcked100C, "acked 100 rec/msg / (raw consume x 100)", UnitRatio)
 	row(KeyRatioAckedLine, "acked 100 rec/msg / lines 100 rec/msg", UnitRatio)
 	row(KeyRatioFlight, "lines 100 rec/msg, flight recorder on / off", UnitRatio)
+	row(KeyRatioTransform, "lines 100 rec/msg, 3-step transform / validate-only", UnitRatio)
+	row(KeyRatioOrdered, "lines 100 rec/msg, transform with order_by / without", UnitRatio)
 	row(KeyRatioSyncPub, "raw publish, sync always / 1s interval", UnitRatio)
 	row(KeyRatioSyncCon, "raw consume, sync always / 1s interval", UnitRatio)
 	return r
@@ -166,6 +168,8 @@ func (r *Report) addRatios() {
 	r.add(KeyRatioAcked100C, ratio(r.last(KeyAcked100), cons*100))
 	r.add(KeyRatioAckedLine, ratio(r.last(KeyAcked100), r.last(KeyLines100)))
 	r.add(KeyRatioFlight, ratio(r.last(KeyLines100Flight), r.last(KeyLines100)))
+	r.add(KeyRatioTransform, ratio(r.last(KeyLines100Transform), r.last(KeyLines100)))
+	r.add(KeyRatioOrdered, ratio(r.last(KeyLines100Ordered), r.last(KeyLines100Transform)))
 	r.add(KeyRatioSyncPub, ratio(r.last(KeyJSPublishSync), r.last(KeyJSPublish)))
 	r.add(KeyRatioSyncCon, ratio(r.last(KeyJSConsumeSync), r.last(KeyJSConsume)))
 }
@@ -222,6 +226,8 @@ func (r *Report) finish() {
 			med(KeyLatAcked+"_p99"), func(v float64) bool { return v <= 25 }),
 		check("peak RSS of sluice run with its embedded server, default limits (max over all cases and reps)", "<= 128", UnitMiB,
 			peak, func(v float64) bool { return v <= 128 }),
+		check("100 rec/msg end to end, lines, 3-step transform vs validate-only, same run", ">= 0.6", UnitRatio,
+			med(KeyRatioTransform), func(v float64) bool { return v >= 0.6 }),
 	}
 }
 

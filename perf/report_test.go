@@ -59,7 +59,7 @@ func TestReport_Summaries(t *testing.T) {
 	}
 	// lines 1 rec/msg at 0.95 of raw consume; acked not measured; 1.2 M
 	// records/s; no flight recorder or latency measured; peak 61 MiB <= 128.
-	want := []string{"met", "n/a", "met", "n/a", "n/a", "n/a", "met"}
+	want := []string{"met", "n/a", "met", "n/a", "n/a", "n/a", "met", "n/a"}
 	if len(r.Targets) != len(want) {
 		t.Fatalf("%d targets, want %d", len(r.Targets), len(want))
 	}
@@ -79,6 +79,7 @@ func TestReport_TargetsMissed(t *testing.T) {
 		perf.KeyLines1: 94999, perf.KeyLines100: 999999, perf.KeyAcked100: 0.849 * 999999,
 		perf.KeyLines1 + "_rss_peak": 128.5,
 		perf.KeyLatLines + "_p99":    10.5, perf.KeyLatAcked + "_p99": 25.5, perf.KeyLines100Flight: 0.949 * 999999,
+		perf.KeyLines100Transform: 0.599 * 999999,
 	}}, nil)
 	for _, tg := range r.Targets {
 		if tg.Status != "missed" {
@@ -152,8 +153,8 @@ func TestReport_WriteJSON(t *testing.T) {
 	if got.Date != "2026-01-02T03:04:05Z" || got.Records != 1000 || got.Reps != 3 || got.Machine.NProc < 1 {
 		t.Errorf("header: %+v", got)
 	}
-	if len(got.Rows) != len(r.Rows) || len(got.Targets) != 7 {
-		t.Fatalf("%d rows, %d targets; want %d, 7", len(got.Rows), len(got.Targets), len(r.Rows))
+	if len(got.Rows) != len(r.Rows) || len(got.Targets) != 8 {
+		t.Fatalf("%d rows, %d targets; want %d, 8", len(got.Rows), len(got.Targets), len(r.Rows))
 	}
 	byKey := map[string]int{}
 	for i, rw := range got.Rows {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/process"
 	"github.com/sluice-dev/sluice/record"
 )
 
@@ -62,7 +63,11 @@ func (instantSink) Send(_ context.Context, _ []record.Record, done func(error)) 
 // identity is a Processor that delivers each record as it is.
 type identity struct{}
 
-func (identity) Process(rec []byte) ([]byte, error) { return rec, nil }
+func (identity) CheckMessage([]byte) error  { return nil }
+func (identity) NewWorker() pipeline.Worker { return identity{} }
+func (identity) Process(in pipeline.Input, buf []byte) ([]byte, []byte, error) {
+	return in.Data, buf, nil
+}
 
 // BenchmarkPipeline measures the pipeline's own path per queue message:
 // fetch, split, chunking, processing with an identity processor, hand-over
@@ -76,32 +81,66 @@ func BenchmarkPipeline(b *testing.B) {
 			for i := range perMsg {
 				fmt.Fprintf(&sb, "{\"i\":%d,\"pad\":%q}\n", i, strings.Repeat("x", 180))
 			}
-			payload := []byte(sb.String())
-			src := &benchSource{all: make(chan struct{}), n: int64(b.N)}
-			for i := range b.N {
-				src.msgs = append(src.msgs, newBenchMsg(uint64(i+1), payload))
-			}
-			p := pipeline.New(src, nil, identity{}, instantSink{}, pipeline.Options{
-				Workers: 2, FetchWait: time.Millisecond,
-				Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
-			})
-			ctx, cancel := context.WithCancel(context.Background())
-			errc := make(chan error, 1)
-			b.ReportAllocs()
-			b.SetBytes(int64(len(payload)))
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			b.ResetTimer()
-			go func() { errc <- p.Run(ctx) }()
-			<-src.all
-			b.StopTimer()
-			runtime.ReadMemStats(&after)
-			b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(b.N), "allocs/msg")
-			cancel()
-			if err := <-errc; err != nil {
-				b.Fatal(err)
-			}
+			runPipeline(b, []byte(sb.String()), identity{}, false)
 		})
+	}
+}
+
+// runPipeline runs b.N messages of payload through the pipeline with proc
+// (and Options.Ordered as ordered) and a sink that delivers at once.
+func runPipeline(b *testing.B, payload []byte, proc pipeline.Processor, ordered bool) {
+	b.Helper()
+	src := &benchSource{all: make(chan struct{}), n: int64(b.N)}
+	for i := range b.N {
+		src.msgs = append(src.msgs, newBenchMsg(uint64(i+1), payload))
+	}
+	p := pipeline.New(src, nil, proc, instantSink{}, pipeline.Options{
+		Workers: 2, FetchWait: time.Millisecond, Ordered: ordered,
+		Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	go func() { errc <- p.Run(ctx) }()
+	<-src.all
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(b.N), "allocs/msg")
+	cancel()
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkPipelineProcessing compares the JSON gate alone with the gate
+// and the three-step transform (filter, set two fields, delete one) on the
+// pipeline's whole path, 100 records a message, 2 workers, and the
+// transform with Ordered (pipeline.order_by). One op is one message; the
+// ratios are in process/BENCH.md.
+func BenchmarkPipelineProcessing(b *testing.B) {
+	var sb strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&sb, `{"id":"e-%06d","event":"click","user":"user%04d","password":"s3cr3t-%05d","amount":%d.25,"geo":{"country":"FR","city":"Paris"},"ts":17324600%011d,"tags":["a","b"],"ok":true}`+"\n",
+			i, i, i*7, i%977, i*1_000_003)
+	}
+	transform, err := process.New(process.Options{Steps: []process.Step{
+		{Filter: `event != "drop"`},
+		{Set: []process.Assignment{{Path: "ingested_at", Expr: "now()"}, {Path: "user", Expr: "upper(user)"}}},
+		{Delete: []string{"password"}},
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		proc    pipeline.Processor
+		ordered bool
+	}{{"validate", process.Validator{}, false}, {"transform", transform, false}, {"transform-ordered", transform, true}} {
+		b.Run(tc.name, func(b *testing.B) { runPipeline(b, []byte(sb.String()), tc.proc, tc.ordered) })
 	}
 }
 

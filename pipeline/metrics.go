@@ -10,6 +10,7 @@ type metrics struct {
 	recordsOut     prometheus.Counter
 	recordsDropped prometheus.Counter
 	deadLettered   prometheus.Counter
+	deadLetters    *prometheus.CounterVec // by reason (reasonLabel)
 	batches        prometheus.Counter
 	msgsAcked      prometheus.Counter
 	msgsNaked      prometheus.Counter
@@ -39,6 +40,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sluice_pipeline_dead_lettered_total",
 			Help: "Records that failed processing and were accepted by the dead-letter subject.",
 		}),
+		deadLetters: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_dead_letters_total",
+			Help: "Records (or whole messages) accepted by the dead-letter subject, by reason: a rule of the JSON gate, rejected (a reject step), step_error, panic, too_large, max_deliver, or error.",
+		}, []string{"reason"}),
 		batches: f.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_pipeline_batches_total",
 			Help: "Chunks of messages processed and settled (one sink frame each).",

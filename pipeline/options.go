@@ -24,6 +24,17 @@ type Options struct {
 	// ShutdownTimeout bounds how long Run waits, after ctx ends, for
 	// in-flight work to be delivered before abandoning it. 0: 10s.
 	ShutdownTimeout time.Duration
+	// MaxDeliver: a message delivered more than this many times (as its
+	// Message's NumDelivered reports, when it has that method) is a poison
+	// message: it is dead-lettered whole with reason max_deliver and acked,
+	// so that it never cycles through redelivery. 0: 10.
+	MaxDeliver int
+	// Ordered hands chunks to the sink in the order they came off the
+	// queue (processing still runs on every worker at once), so that
+	// records reach the drainer in queue order, and hence in order per any
+	// key; see README "Ordering" for what redeliveries do. false: no
+	// ordering between chunks.
+	Ordered bool
 	// Tap is where records are offered to `sluice tap` as they come off
 	// the queue, go to the sink and go to the dead-letter subject. nil:
 	// records cannot be tapped.
@@ -54,6 +65,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.ChunkRecords <= 0 {
 		o.ChunkRecords = 1024
+	}
+	if o.MaxDeliver <= 0 {
+		o.MaxDeliver = 10
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 10 * time.Second

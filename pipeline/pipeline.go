@@ -10,6 +10,8 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sluice-dev/sluice/record"
@@ -62,6 +64,15 @@ type DeadLetterer interface {
 	DeadLetter(ctx context.Context, from Message, index int, rec []byte, reason string) error
 }
 
+// RejectionDeadLetterer is a DeadLetterer that stores the structured
+// rejection with the dead letter (its reason label, step, rule and offset,
+// as headers). The pipeline calls DeadLetterRejection instead of
+// DeadLetter when the DeadLetterer implements it, with the same contract;
+// why.Error() is the reason DeadLetter would get.
+type RejectionDeadLetterer interface {
+	DeadLetterRejection(ctx context.Context, from Message, index int, rec []byte, why *Rejection) error
+}
+
 // Sink delivers frames of records to the drainer.
 type Sink interface {
 	// Send delivers recs as one frame: the records are written together, to
@@ -90,15 +101,86 @@ type Sink interface {
 	// acknowledgements (and can fire a spurious ack timeout). The pipeline's
 	// done never blocks: it only queues the outcome for the pipeline's
 	// settler, which acks or naks the queue messages on its own goroutine.
+	//
+	// Send does not keep recs, nor the bytes their Data point to, once it
+	// returns (it copies what it sends, as both framings encode frames):
+	// the pipeline reuses that memory for the next chunk.
 	Send(ctx context.Context, recs []record.Record, done func(error)) error
 }
 
-// Processor turns one input record into the record to deliver.
-//
-// Process must be safe for concurrent use: every worker calls it. It returns
-// the bytes to deliver (which may alias rec); a nil slice with a nil error
-// drops the record (a filter), which counts as done. An error sends the
-// original record to the dead-letter subject with err.Error() as the reason.
+// Processor processes records. One Processor serves every worker: each
+// worker asks it for a Worker of its own, so that a Worker's state (its
+// scratch space, its expression VM) is used by one goroutine only.
 type Processor interface {
-	Process(rec []byte) ([]byte, error)
+	// CheckMessage is called once for each queue message, before any of
+	// its records is processed, with the message's payload. An error
+	// dead-letters the message whole (a *Rejection says which rule it
+	// broke); nil lets its records through to the workers' Process.
+	// CheckMessage must be safe for concurrent use.
+	CheckMessage(data []byte) error
+	// NewWorker returns the Worker that one worker goroutine uses.
+	NewWorker() Worker
+}
+
+// Worker turns one input record into the record to deliver. It is used by
+// one goroutine only.
+type Worker interface {
+	// Process processes in. It returns the bytes to deliver, out, which
+	// may alias in.Data or lie in buf: Process appends what it writes to
+	// buf and returns it as nbuf (possibly a new array when buf was full;
+	// bytes already in buf are never moved or overwritten, so earlier
+	// outputs stay valid). out must stay valid only until the sink's
+	// Send of its chunk returned: the pipeline then hands the same buf to
+	// the next chunk. When buf is full, Process should allocate a larger
+	// one (double), so that a worker soon has room for a whole chunk.
+	//
+	// A nil out with a nil error drops the record (a filter), which counts
+	// as done. An error sends the original record to the dead-letter
+	// subject: a *Rejection carries its reason label, step, rule and byte
+	// offset into the dead letter's headers; any other error is recorded
+	// with reason "error" and its text. A panic in Process is recovered by
+	// the pipeline and dead-letters the record with reason "panic".
+	Process(in Input, buf []byte) (out, nbuf []byte, err error)
+}
+
+// Input is one record handed to a Worker.
+type Input struct {
+	Subject string    // the subject its queue message was published on
+	ID      record.ID // its identity
+	Data    []byte    // its bytes, which Process must not modify
+}
+
+// Rejection is why a record (or a message) is dead-lettered: the error a
+// Processor returns for what it rejects, and what the dead letter's headers
+// say.
+type Rejection struct {
+	// Reason is a short label from a closed set (a rule of the JSON gate,
+	// "rejected" for a reject step, "step_error", "panic", "too_large",
+	// "max_deliver", "error"): the reason label of
+	// sluice_dead_letters_total.
+	Reason string
+	// Step is the index of the step in process.steps that rejected the
+	// record, or -1 when no step did (the gate, the pipeline).
+	Step int
+	// Rule names the rule broken: the gate's rule ("invalid_utf8",
+	// "max_depth", …) or the step's kind ("reject", "set", …).
+	Rule string
+	// Offset is the byte offset in the record where the rule broke, or -1.
+	Offset int
+	// Msg says what went wrong, for people.
+	Msg string
+}
+
+func (r *Rejection) Error() string {
+	var b strings.Builder
+	if r.Step >= 0 {
+		fmt.Fprintf(&b, "step %d (%s): ", r.Step, r.Rule)
+	} else if r.Rule != "" {
+		fmt.Fprintf(&b, "%s: ", r.Rule)
+	}
+	b.WriteString(r.Msg)
+	if r.Offset >= 0 {
+		fmt.Fprintf(&b, " (at byte %d)", r.Offset)
+	}
+	return b.String()
 }

@@ -316,7 +316,7 @@ func TestPipeline_BadRecordsGoToDeadLetter(t *testing.T) {
 		t.Fatalf("delivered %v, want the three valid records", got)
 	}
 	sort.Strings(dlq.got) // workers finish in any order
-	if len(dlq.got) != 2 || !strings.HasPrefix(dlq.got[0], "1/1 {broken: invalid JSON") || !strings.HasPrefix(dlq.got[1], "2/0 not json: invalid JSON") {
+	if len(dlq.got) != 2 || !strings.HasPrefix(dlq.got[0], "1/1 {broken: invalid_json: ") || !strings.HasPrefix(dlq.got[1], "2/0 not json: invalid_json: ") {
 		t.Fatalf("dead letters = %q", dlq.got)
 	}
 }

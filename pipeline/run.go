@@ -39,7 +39,8 @@ type Pipeline struct {
 	log  *slog.Logger
 	m    *metrics
 	bud  *budget
-	out  *outcomes // the settler's inbox
+	out  *outcomes  // the settler's inbox
+	seq  *sequencer // Options.Ordered: the order of hand-overs to the sink; nil otherwise
 
 	running atomic.Bool
 
@@ -61,7 +62,7 @@ type Pipeline struct {
 // sink never returns ErrTooLarge.
 func New(src Source, dlq DeadLetterer, proc Processor, sink Sink, opts Options) *Pipeline {
 	opts = opts.WithDefaults()
-	return &Pipeline{
+	p := &Pipeline{
 		src: src, dlq: dlq, proc: proc, sink: sink, opts: opts,
 		log:     opts.Logger.With(obs.KeyComponent, "pipeline"),
 		m:       newMetrics(opts.Registerer),
@@ -69,6 +70,10 @@ func New(src Source, dlq DeadLetterer, proc Processor, sink Sink, opts Options) 
 		out:     newOutcomes(),
 		pending: map[*chunk]struct{}{},
 	}
+	if opts.Ordered {
+		p.seq = newSequencer()
+	}
+	return p
 }
 
 // Progress returns a counter that grows every time a chunk of work is
@@ -93,6 +98,9 @@ type chunk struct {
 	// done is the sink's done for this chunk: it hands the sink's outcome
 	// to the settler. Made at the first Send.
 	done func(error)
+	// ticket is the chunk's place in the order of hand-overs to the sink
+	// (Options.Ordered only; see sequencer).
+	ticket uint64
 	// settled is set by the settler once it has carried out a verdict;
 	// owned by the settler.
 	settled bool
@@ -131,8 +139,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		workWG.Add(1)
 		go func() {
 			defer workWG.Done()
+			w := &worker{proc: p.proc.NewWorker()}
 			for c := range work {
-				if v := p.handle(workCtx, c); v != verdictPending {
+				if v := p.handle(workCtx, c, w); v != verdictPending {
 					p.out.put(c, v)
 				}
 			}
@@ -223,11 +232,19 @@ func (p *Pipeline) dispatch(ctx context.Context, msgs []Message, work chan<- *ch
 		totalBytes += len(d)
 		curBytes += len(d)
 		// A chunk that m would take past ChunkRecords is handed over
-		// without m (unless m is its only message).
-		if i > first && len(cur) > p.opts.ChunkRecords {
+		// without m (unless m is its only message). A redelivered message
+		// is a suspect: it goes in a chunk of its own, so that if it keeps
+		// failing it does not take its neighbours down with it on the way
+		// to max_deliver.
+		suspect := redelivered(m)
+		if i > first && (len(cur) > p.opts.ChunkRecords || suspect) {
 			k := len(cur) - n
 			p.handOver(ctx, work, &chunk{msgs: msgs[first:i:i], recs: cur[:k:k], bytes: int64(curBytes - len(d))})
 			cur, first, curBytes = cur[k:], i, len(d)
+		}
+		if suspect && i+1 < len(msgs) {
+			p.handOver(ctx, work, &chunk{msgs: msgs[i : i+1 : i+1], recs: cur[:len(cur):len(cur)], bytes: int64(curBytes)})
+			cur, first, curBytes = cur[len(cur):], i+1, 0
 		}
 	}
 	p.handOver(ctx, work, &chunk{msgs: msgs[first:len(msgs):len(msgs)], recs: cur, bytes: int64(curBytes)})
@@ -238,6 +255,9 @@ func (p *Pipeline) dispatch(ctx context.Context, msgs []Message, work chan<- *ch
 // has ended nothing more is given to the workers: c goes to the settler to
 // be nak'ed instead, and so does every later chunk of the batch.
 func (p *Pipeline) handOver(ctx context.Context, work chan<- *chunk, c *chunk) {
+	if p.seq != nil {
+		c.ticket = p.seq.ticket()
+	}
 	c.in = int64(len(c.recs))
 	p.bud.add(c.in, c.bytes)
 	p.m.inflightRecs.Add(float64(c.in))
@@ -251,6 +271,9 @@ func (p *Pipeline) handOver(ctx context.Context, work chan<- *chunk, c *chunk) {
 			return
 		case <-ctx.Done():
 		}
+	}
+	if p.seq != nil {
+		p.seq.finish(c.ticket) // never reaches a worker
 	}
 	p.out.put(c, verdictNak)
 }
@@ -295,8 +318,11 @@ func (p *Pipeline) observe(msgs, recs, bytes int) {
 // handle processes one chunk on a worker and hands its records to the sink.
 // It returns the chunk's verdict, or verdictPending when the sink's done
 // will give it.
-func (p *Pipeline) handle(ctx context.Context, c *chunk) verdict {
+func (p *Pipeline) handle(ctx context.Context, c *chunk, w *worker) verdict {
 	c.start = time.Now()
+	if p.seq != nil {
+		defer p.seq.finish(c.ticket)
+	}
 	if err := processPoint.Hit(ctx); err != nil {
 		// An injected error (or close) fails the whole chunk, like a worker
 		// that crashed mid-chunk: its messages are handed back for
@@ -308,32 +334,62 @@ func (p *Pipeline) handle(ctx context.Context, c *chunk) verdict {
 	}
 	out := c.recs[:0] // compacted in place: out never passes the record being read
 	var dropped, processed int
-	var mi int // index in c.msgs of the message of the current record (records are in message order)
-	for _, r := range c.recs {
-		processed++
-		data, err := p.proc.Process(r.Data)
-		switch {
-		case err != nil:
-			for c.msgs[mi].ID() != r.ID.Msg() {
-				mi++
-			}
-			m := c.msgs[mi]
-			if derr := p.deadLetter(ctx, m, int(r.ID.Index), r.Data, err.Error()); derr != nil {
+	// The worker's output space: the records processing writes point
+	// into it until the chunk's Send returned (Send keeps nothing), and
+	// the next chunk writes over it.
+	buf := w.buf[:0]
+	defer func() { w.buf = buf[:0] }()
+	wk := w.proc
+	ri := 0 // the next record of c.recs (records are in message order)
+	for _, m := range c.msgs {
+		id := m.ID()
+		lo := ri
+		for ri < len(c.recs) && c.recs[ri].ID.Msg() == id {
+			ri++
+		}
+		err := p.poison(m)
+		if err == nil {
+			err = p.proc.CheckMessage(m.Data())
+		}
+		if err != nil {
+			processed += ri - lo
+			if derr := p.deadLetter(ctx, m, -1, m.Data(), err); derr != nil {
 				p.m.recordsIn.Add(float64(processed))
 				p.log.Warn("dead-letter publish failed; message left for redelivery",
-					obs.KeyStream, r.ID.Stream, obs.KeySeq, r.ID.Seq, obs.KeyErr, derr)
+					obs.KeyStream, id.Stream, obs.KeySeq, id.Seq, obs.KeyErr, derr)
 				return verdictNak
 			}
-			p.m.deadLettered.Inc()
-		case data == nil:
-			dropped++
-		default:
-			out = append(out, record.Record{ID: r.ID, Data: data})
+			continue
+		}
+		subject := m.Subject()
+		for _, r := range c.recs[lo:ri] {
+			processed++
+			var data []byte
+			var err error
+			data, buf, err = p.process(wk, Input{Subject: subject, ID: r.ID, Data: r.Data}, buf)
+			switch {
+			case err != nil:
+				if derr := p.deadLetter(ctx, m, int(r.ID.Index), r.Data, err); derr != nil {
+					p.m.recordsIn.Add(float64(processed))
+					p.log.Warn("dead-letter publish failed; message left for redelivery",
+						obs.KeyStream, r.ID.Stream, obs.KeySeq, r.ID.Seq, obs.KeyErr, derr)
+					return verdictNak
+				}
+			case data == nil:
+				dropped++
+			default:
+				out = append(out, record.Record{ID: r.ID, Data: data})
+			}
 		}
 	}
 	p.m.recordsIn.Add(float64(processed))
 	p.m.recordsDropped.Add(float64(dropped))
 	c.recs = out
+	if p.seq != nil {
+		if err := p.seq.turn(ctx, c.ticket); err != nil {
+			return verdictNak // shutdown deadline: handed back for redelivery
+		}
+	}
 	return p.send(ctx, c)
 }
 
@@ -392,7 +448,7 @@ func (p *Pipeline) tooLarge(ctx context.Context, c *chunk, sendErr error) verdic
 	// letter fails).
 	p.log.Warn("queue message too large for one frame; dead-lettering it whole",
 		obs.KeyStream, id.Stream, obs.KeySeq, id.Seq, obs.KeyRecords, len(c.recs), obs.KeyBytes, len(m.Data()), obs.KeyErr, sendErr)
-	if err := p.deadLetter(ctx, m, -1, m.Data(), reason); err != nil {
+	if err := p.deadLetter(ctx, m, -1, m.Data(), &Rejection{Reason: ReasonTooLarge, Step: -1, Rule: ReasonTooLarge, Offset: -1, Msg: reason}); err != nil {
 		p.log.Warn("dead-letter publish failed; message left for redelivery",
 			obs.KeyStream, id.Stream, obs.KeySeq, id.Seq, obs.KeyErr, err)
 		return verdictNak
@@ -430,13 +486,73 @@ func (p *Pipeline) separate(c *chunk) []*chunk {
 	return parts
 }
 
-func (p *Pipeline) deadLetter(ctx context.Context, m Message, idx int, rec []byte, reason string) error {
+// worker is one worker goroutine's state.
+type worker struct {
+	proc Worker
+	buf  []byte // output space reused from chunk to chunk; see handle
+}
+
+// deliveryCounter is implemented by messages that know how often the
+// queue delivered them (queue.Message).
+type deliveryCounter interface{ NumDelivered() uint64 }
+
+// redelivered reports whether m was delivered before.
+func redelivered(m Message) bool {
+	dc, ok := m.(deliveryCounter)
+	return ok && dc.NumDelivered() > 1
+}
+
+// poison returns a rejection for a message delivered more than MaxDeliver
+// times: one that keeps failing (it crashed sluice, or timed out, every
+// time it was processed) goes to the dead-letter subject instead of
+// cycling through redelivery.
+func (p *Pipeline) poison(m Message) error {
+	dc, ok := m.(deliveryCounter)
+	if !ok || dc.NumDelivered() <= uint64(p.opts.MaxDeliver) {
+		return nil
+	}
+	id := m.ID()
+	p.log.Warn("queue message delivered too many times; dead-lettering it whole",
+		obs.KeyStream, id.Stream, obs.KeySeq, id.Seq, obs.KeyDelivered, dc.NumDelivered())
+	return &Rejection{Reason: ReasonMaxDeliver, Step: -1, Rule: ReasonMaxDeliver, Offset: -1,
+		Msg: fmt.Sprintf("delivered %d times, more than queue.max_deliver (%d): it failed every time (a crash or a timeout while it was processed)", dc.NumDelivered(), p.opts.MaxDeliver)}
+}
+
+// process runs wk on in, turning a panic into a rejection of the record
+// alone (reason "panic"), so that no input can crash a worker.
+func (p *Pipeline) process(wk Worker, in Input, buf []byte) (out, nbuf []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("processing a record panicked; dead-lettering it", obs.KeyStream, in.ID.Stream, obs.KeySeq, in.ID.Seq, obs.KeyErr, r)
+			out, nbuf, err = nil, buf, &Rejection{Reason: ReasonPanic, Step: -1, Rule: ReasonPanic, Offset: -1, Msg: fmt.Sprintf("processing panicked: %v", r)}
+		}
+	}()
+	return wk.Process(in, buf)
+}
+
+// deadLetter stores rec (index < 0: the whole message) with why; it counts
+// the dead letter once the store has accepted it.
+func (p *Pipeline) deadLetter(ctx context.Context, m Message, idx int, rec []byte, why error) error {
 	if p.dlq == nil {
 		return errors.New("no dead-letter destination configured")
 	}
-	err := p.dlq.DeadLetter(ctx, m, idx, rec, reason)
-	if err == nil && p.opts.Tap.Tapping(tap.Dead) {
-		p.tapDead(m, idx, rec, reason)
+	var rej *Rejection
+	if !errors.As(why, &rej) {
+		rej = &Rejection{Reason: ReasonError, Step: -1, Offset: -1, Msg: why.Error()}
 	}
-	return err
+	var err error
+	if rd, ok := p.dlq.(RejectionDeadLetterer); ok {
+		err = rd.DeadLetterRejection(ctx, m, idx, rec, rej)
+	} else {
+		err = p.dlq.DeadLetter(ctx, m, idx, rec, rej.Error())
+	}
+	if err != nil {
+		return err
+	}
+	p.m.deadLettered.Inc()
+	p.m.deadLetters.WithLabelValues(reasonLabel(rej.Reason)).Inc()
+	if p.opts.Tap.Tapping(tap.Dead) {
+		p.tapDead(m, idx, rec, rej.Error())
+	}
+	return nil
 }

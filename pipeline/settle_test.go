@@ -228,11 +228,11 @@ func TestOptions_WithDefaults(t *testing.T) {
 	d := pipeline.Options{}.WithDefaults()
 	if d.Workers != runtime.NumCPU() || d.BatchSize != 500 || d.FetchWait != 200*time.Millisecond ||
 		d.MaxInflightRecords != 50000 || d.MaxInflightBytes != 16<<20 || d.ChunkRecords != 1024 ||
-		d.ShutdownTimeout != 10*time.Second || d.Logger != slog.Default() || d.Registerer == nil {
+		d.ShutdownTimeout != 10*time.Second || d.MaxDeliver != 10 || d.Logger != slog.Default() || d.Registerer == nil {
 		t.Fatalf("Options{}.WithDefaults() = %+v, want the defaults documented on Options", d)
 	}
 	set := pipeline.Options{Workers: 3, BatchSize: 7, FetchWait: time.Second, MaxInflightRecords: 9, MaxInflightBytes: 11,
-		ChunkRecords: 13, ShutdownTimeout: time.Minute}
+		ChunkRecords: 13, ShutdownTimeout: time.Minute, MaxDeliver: 15}
 	got := set.WithDefaults()
 	got.Logger, got.Registerer = nil, nil
 	if got != set {

@@ -55,7 +55,7 @@ func TestPipeline_Tap(t *testing.T) {
 	for s, want := range map[tap.Stage][]string{
 		tap.In:   {`1/0 {"ok":1}`, `1/1 {broken`, `1/2 {"ok":2}`, `2/0 not json`, `3/0 {"ok":3}`},
 		tap.Out:  {`1/0 {"ok":1}`, `1/2 {"ok":2}`, `3/0 {"ok":3}`},
-		tap.Dead: {`1/1 {broken (invalid JSON)`, `2/0 not json (invalid JSON)`},
+		tap.Dead: {`1/1 {broken (invalid_json)`, `2/0 not json (invalid_json)`},
 	} {
 		if g := got(s); !slices.Equal(g, want) {
 			t.Errorf("tap %s = %q, want %q", s, g, want)

@@ -1,61 +1,42 @@
-// Package process holds sluice's per-record processing: parse, validate and
-// (later) transform one record. It knows nothing of concurrency: the
-// pipeline calls a Processor from many workers at once, so every Processor
-// here is stateless or safe for concurrent use.
+// Package process holds sluice's per-record processing: the strict JSON
+// gate, then the configured steps (filter, set, delete, rename, reject),
+// compiled once by New.
+//
+// It knows nothing of concurrency. A Processor holds only what New
+// compiled and is shared; each pipeline worker processes with a Worker of
+// its own (NewWorker), which owns the gate's index, the expression VM and
+// the scratch space of the edits.
+//
+// # Speed
+//
+// A record is never decoded whole. The gate checks every byte in one pass
+// and, on the way, indexes the top-level members of an object (key and
+// value spans). At compile time each expression's fields are found (member
+// chains like geo.country are flattened into one name), so a step reads
+// only those fields, from their raw bytes. Sets, deletes and renames are
+// kept as edits and spliced into the record when it is written: members no
+// step touches are copied as they are. A record no step changes is
+// delivered as the gate's span of the input, with no copy.
 package process
 
-import (
-	"encoding/json"
-	"errors"
-	"fmt"
+import "github.com/sluice-dev/sluice/pipeline"
 
-	segjson "github.com/segmentio/encoding/json"
-
-	"github.com/sluice-dev/sluice/pipeline"
-)
-
-// ErrInvalidJSON is wrapped by the error Validate returns for a record that
-// is not one well-formed JSON value.
-var ErrInvalidJSON = errors.New("invalid JSON")
-
-// Validator checks that each record is a single well-formed JSON value and
-// passes it through unchanged. It never decodes the record into Go values:
-// the valid path is one scan of the bytes, with segmentio/encoding's
-// validator (about 5x faster than encoding/json.Valid on 200-byte records,
-// and checked against it by FuzzValidator).
+// Validator is the JSON gate alone, with the default limits: what sluice
+// does with no process steps configured.
 type Validator struct{}
 
 var _ pipeline.Processor = Validator{}
 
-// Process returns rec unchanged when it is valid JSON, and an error wrapping
-// ErrInvalidJSON that says where it is broken otherwise.
-func (Validator) Process(rec []byte) ([]byte, error) {
-	if segjson.Valid(rec) {
-		return rec, nil
+var gateOnly = func() *Processor {
+	p, err := New(Options{})
+	if err != nil {
+		panic(err) // no steps: cannot fail
 	}
-	// Slow path, for bad records only: find out why.
-	var v json.RawMessage
-	err := json.Unmarshal(rec, &v)
-	if err == nil {
-		err = errors.New("not a single JSON value")
-	}
-	return nil, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
-}
+	return p
+}()
 
-// Chain runs processors in order; a drop or an error stops the chain. It is
-// where transforms and filters plug in after validation.
-type Chain []pipeline.Processor
+// CheckMessage rejects a message larger than the default MaxMessageBytes.
+func (Validator) CheckMessage(data []byte) error { return gateOnly.CheckMessage(data) }
 
-var _ pipeline.Processor = Chain(nil)
-
-// Process runs each processor on the output of the previous one.
-func (c Chain) Process(rec []byte) ([]byte, error) {
-	for _, p := range c {
-		out, err := p.Process(rec)
-		if err != nil || out == nil {
-			return out, err
-		}
-		rec = out
-	}
-	return rec, nil
-}
+// NewWorker returns a Worker that runs the gate only.
+func (Validator) NewWorker() pipeline.Worker { return gateOnly.NewWorker() }

@@ -44,6 +44,20 @@ const (
 	// message, in decimal. A dead letter holding the whole message payload
 	// (DeadLetter with a negative index) has no HeaderRecordIndex.
 	HeaderRecordIndex = "Sluice-Record-Index"
+	// HeaderReasonCode is the reason's short code from a closed set, the
+	// reason label of sluice_dead_letters_total: a rule of the JSON gate
+	// ("invalid_utf8", "max_depth", …), "rejected" (a reject step),
+	// "step_error", "panic", "too_large", "max_deliver" or "error".
+	HeaderReasonCode = "Sluice-Reason-Code"
+	// HeaderStep is the index in process.steps of the step that rejected
+	// the record, in decimal; absent when no step did (the JSON gate, the
+	// pipeline).
+	HeaderStep = "Sluice-Step"
+	// HeaderRule is the rule broken: the gate's rule or the step's kind.
+	HeaderRule = "Sluice-Rule"
+	// HeaderOffset is the byte offset in the record where the rule broke,
+	// in decimal; absent when there is none.
+	HeaderOffset = "Sluice-Offset"
 )
 
 // NakDelay is how long a nak'ed message waits before redelivery, so a
@@ -71,8 +85,9 @@ const errCodeWorkQueueOneConsumer jetstream.ErrorCode = 10099
 const maxReasonLen = 1024
 
 var (
-	_ pipeline.Source       = (*Source)(nil)
-	_ pipeline.DeadLetterer = (*Source)(nil)
+	_ pipeline.Source                = (*Source)(nil)
+	_ pipeline.DeadLetterer          = (*Source)(nil)
+	_ pipeline.RejectionDeadLetterer = (*Source)(nil)
 )
 
 // Source consumes one durable pull consumer and dead-letters to one
@@ -535,6 +550,28 @@ func (s *Source) settle(msgs []pipeline.Message, op string, f func(jetstream.Msg
 // window is stored once. from must be a *Message this package fetched;
 // another message is an error wrapping ErrForeignMessage.
 func (s *Source) DeadLetter(ctx context.Context, from pipeline.Message, index int, rec []byte, reason string) error {
+	return s.deadLetter(ctx, from, index, rec, reason, nil)
+}
+
+// DeadLetterRejection is DeadLetter with the rejection's details as
+// headers too: HeaderReasonCode, HeaderRule, and HeaderStep and
+// HeaderOffset when they apply.
+func (s *Source) DeadLetterRejection(ctx context.Context, from pipeline.Message, index int, rec []byte, why *pipeline.Rejection) error {
+	h := nats.Header{}
+	h.Set(HeaderReasonCode, why.Reason)
+	if why.Rule != "" {
+		h.Set(HeaderRule, why.Rule)
+	}
+	if why.Step >= 0 {
+		h.Set(HeaderStep, strconv.Itoa(why.Step))
+	}
+	if why.Offset >= 0 {
+		h.Set(HeaderOffset, strconv.Itoa(why.Offset))
+	}
+	return s.deadLetter(ctx, from, index, rec, why.Error(), h)
+}
+
+func (s *Source) deadLetter(ctx context.Context, from pipeline.Message, index int, rec []byte, reason string, extra nats.Header) error {
 	m, ok := from.(*Message)
 	if !ok {
 		return fmt.Errorf("dead-letter a record: %w (got %T)", ErrForeignMessage, from)
@@ -548,6 +585,9 @@ func (s *Source) DeadLetter(ctx context.Context, from pipeline.Message, index in
 		what = "record " + idx
 	}
 	msg := &nats.Msg{Subject: s.cfg.DeadLetterSubject, Data: rec, Header: nats.Header{}}
+	for k, v := range extra {
+		msg.Header[k] = v
+	}
 	msg.Header.Set(HeaderReason, headerValue(reason))
 	msg.Header.Set(HeaderSourceStream, m.stream)
 	msg.Header.Set(HeaderSourceEpoch, epoch)

@@ -19,6 +19,9 @@ redacted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.loadConfig(cmd.Flags(), nil)
+			if err == nil {
+				_, err = newProcessor(cfg) // compiles the processing steps
+			}
 			if err != nil {
 				fmt.Fprintln(g.stderr, err)
 				return exitCodeError{exitError}

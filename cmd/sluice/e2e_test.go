@@ -30,7 +30,7 @@ import (
 	"github.com/sluice-dev/sluice/obs"
 )
 
-func testConfig(t *testing.T) (*config.Config, string) {
+func testConfig(t testing.TB) (*config.Config, string) {
 	t.Helper()
 	dir := testkit.ShortDir(t)
 	cfg := config.Default()
@@ -55,7 +55,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // startService builds and runs the service; the returned stop waits for a
 // graceful shutdown and returns Run's error.
-func startService(t *testing.T, cfg *config.Config) (*service, func() error) {
+func startService(t testing.TB, cfg *config.Config) (*service, func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	svc, err := newService(ctx, cfg, quietLogger())
@@ -76,13 +76,13 @@ func startService(t *testing.T, cfg *config.Config) (*service, func() error) {
 }
 
 // startDrain runs an in-process reference drainer writing to out.
-func startDrain(t *testing.T, socket, out string) (*drain.Server, func()) {
+func startDrain(t testing.TB, socket, out string) (*drain.Server, func()) {
 	t.Helper()
 	return startDrainOpts(t, drain.Options{Socket: socket, Out: out})
 }
 
 // startDrainOpts runs an in-process reference drainer with opts.
-func startDrainOpts(t *testing.T, opts drain.Options) (*drain.Server, func()) {
+func startDrainOpts(t testing.TB, opts drain.Options) (*drain.Server, func()) {
 	t.Helper()
 	opts.Logger = quietLogger()
 	srv, err := drain.New(opts)
@@ -101,7 +101,7 @@ func startDrainOpts(t *testing.T, opts drain.Options) (*drain.Server, func()) {
 	return srv, stop
 }
 
-func publisher(t *testing.T, svc *service) jetstream.JetStream {
+func publisher(t testing.TB, svc *service) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(svc.emb.ClientURL())
 	if err != nil {
@@ -117,7 +117,7 @@ func publisher(t *testing.T, svc *service) jetstream.JetStream {
 
 // publish sends records n in [from, to) as {"n":N}, perMsg records a
 // message, and waits for every PubAck.
-func publish(t *testing.T, js jetstream.JetStream, from, to, perMsg int) {
+func publish(t testing.TB, js jetstream.JetStream, from, to, perMsg int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -140,7 +140,7 @@ func publish(t *testing.T, js jetstream.JetStream, from, to, perMsg int) {
 	waitAcks(ctx, t, futures)
 }
 
-func waitAcks(ctx context.Context, t *testing.T, fs []jetstream.PubAckFuture) {
+func waitAcks(ctx context.Context, t testing.TB, fs []jetstream.PubAckFuture) {
 	t.Helper()
 	for _, f := range fs {
 		select {
@@ -326,13 +326,13 @@ func TestService_DrainerRestartsDuringLoad(t *testing.T) {
 
 // metricSum adds up every series of the named metric in the service's
 // registry (what /metrics shows).
-func metricSum(t *testing.T, svc *service, name string) float64 {
+func metricSum(t testing.TB, svc *service, name string) float64 {
 	t.Helper()
 	return gatherSum(t, svc.reg, name)
 }
 
 // gatherSum is the sum of every series of the counter or gauge name in g.
-func gatherSum(t *testing.T, g prometheus.Gatherer, name string) float64 {
+func gatherSum(t testing.TB, g prometheus.Gatherer, name string) float64 {
 	t.Helper()
 	mfs, err := g.Gather()
 	if err != nil {
@@ -410,7 +410,7 @@ func TestService_InvalidRecordsGoToDeadLetter(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || !strings.HasPrefix(got[0], "{broken [invalid JSON") || !strings.HasPrefix(got[1], "[1,2 [invalid JSON") {
+	if len(got) != 2 || !strings.HasPrefix(got[0], "{broken [invalid_json: ") || !strings.HasPrefix(got[1], "[1,2 [invalid_json: ") {
 		t.Fatalf("dead letters = %q; want the two bad records with an invalid-JSON reason", got)
 	}
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/sluice-dev/sluice/drain"
 	"github.com/sluice-dev/sluice/obs"
 	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/process"
 	"github.com/sluice-dev/sluice/queue"
 	"github.com/sluice-dev/sluice/sink"
 	sluicestatus "github.com/sluice-dev/sluice/status"
@@ -98,7 +101,92 @@ func pipelineOptions(cfg *config.Config) pipeline.Options {
 		MaxInflightRecords: int64(p.MaxInflightRecords),
 		MaxInflightBytes:   int64(p.MaxInflightBytes),
 		ShutdownTimeout:    p.ShutdownTimeout,
+		MaxDeliver:         cfg.Queue.MaxDeliver,
+		Ordered:            p.OrderBy != "",
 	}
+}
+
+// processOptions configures the JSON gate and the processing steps.
+func processOptions(cfg *config.Config) process.Options {
+	p := &cfg.Process
+	o := process.Options{
+		OrderBy:         cfg.Pipeline.OrderBy,
+		MaxDepth:        p.MaxDepth,
+		MaxRecordBytes:  int(p.MaxRecordBytes),
+		MaxMessageBytes: int(p.MaxMessageBytes),
+	}
+	for _, st := range p.Steps {
+		s := process.Step{Filter: st.Filter, Delete: st.Delete}
+		for _, a := range st.Set {
+			s.Set = append(s.Set, process.Assignment{Path: a.Key, Expr: a.Value})
+		}
+		for _, r := range st.Rename {
+			s.Rename = append(s.Rename, process.Renaming{From: r.Key, To: r.Value})
+		}
+		if st.Reject != nil {
+			s.Reject = &process.Reject{If: st.Reject.If, Reason: st.Reject.Reason}
+		}
+		o.Steps = append(o.Steps, s)
+	}
+	return o
+}
+
+// newProcessor compiles cfg's processing steps. A step that does not
+// compile is reported as a *config.FieldError at the step's line in the
+// config file, with the expression and the position of the error in it.
+func newProcessor(cfg *config.Config) (*process.Processor, error) {
+	p, err := process.New(processOptions(cfg))
+	if err == nil {
+		return p, nil
+	}
+	var errs []error
+	for _, e := range flatten(err) {
+		var ce *process.CompileError
+		if errors.As(e, &ce) && ce.Step < 0 {
+			fe := &config.FieldError{Field: "pipeline." + ce.Field, Msg: fmt.Sprintf("expression %q at %d:%d: %s", ce.Expr, ce.Line, ce.Column, ce.Msg)}
+			fe.File, fe.Line, fe.Column = cfg.Origin(fe.Field)
+			if fe.File != "" {
+				fe.Source = config.SourceFile
+			}
+			errs = append(errs, fe)
+			continue
+		}
+		if !errors.As(e, &ce) || ce.Step >= len(cfg.Process.Steps) {
+			errs = append(errs, e)
+			continue
+		}
+		st := cfg.Process.Steps[ce.Step]
+		fe := &config.FieldError{Line: st.Line, Column: st.Column, Field: fmt.Sprintf("process.steps[%d]", ce.Step)}
+		if ce.Field != "" {
+			fe.Field += "." + ce.Field
+		}
+		for _, a := range append(slices.Clone(st.Set), st.Rename...) {
+			if ce.Field == "set."+a.Key || ce.Field == "rename."+a.Key {
+				fe.Line, fe.Column = a.Line, a.Column
+			}
+		}
+		if fe.Line > 0 {
+			fe.File, fe.Source = cfg.File(), config.SourceFile
+		}
+		fe.Msg = ce.Msg
+		if ce.Expr != "" {
+			pos := ""
+			if ce.Line > 0 {
+				pos = fmt.Sprintf(" at %d:%d", ce.Line, ce.Column)
+			}
+			fe.Msg = fmt.Sprintf("expression %q%s: %s", ce.Expr, pos, ce.Msg)
+		}
+		errs = append(errs, fe)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// flatten returns the errors joined in err (err itself if it joins none).
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // sinkOptions configures the socket writer.

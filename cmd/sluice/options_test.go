@@ -43,6 +43,9 @@ func TestOptions_DefaultsMatchConfig(t *testing.T) {
 		{"pipeline.Options", pipelineOptions(&def), map[string]string{
 			"ChunkRecords": notConfigured,
 		}},
+		{"process.Options", processOptions(&def), map[string]string{
+			"Now": notConfigured,
+		}},
 		{"sink.Options", sinkOptions(&def), map[string]string{
 			"Path":     required,
 			"Instance": "computed at run time (hostname and pid) when empty, as config documents",

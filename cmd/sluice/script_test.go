@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -34,7 +35,10 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			// Keep sockets short: $WORK can be long.
 			env.Setenv("TMPDIR", os.TempDir())
-			return nil
+			// The repository's root, for the shipped example files.
+			root, err := filepath.Abs("../..")
+			env.Setenv("REPO", root)
+			return err
 		},
 	})
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/obs"
 	"github.com/sluice-dev/sluice/pipeline"
-	"github.com/sluice-dev/sluice/process"
 	"github.com/sluice-dev/sluice/queue"
 	"github.com/sluice-dev/sluice/sink"
 	sluicestatus "github.com/sluice-dev/sluice/status"
@@ -48,6 +47,10 @@ type service struct {
 // newService builds every part; on error it releases what it built.
 func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *service, err error) {
 	s := &service{cfg: cfg, log: logger, reg: prometheus.NewRegistry(), start: time.Now()}
+	proc, err := newProcessor(cfg)
+	if err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -98,7 +101,7 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 	s.taps = tap.NewHub(s.reg)
 	po := pipelineOptions(cfg)
 	po.Logger, po.Registerer, po.Tap = logger, s.reg, s.taps
-	s.pipe = pipeline.New(s.src, s.src, process.Validator{}, s.snk, po)
+	s.pipe = pipeline.New(s.src, s.src, proc, s.snk, po)
 	if cfg.Admin.Listen != "off" {
 		s.admin = obs.NewAdmin(s.reg, logger)
 		if err := protectAdmin(s.admin, cfg); err != nil {
