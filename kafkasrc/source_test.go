@@ -320,4 +320,3 @@ func TestOpen_MissingTopic(t *testing.T) {
 		t.Fatalf("Open with a missing topic: %v, want an error naming it", err)
 	}
 }
-
