@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/drain"
+	"github.com/sluice-dev/sluice/kafkasrc"
 	"github.com/sluice-dev/sluice/obs"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/queue"
@@ -69,6 +70,18 @@ func queueOptions(cfg *config.Config) queue.Options {
 		DeadLetterMaxAge:   noLimitIfZero(q.DeadLetterMaxAge),
 		DeadLetterDiscard:  queue.Discard(q.DeadLetterDiscard),
 		Migrate:            q.Migrate,
+	}
+}
+
+// kafkaOptions configures the Kafka source (queue.kind: kafka).
+func kafkaOptions(cfg *config.Config) kafkasrc.Options {
+	k := &cfg.Queue.Kafka
+	return kafkasrc.Options{
+		Brokers:         append([]string(nil), k.Brokers...),
+		Topics:          append([]string(nil), k.Topics...),
+		Group:           k.Group,
+		DeadLetterTopic: k.DeadLetterTopic,
+		SessionTimeout:  k.SessionTimeout,
 	}
 }
 
