@@ -22,8 +22,9 @@ type Options struct {
 	DeadLetterTopic string
 	// SessionTimeout is how long the group coordinator waits for a
 	// member's heartbeat before it gives the member's partitions to the
-	// others: how long the partitions of a killed instance stall. Default
-	// 45s (Kafka's).
+	// others: how long the partitions of a killed instance stall. It is
+	// also the rebalance timeout, how long a rebalance waits for the
+	// members to rejoin. Default 45s (Kafka's).
 	SessionTimeout time.Duration
 	// Logger receives the source's log lines. Default slog.Default().
 	Logger *slog.Logger

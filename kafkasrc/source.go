@@ -181,6 +181,9 @@ func Open(ctx context.Context, opts Options) (*Source, error) {
 		kgo.ConsumeTopics(cfg.Topics...),
 		kgo.DisableAutoCommit(),
 		kgo.SessionTimeout(cfg.SessionTimeout),
+		// A rebalance waits this long for the members to rejoin: a killed
+		// member holds the group back no longer than its silence does.
+		kgo.RebalanceTimeout(cfg.SessionTimeout),
 		kgo.HeartbeatInterval(max(cfg.SessionTimeout/10, 100*time.Millisecond)),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.OnPartitionsAssigned(s.assigned),
@@ -248,7 +251,9 @@ func (s *Source) assigned(_ context.Context, _ *kgo.Client, parts map[string][]i
 			s.tracks[topicPartition{t, p}] = newPartitionTrack(t, p)
 		}
 	}
-	s.log.Info("kafka partitions assigned", keyPartitions, fmtParts(parts))
+	if len(parts) > 0 {
+		s.log.Info("kafka partitions assigned", keyPartitions, fmtParts(parts))
+	}
 }
 
 // revoked commits what was delivered from the revoked partitions and stops
@@ -258,13 +263,18 @@ func (s *Source) revoked(ctx context.Context, cl *kgo.Client, parts map[string][
 	if len(offsets) > 0 {
 		s.commitSync(ctx, cl, offsets, "revoked")
 	}
-	s.log.Info("kafka partitions revoked; delivered records committed, the rest left to the next owner", keyPartitions, fmtParts(parts))
+	if len(parts) > 0 {
+		s.log.Info("kafka partitions revoked; delivered records committed, the rest left to the next owner", keyPartitions, fmtParts(parts))
+	}
 }
 
 // lost stops tracking partitions the group took away without a revocation
 // (the member was fenced): a commit would fail, so none is tried.
 func (s *Source) lost(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
 	s.release(parts, false)
+	if len(parts) == 0 {
+		return
+	}
 	s.log.Warn("kafka partitions lost (the member left the group); their records will be redelivered", keyPartitions, fmtParts(parts))
 }
 
@@ -587,7 +597,12 @@ func (s *Source) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.commitDirty(ctx)
-	s.cl.Close() // leaves the group: revoked commits what is left
+	// Leaving waits for a rebalance in progress; past the timeout the
+	// group notices the member gone at its session timeout instead.
+	if lerr := s.cl.LeaveGroupContext(ctx); lerr != nil {
+		s.log.Warn("kafka: leaving the consumer group did not finish; the group reassigns this member's partitions after its session timeout", obs.KeyErr, lerr)
+	}
+	s.cl.Close()
 	return err
 }
 

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/drain"
+	"github.com/sluice-dev/sluice/internal/testkit"
+	"github.com/sluice-dev/sluice/wire"
+)
+
+// kafkaRig is a fake Kafka cluster (franz-go's kfake, in this process, on
+// loopback) and an acked drainer in this process, with sluice run as child
+// processes consuming the cluster in one consumer group.
+type kafkaRig struct {
+	t    *testing.T
+	dir  string
+	out  string
+	cl   *kgo.Client // producer
+	env  []string
+	runs []*proc
+}
+
+const kafkaPartitions = 4
+
+func newKafkaRig(t *testing.T) *kafkaRig {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("kafka end-to-end tests start real processes")
+	}
+	dir := testkit.ShortDir(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(kafkaPartitions, "ingest", "ingest-dlq"), kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	r := &kafkaRig{t: t, dir: dir, out: filepath.Join(dir, "out"), cl: cl}
+	sock := filepath.Join(dir, "s.sock")
+	startDrainOpts(t, drain.Options{Socket: sock, Out: r.out, Framing: wire.FramingAcked})
+	r.env = []string{
+		"SLUICE_QUEUE_KIND=kafka",
+		"SLUICE_QUEUE_KAFKA_BROKERS=" + strings.Join(c.ListenAddrs(), ","),
+		"SLUICE_QUEUE_KAFKA_SESSION_TIMEOUT=1s",
+		"SLUICE_SINK_SOCKET=" + sock,
+		"SLUICE_SINK_FRAMING=acked",
+		"SLUICE_SINK_BACKOFF_MIN=10ms",
+		"SLUICE_SINK_BACKOFF_MAX=200ms",
+		"SLUICE_SINK_ACK_TIMEOUT=3s",
+		"SLUICE_ADMIN_LISTEN=off",
+		"SLUICE_PIPELINE_WORKERS=2",
+		"SLUICE_PIPELINE_FETCH_WAIT=50ms",
+		"SLUICE_LOG_LEVEL=debug",
+	}
+	return r
+}
+
+// run returns a new sluice run child (not started), killed at cleanup.
+func (r *kafkaRig) run() *proc {
+	p := newProc(r.t, r.dir, fmt.Sprintf("run%d", len(r.runs)), r.env, "run")
+	r.runs = append(r.runs, p)
+	r.t.Cleanup(func() {
+		p.kill()
+		if r.t.Failed() {
+			data, _ := os.ReadFile(p.log)
+			lines := strings.Split(string(data), "\n")
+			r.t.Logf("last lines of %s:\n%s", p.name, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
+	})
+	return p
+}
+
+// produce writes records n in [from, to) as {"n":N,...}, perMsg records a
+// Kafka record, spread over the partitions, and waits for the brokers'
+// acknowledgements.
+func (r *kafkaRig) produce(from, to, perMsg int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var batch []*kgo.Record
+	flush := func() {
+		if err := r.cl.ProduceSync(ctx, batch...).FirstErr(); err != nil {
+			r.t.Errorf("produce: %v", err)
+		}
+		batch = batch[:0]
+	}
+	for n := from; n < to; n += perMsg {
+		var b strings.Builder
+		for i := n; i < min(n+perMsg, to); i++ {
+			fmt.Fprintf(&b, "{\"n\":%d,\"pad\":\"%s\"}\n", i, strings.Repeat("x", 150))
+		}
+		batch = append(batch, &kgo.Record{Topic: "ingest", Value: []byte(b.String())})
+		if len(batch) == 100 {
+			flush()
+			time.Sleep(5 * time.Millisecond) // spread the load over the kills
+		}
+	}
+	flush()
+}
+
+func (r *kafkaRig) logs() string {
+	var b strings.Builder
+	for _, p := range r.runs {
+		data, _ := os.ReadFile(p.log)
+		b.Write(data)
+	}
+	return b.String()
+}
+
+// TestKafka_KillSluice SIGKILLs sluice repeatedly while records are
+// produced; the drainer's output holds every record exactly once.
+func TestKafka_KillSluice(t *testing.T) {
+	r := newKafkaRig(t)
+	run := r.run()
+	run.start()
+	const total = 20000
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); r.produce(0, total, 10) }()
+	kills := 0
+	ticker := time.NewTicker(700 * time.Millisecond)
+	defer ticker.Stop()
+	deadline := time.After(40 * time.Second)
+loop:
+	for {
+		select {
+		case <-deadline:
+			break loop
+		case <-ticker.C:
+		}
+		select {
+		case <-pubDone:
+			if kills >= 4 {
+				break loop
+			}
+		default:
+		}
+		run.kill()
+		run.start()
+		kills++
+	}
+	<-pubDone
+	t.Logf("%d kills", kills)
+	if kills < 3 {
+		t.Fatalf("only %d kills happened; the test proves nothing", kills)
+	}
+	waitFor(t, 90*time.Second, "every record drained", distinct(t, total, r.out))
+	run.stop()
+	exactlyOnce(t, total, r.out)
+}
+
+// TestKafka_SecondConsumerJoins starts a second sluice in the group while
+// records are produced: the group moves partitions to it, the first one
+// commits what it delivered from them, and the drainer's output holds every
+// record exactly once.
+func TestKafka_SecondConsumerJoins(t *testing.T) {
+	r := newKafkaRig(t)
+	a, b := r.run(), r.run()
+	a.start()
+	const total = 20000
+	r.produce(0, total/2, 10)
+	waitFor(t, 30*time.Second, "the first sluice to deliver", func() error {
+		if n := len(outputCounts(t, r.out)); n < total/20 {
+			return fmt.Errorf("%d records drained", n)
+		}
+		return nil
+	})
+	b.start()
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); r.produce(total/2, total, 10) }()
+	waitFor(t, 30*time.Second, "the second sluice to be assigned partitions", func() error {
+		data, _ := os.ReadFile(b.log)
+		if !strings.Contains(string(data), `kafka partitions assigned" partitions=ingest/`) {
+			return fmt.Errorf("not yet (log: %s)", b.log)
+		}
+		return nil
+	})
+	<-pubDone
+	waitFor(t, 90*time.Second, "every record drained", distinct(t, total, r.out))
+	a.stop()
+	b.stop()
+	exactlyOnce(t, total, r.out)
+	la, _ := os.ReadFile(a.log)
+	if !strings.Contains(string(la), `kafka partitions revoked; delivered records committed, the rest left to the next owner" partitions=ingest/`) {
+		t.Errorf("the first sluice logged no revocation (log: %s)", a.log)
+	}
+}
