@@ -109,15 +109,6 @@ func (r *kafkaRig) produce(from, to, perMsg int) {
 	flush()
 }
 
-func (r *kafkaRig) logs() string {
-	var b strings.Builder
-	for _, p := range r.runs {
-		data, _ := os.ReadFile(p.log)
-		b.Write(data)
-	}
-	return b.String()
-}
-
 // TestKafka_KillSluice SIGKILLs sluice repeatedly, each time once it has
 // delivered more since its start, while records it fetched are still in
 // flight; the drainer's output holds every record exactly once.
