@@ -2,18 +2,23 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/drain"
 	"github.com/sluice-dev/sluice/internal/testkit"
+	"github.com/sluice-dev/sluice/kafkasrc"
 	"github.com/sluice-dev/sluice/wire"
 )
 
@@ -180,4 +185,86 @@ func TestKafka_SecondConsumerJoins(t *testing.T) {
 	if !strings.Contains(string(la), `kafka partitions revoked; delivered records committed, the rest left to the next owner" partitions=ingest/`) {
 		t.Errorf("the first sluice logged no revocation (log: %s)", a.log)
 	}
+}
+
+// TestService_KafkaDeadLettersAndCommits runs the service in this process on
+// the Kafka source, in acked framing: valid records reach the drainer,
+// invalid ones the dead-letter topic with their reason, and the group's
+// committed offsets reach the end of every partition.
+func TestService_KafkaDeadLettersAndCommits(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "ingest", "ingest-dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cfg, dir := testConfig(t)
+	cfg.Queue.Kind = config.QueueKafka
+	cfg.Queue.Kafka.Brokers = c.ListenAddrs()
+	cfg.Queue.Kafka.SessionTimeout = 6 * time.Second
+	cfg.Sink.Framing = wire.FramingAcked
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	startDrainOpts(t, drain.Options{Socket: cfg.Sink.Socket, Out: out, Framing: wire.FramingAcked})
+	_, stop := startService(t, cfg)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ConsumeTopics("ingest-dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	valid := fmt.Sprintf(`{"n":%%d,"pad":"%s"}`, strings.Repeat("x", 150))
+	var rs []*kgo.Record
+	for _, v := range []string{fmt.Sprintf(valid, 0), "{broken", fmt.Sprintf(valid, 1) + "\n[1,2\n" + fmt.Sprintf(valid, 2), fmt.Sprintf(valid, 3)} {
+		rs = append(rs, &kgo.Record{Topic: "ingest", Value: []byte(v)})
+	}
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "valid records drained", distinct(t, 4, out))
+	var got []string
+	for len(got) < 2 && ctx.Err() == nil {
+		cl.PollRecords(ctx, 10).EachRecord(func(r *kgo.Record) {
+			reason := ""
+			for _, h := range r.Headers {
+				if h.Key == kafkasrc.HeaderReason {
+					reason = string(h.Value)
+				}
+			}
+			got = append(got, fmt.Sprintf("%s [%s]", r.Value, reason))
+		})
+	}
+	slices.Sort(got)
+	if len(got) != 2 || !strings.HasPrefix(got[0], "[1,2 [invalid JSON") || !strings.HasPrefix(got[1], "{broken [invalid JSON") {
+		t.Fatalf("dead letters = %q; want the two bad records with an invalid-JSON reason", got)
+	}
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, "ingest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every offset committed", func() error {
+		fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer fcancel()
+		os, err := adm.FetchOffsets(fctx, cfg.Queue.Kafka.Group)
+		if err != nil {
+			return err
+		}
+		var lag []string
+		ends.Each(func(e kadm.ListedOffset) {
+			if o, ok := os.Lookup(e.Topic, e.Partition); e.Offset > 0 && (!ok || o.At != e.Offset) {
+				lag = append(lag, fmt.Sprintf("%s/%d: committed %d of %d", e.Topic, e.Partition, o.At, e.Offset))
+			}
+		})
+		if len(lag) > 0 {
+			return errors.New(strings.Join(lag, ", "))
+		}
+		return nil
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	exactlyOnce(t, 4, out)
 }
