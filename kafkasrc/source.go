@@ -146,9 +146,10 @@ type Source struct {
 	epochs map[string]uint64                  // topic → epoch, from metadata; guarded by mu
 	naked  []*Message                         // waiting to be handed out again, by due time; guarded by mu
 
-	kick     chan struct{} // wakes the committer; buffered 1
-	stop     chan struct{} // closed by Close
-	done     chan struct{} // closed when the committer exits
+	kick     chan struct{}      // wakes the committer; buffered 1
+	stop     chan struct{}      // closed by Close
+	cancel   context.CancelFunc // ends the committer's commit in flight, at Close
+	done     chan struct{}      // closed when the committer exits
 	closeMu  sync.Mutex
 	isClosed bool
 }
@@ -201,7 +202,9 @@ func Open(ctx context.Context, opts Options) (*Source, error) {
 		cl.Close()
 		return nil, err
 	}
-	go s.committer()
+	cctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go s.committer(cctx)
 	return s, nil
 }
 
@@ -248,7 +251,11 @@ func (s *Source) assigned(_ context.Context, _ *kgo.Client, parts map[string][]i
 	defer s.mu.Unlock()
 	for t, ps := range parts {
 		for _, p := range ps {
-			s.tracks[topicPartition{t, p}] = newPartitionTrack(t, p)
+			// A partition already tracked keeps its track: a fresh one
+			// would start past the records still in flight.
+			if tp := (topicPartition{t, p}); s.tracks[tp] == nil {
+				s.tracks[tp] = newPartitionTrack(t, p)
+			}
 		}
 	}
 	if len(parts) > 0 {
@@ -454,7 +461,7 @@ func (s *Source) Nak(msgs []pipeline.Message) error {
 }
 
 // committer sends the committable offsets, coalesced, until Close.
-func (s *Source) committer() {
+func (s *Source) committer(ctx context.Context) {
 	defer close(s.done)
 	for {
 		select {
@@ -462,7 +469,7 @@ func (s *Source) committer() {
 			return
 		case <-s.kick:
 		}
-		if err := s.commitDirty(context.Background()); err != nil {
+		if err := s.commitDirty(ctx); err != nil {
 			select {
 			case <-s.stop:
 				return
@@ -593,6 +600,7 @@ func (s *Source) Close() error {
 	}
 	s.isClosed = true
 	close(s.stop)
+	s.cancel()
 	<-s.done
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
