@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -32,6 +33,7 @@ type kafkaRig struct {
 	cl   *kgo.Client // producer
 	env  []string
 	runs []*proc
+	dreg *prometheus.Registry // the drainer's metrics
 }
 
 const kafkaPartitions = 4
@@ -52,9 +54,9 @@ func newKafkaRig(t *testing.T) *kafkaRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	r := &kafkaRig{t: t, dir: dir, out: filepath.Join(dir, "out"), cl: cl}
+	r := &kafkaRig{t: t, dir: dir, out: filepath.Join(dir, "out"), cl: cl, dreg: prometheus.NewRegistry()}
 	sock := filepath.Join(dir, "s.sock")
-	startDrainOpts(t, drain.Options{Socket: sock, Out: r.out, Framing: wire.FramingAcked})
+	startDrainOpts(t, drain.Options{Socket: sock, Out: r.out, Framing: wire.FramingAcked, Registerer: r.dreg})
 	r.env = []string{
 		"SLUICE_QUEUE_KIND=kafka",
 		"SLUICE_QUEUE_KAFKA_BROKERS=" + strings.Join(c.ListenAddrs(), ","),
@@ -114,6 +116,12 @@ func (r *kafkaRig) produce(from, to, perMsg int) {
 	flush()
 }
 
+// count counts the lines of p's log holding s.
+func (r *kafkaRig) count(p *proc, s string) int {
+	data, _ := os.ReadFile(p.log)
+	return strings.Count(string(data), s)
+}
+
 // TestKafka_KillSluice SIGKILLs sluice repeatedly, each time once it has
 // delivered more since its start, while records it fetched are still in
 // flight; the drainer's output holds every record exactly once.
@@ -125,22 +133,32 @@ func TestKafka_KillSluice(t *testing.T) {
 	run := r.run()
 	const total = 20000
 	r.produce(0, total, 10)
-	run.start()
 	kills := 0
 	for deadline := time.Now().Add(60 * time.Second); kills < 4 && time.Now().Before(deadline); kills++ {
+		// Each start waits for the group to assign it partitions (a
+		// member killed while it joins would only test the group), then
+		// for it to deliver, then kills it with records in flight.
+		assigned := r.count(run, `kafka partitions assigned" partitions=ingest/`)
+		run.start()
+		waitFor(t, 30*time.Second, "sluice to be assigned partitions", func() error {
+			if r.count(run, `kafka partitions assigned" partitions=ingest/`) == assigned {
+				return fmt.Errorf("not yet (log: %s)", run.log)
+			}
+			return nil
+		})
 		before := len(outputCounts(t, r.out))
 		if before >= total*9/10 {
 			break
 		}
 		waitFor(t, 30*time.Second, "sluice to deliver after its start", func() error {
 			if n := len(outputCounts(t, r.out)); n < before+total/25 {
-				return fmt.Errorf("%d records drained, %d before the start", n, before)
+				return fmt.Errorf("%d records drained, %d when it was assigned partitions", n, before)
 			}
 			return nil
 		})
 		run.kill()
-		run.start()
 	}
+	run.start()
 	t.Logf("%d kills", kills)
 	if kills < 3 {
 		t.Fatalf("only %d kills happened; the test proves nothing", kills)
@@ -148,6 +166,7 @@ func TestKafka_KillSluice(t *testing.T) {
 	waitFor(t, 90*time.Second, "every record drained", distinct(t, total, r.out))
 	run.stop()
 	exactlyOnce(t, total, r.out)
+	t.Logf("the drainer dropped %v redelivered duplicates", gatherSum(t, r.dreg, "sluice_drain_duplicates_total"))
 }
 
 // TestKafka_SecondConsumerJoins starts a second sluice in the group while
@@ -181,6 +200,7 @@ func TestKafka_SecondConsumerJoins(t *testing.T) {
 	a.stop()
 	b.stop()
 	exactlyOnce(t, total, r.out)
+	t.Logf("the drainer dropped %v redelivered duplicates", gatherSum(t, r.dreg, "sluice_drain_duplicates_total"))
 	la, _ := os.ReadFile(a.log)
 	if !strings.Contains(string(la), `kafka partitions revoked; delivered records committed, the rest left to the next owner" partitions=ingest/`) {
 		t.Errorf("the first sluice logged no revocation (log: %s)", a.log)
