@@ -129,7 +129,10 @@ func TestKafka_KillSluice(t *testing.T) {
 	r := newKafkaRig(t)
 	// Slow processing keeps fetched records in flight when the kill
 	// comes: a source that committed them before delivery would lose them.
-	r.env = append(r.env, "SLUICE_FAULTS=pipeline.process=delay(50ms)")
+	// A small in-flight bound keeps what one instance holds at a kill
+	// well below the total, so that every kill leaves work for the next.
+	r.env = append(r.env, "SLUICE_FAULTS=pipeline.process=delay(50ms)",
+		"SLUICE_PIPELINE_BATCH_SIZE=100", "SLUICE_PIPELINE_MAX_INFLIGHT_RECORDS=2000")
 	run := r.run()
 	const total = 20000
 	r.produce(0, total, 10)
