@@ -24,9 +24,15 @@
 // stays uncommitted (holding its partition's commit back) and the Source
 // hands it to the pipeline again from memory after NakDelay.
 //
-// Positions. Positions reports each consumed partition's high watermark as
+// Positions. Positions reports each assigned partition's high watermark as
 // the stream's last sequence (offset+1 of its last record), for the
-// drainer's rewind check in each HELLO.
+// drainer's rewind check in each HELLO. Only assigned partitions: the
+// watermark is read after the assignment, so after the previous owner
+// stopped fetching, and is at least every offset any member delivered from
+// the partition, even when several instances share one drainer. (A
+// partition's other streams would race: another member may deliver records
+// produced after the read before the drainer checks, which looks like a
+// rewind.) The rest are left out, unchecked on that connection.
 package kafkasrc
 
 import (
@@ -541,12 +547,22 @@ func (s *Source) DeadLetter(ctx context.Context, from pipeline.Message, index in
 	return nil
 }
 
-// Positions returns, for each partition of the consumed topics, its high
+// Positions returns, for each partition assigned to this member, its high
 // watermark as the stream's last sequence (the last record's offset+1),
-// under the topic's epoch, for the drainer's rewind check. Partitions past
-// what a HELLO holds (wire.MaxPositions, or the handshake's size) are left
-// out, unchecked, those of the lowest partition numbers first kept.
+// under the topic's epoch, for the drainer's rewind check (see the package
+// comment for why only those). Partitions past what a HELLO holds
+// (wire.MaxPositions, or the handshake's size) are left out, unchecked;
+// the first by name are kept.
 func (s *Source) Positions(ctx context.Context) ([]wire.StreamPosition, error) {
+	s.mu.Lock()
+	assigned := make(map[topicPartition]bool, len(s.tracks))
+	for tp := range s.tracks {
+		assigned[tp] = true
+	}
+	s.mu.Unlock()
+	if len(assigned) == 0 {
+		return nil, nil
+	}
 	md, err := s.adm.Metadata(ctx, s.cfg.Topics...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: read topic metadata: %w", err)
@@ -565,7 +581,7 @@ func (s *Source) Positions(ctx context.Context) ([]wire.StreamPosition, error) {
 	epochs := maps.Clone(s.epochs)
 	s.mu.Unlock()
 	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil || o.Offset < 0 {
+		if o.Err != nil || o.Offset < 0 || !assigned[topicPartition{o.Topic, o.Partition}] {
 			return
 		}
 		out = append(out, wire.StreamPosition{Stream: streamName(o.Topic, o.Partition), Epoch: epochs[o.Topic], LastSeq: uint64(o.Offset)})
