@@ -81,6 +81,11 @@ func (c *Config) Origin(key string) (file string, line, column int) {
 
 // Queue configures where records come from.
 type Queue struct {
+	// Kind is the queue sluice consumes: "nats" (the default: JetStream,
+	// embedded or external, configured by the keys below) or "kafka" (a
+	// Kafka consumer group, configured by queue.kafka; the NATS keys are
+	// then unused).
+	Kind string `yaml:"kind"`
 	// URL of an external NATS server or cluster (comma-separated). Empty:
 	// start an embedded JetStream server in-process.
 	URL string `yaml:"url"`
@@ -164,6 +169,26 @@ type Queue struct {
 	CredsFile string `yaml:"creds_file"`
 	// TLS for an external server.
 	TLS TLS `yaml:"tls"`
+	// Kafka configures the Kafka source (queue.kind: kafka).
+	Kafka Kafka `yaml:"kafka"`
+}
+
+// Kafka configures the Kafka source: a consumer group that commits each
+// partition's offset only past records the sink has delivered.
+type Kafka struct {
+	// Brokers are the seed brokers, host:port each. Default ["127.0.0.1:9092"].
+	Brokers []string `yaml:"brokers"`
+	// Topics consumed; they must exist. Default ["ingest"].
+	Topics []string `yaml:"topics"`
+	// Group is the consumer group, shared by every sluice instance.
+	// Default "sluice".
+	Group string `yaml:"group"`
+	// DeadLetterTopic receives records that fail processing; it must exist
+	// and must not be consumed. Default "ingest-dlq".
+	DeadLetterTopic string `yaml:"dead_letter_topic"`
+	// SessionTimeout is how long the group waits for a silent member
+	// before giving its partitions to the others. Default 45s.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
 }
 
 // TLS configures client TLS. All empty: no TLS unless the URL says tls://.
@@ -398,6 +423,7 @@ func ParseSync(s string) (always bool, interval time.Duration, err error) {
 func Default() Config {
 	return Config{
 		Queue: Queue{
+			Kind:               QueueNATS,
 			DataDir:            "./sluice-data",
 			Listen:             "127.0.0.1:4222",
 			Sync:               "1s",
@@ -418,6 +444,13 @@ func Default() Config {
 			DeadLetterMaxBytes: 256 * MiB,
 			DeadLetterMaxAge:   7 * 24 * time.Hour,
 			DeadLetterDiscard:  DiscardNew,
+			Kafka: Kafka{
+				Brokers:         []string{"127.0.0.1:9092"},
+				Topics:          []string{"ingest"},
+				Group:           "sluice",
+				DeadLetterTopic: "ingest-dlq",
+				SessionTimeout:  45 * time.Second,
+			},
 		},
 		Pipeline: Pipeline{
 			Workers:            min(runtime.NumCPU(), MaxWorkers),

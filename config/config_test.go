@@ -290,6 +290,12 @@ func TestLoad_Rejects(t *testing.T) {
 			`sluice.yaml:2:3: queue.nkey_file: set either queue.nkey_file or queue.creds_file, not both`},
 		{"tls cert without key", "queue:\n  tls:\n    cert_file: c.pem\n",
 			`sluice.yaml:3:5: queue.tls.cert_file: needs queue.tls.key_file as well`},
+		{"queue kind", "queue:\n  kind: rabbit\n",
+			`sluice.yaml:2:3: queue.kind: must be "nats" or "kafka" (got "rabbit")`},
+		{"kafka dead letter consumed", "queue:\n  kind: kafka\n  kafka:\n    topics: [a, b]\n    dead_letter_topic: b\n",
+			`sluice.yaml:5:5: queue.kafka.dead_letter_topic: must not be one of queue.kafka.topics, or dead letters would be consumed again (got "b")`},
+		{"kafka no brokers", "queue:\n  kind: kafka\n  kafka:\n    brokers: []\n",
+			`sluice.yaml:4:5: queue.kafka.brokers: must not be empty`},
 		{"queue listen", "queue:\n  listen: nowhere\n",
 			`sluice.yaml:2:3: queue.listen: must be host:port (got "nowhere")`},
 		{"admin listen", "admin:\n  listen: 9464\n",
@@ -681,8 +687,8 @@ func TestKeys_EnvAndSet(t *testing.T) {
 		"string": "zz", "int": "9999", "duration": "3s", "bytes": "3MiB", "mode": "0640", "list": "a,b", "bool": "true",
 	}
 	keys := config.Keys()
-	if len(keys) != 76 {
-		t.Errorf("len(Keys()) = %d, want 76", len(keys))
+	if len(keys) != 82 {
+		t.Errorf("len(Keys()) = %d, want 82", len(keys))
 	}
 	for _, want := range []string{"pipeline.workers int", "queue.subjects list", "faults list", "queue.max_bytes bytes", "queue.migrate bool",
 		"drain.socket_mode mode", "drain.accept_rewind bool", "pipeline.max_inflight_bytes bytes", "queue.tls.ca_file string", "sink.backoff_min duration"} {

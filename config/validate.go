@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,9 @@ const (
 	// AdminOff as admin.listen disables the admin server.
 	AdminOff = "off"
 
+	// QueueNATS and QueueKafka are the choices for queue.kind.
+	QueueNATS  = "nats"
+	QueueKafka = "kafka"
 	// DiscardNew and DiscardOld are the choices for queue.discard and
 	// queue.dead_letter_discard.
 	DiscardNew = "new"
@@ -99,6 +103,25 @@ func (c *Config) problems() []*FieldError {
 		} else {
 			v.fail("queue.tls.cert_file", "needs queue.tls.key_file as well")
 		}
+	}
+
+	v.oneOf("queue.kind", q.Kind, QueueNATS, QueueKafka)
+	if k := &q.Kafka; q.Kind == QueueKafka {
+		if len(k.Brokers) == 0 {
+			v.fail("queue.kafka.brokers", "must not be empty")
+		}
+		if len(k.Topics) == 0 {
+			v.fail("queue.kafka.topics", "must not be empty")
+		}
+		if k.Group == "" {
+			v.fail("queue.kafka.group", "must not be empty")
+		}
+		if k.DeadLetterTopic == "" {
+			v.fail("queue.kafka.dead_letter_topic", "must not be empty")
+		} else if slices.Contains(k.Topics, k.DeadLetterTopic) {
+			v.fail("queue.kafka.dead_letter_topic", "must not be one of queue.kafka.topics, or dead letters would be consumed again (got %q)", k.DeadLetterTopic)
+		}
+		v.positive("queue.kafka.session_timeout", k.SessionTimeout)
 	}
 
 	p := &c.Pipeline

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/drain"
+	"github.com/sluice-dev/sluice/kafkasrc"
 	"github.com/sluice-dev/sluice/obs"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/process"
@@ -80,6 +81,18 @@ func queueOptions(cfg *config.Config) queue.Options {
 		Bind:               !q.Create,
 		Replicas:           q.Replicas,
 		Storage:            queue.Storage(q.Storage),
+	}
+}
+
+// kafkaOptions configures the Kafka source (queue.kind: kafka).
+func kafkaOptions(cfg *config.Config) kafkasrc.Options {
+	k := &cfg.Queue.Kafka
+	return kafkasrc.Options{
+		Brokers:         append([]string(nil), k.Brokers...),
+		Topics:          append([]string(nil), k.Topics...),
+		Group:           k.Group,
+		DeadLetterTopic: k.DeadLetterTopic,
+		SessionTimeout:  k.SessionTimeout,
 	}
 }
 

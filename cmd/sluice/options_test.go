@@ -40,6 +40,7 @@ func TestOptions_DefaultsMatchConfig(t *testing.T) {
 		{"queue.EmbeddedOptions", embeddedOptions(&def), nil},
 		{"queue.ConnectOptions", connectOptions(&def), nil},
 		{"queue.Options", queueOptions(&def), nil},
+		{"kafkasrc.Options", kafkaOptions(&def), nil},
 		{"pipeline.Options", pipelineOptions(&def), map[string]string{
 			"ChunkRecords": notConfigured,
 		}},

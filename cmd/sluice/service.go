@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/fault"
+	"github.com/sluice-dev/sluice/kafkasrc"
 	"github.com/sluice-dev/sluice/obs"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/queue"
@@ -35,6 +35,7 @@ type service struct {
 	emb   *queue.Embedded // nil with an external queue
 	nc    *nats.Conn
 	src   *queue.Source
+	ksrc  *kafkasrc.Source // queue.kind kafka: the source, instead of emb, nc and src
 	snk   *sink.Writer
 	pipe  *pipeline.Pipeline
 	admin *obs.Admin
@@ -70,7 +71,7 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 		s.fr.NotifySignal()
 		logger.Info("flight recorder on", obs.KeyDir, cfg.Flight.Dir, obs.KeyWindow, cfg.Flight.Window)
 	}
-	if cfg.Queue.URL == "" {
+	if cfg.Queue.URL == "" && !isKafka(cfg) {
 		eo := embeddedOptions(cfg)
 		eo.Logger = logger
 		if s.emb, err = queue.StartEmbedded(eo); err != nil {
@@ -89,30 +90,35 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 		// session's HELLO lets the drainer check.
 		co.OnReconnect = func() { s.snk.Reconnect(sink.ReasonSourceReconnected) }
 	}
-	if s.nc, err = queue.Connect(ctx, s.emb, co); err != nil {
+	var src source
+	if isKafka(cfg) {
+		if src, err = s.openKafka(ctx); err != nil {
+			return nil, err
+		}
+	} else if s.nc, err = queue.Connect(ctx, s.emb, co); err != nil {
 		return nil, err
 	}
 	qo := queueOptions(cfg)
 	qo.Logger, qo.Registerer = logger, s.reg
-	if s.src, err = queue.Open(ctx, s.nc, qo); err != nil {
-		return nil, err
+	if s.nc != nil {
+		if s.src, err = queue.Open(ctx, s.nc, qo); err != nil {
+			return nil, err
+		}
+		src = s.src
 	}
-	s.reg.MustRegister(s.src.BacklogCollector())
+	if s.src != nil { // NATS: the consumer's backlog
+		s.reg.MustRegister(s.src.BacklogCollector())
+	}
 	s.taps = tap.NewHub(s.reg)
 	po := pipelineOptions(cfg)
 	po.Logger, po.Registerer, po.Tap = logger, s.reg, s.taps
-	s.pipe = pipeline.New(s.src, s.src, proc, s.snk, po)
+	s.pipe = pipeline.New(src, src, proc, s.snk, po)
 	if cfg.Admin.Listen != "off" {
 		s.admin = obs.NewAdmin(s.reg, logger)
 		if err := protectAdmin(s.admin, cfg); err != nil {
 			return nil, err
 		}
-		s.admin.AddReadyCheck("queue", func() error {
-			if !s.nc.IsConnected() {
-				return errors.New("not connected to the queue")
-			}
-			return nil
-		})
+		s.admin.AddReadyCheck("queue", s.queueReady)
 		s.admin.AddReadyCheck("sink", func() error {
 			if !s.snk.Connected() {
 				return fmt.Errorf("no drainer connected at %s", cfg.Sink.Socket)
@@ -176,7 +182,7 @@ func memoryLimit(cfg *config.Config) int64 {
 	switch {
 	case cfg.Runtime.MemoryLimit > 0:
 		return int64(cfg.Runtime.MemoryLimit)
-	case cfg.Queue.URL == "":
+	case cfg.Queue.URL == "" && !isKafka(cfg):
 		return autoMemoryLimitEmbedded
 	default:
 		return autoMemoryLimitExternal
@@ -198,6 +204,9 @@ func applyMemoryLimit(cfg *config.Config, logger *slog.Logger) {
 // positions is where the queue stands, for the drainer's rewind check in
 // each HELLO.
 func (s *service) positions(ctx context.Context) ([]wire.StreamPosition, error) {
+	if s.ksrc != nil {
+		return s.ksrc.Positions(ctx)
+	}
 	id, err := s.src.Last(ctx)
 	if err != nil {
 		return nil, err
@@ -230,7 +239,9 @@ func (s *service) run(ctx context.Context) error {
 	if err := obs.NotifyReady(); err != nil { // systemd Type=notify
 		s.log.Warn("could not tell systemd that sluice is ready", obs.KeyErr, err)
 	}
-	_, _ = s.src.LogBacklog(ctx) // what this start will deliver and replay; a failure is logged
+	if s.src != nil { // NATS
+		_, _ = s.src.LogBacklog(ctx) // what this start will deliver and replay; a failure is logged
+	}
 	statCtx, stopStat := context.WithCancel(ctx)
 	var statWG sync.WaitGroup
 	if s.stat != nil {
@@ -250,6 +261,9 @@ func (s *service) close() {
 	}
 	if s.src != nil {
 		_ = s.src.Close() // hands back prefetched messages
+	}
+	if s.ksrc != nil {
+		_ = s.ksrc.Close() // commits what was delivered, leaves the group
 	}
 	if s.nc != nil {
 		_ = s.nc.Drain()
