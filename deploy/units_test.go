@@ -47,8 +47,8 @@ func TestSystemdUnits_Verify(t *testing.T) {
 // The example configurations load and validate.
 func TestExampleConfigs(t *testing.T) {
 	files, _ := filepath.Glob("config/*.yaml")
-	if len(files) < 2 {
-		t.Fatalf("example configs %v, want at least single-host and nats-cluster", files)
+	if len(files) < 3 {
+		t.Fatalf("example configs %v, want single-host, nats-cluster and kafka", files)
 	}
 	for _, f := range files {
 		c, err := config.Read(f)

@@ -193,7 +193,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		js, err := RawJetStream(ctx, jsDir, small, o.RecordSize, true)
+		// An fsync per publish: a bounded count keeps the run short.
+		js, err := RawJetStream(ctx, jsDir, min(small, 20000), o.RecordSize, true)
 		_ = os.RemoveAll(jsDir)
 		if err != nil {
 			return nil, err
