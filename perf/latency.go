@@ -69,7 +69,9 @@ func Latency(ctx context.Context, o LatencyOptions) (res LatencyResult, err erro
 	}()
 	sock := filepath.Join(dir, "s.sock")
 	out := filepath.Join(dir, "out")
-	env := append(os.Environ(), "SLUICE_FAULTS=", "SLUICE_SINK_BACKOFF_MIN=10ms", "SLUICE_SINK_BACKOFF_MAX=50ms")
+	// Unpaced, the producer can run ahead of the drain by more than the
+	// default 1 GiB stream: no byte limit.
+	env := append(os.Environ(), "SLUICE_FAULTS=", "SLUICE_SINK_BACKOFF_MIN=10ms", "SLUICE_SINK_BACKOFF_MAX=50ms", "SLUICE_QUEUE_MAX_BYTES=0")
 	dargs := []string{"drain", "--socket", sock, "--out", out, "--log-format", "json", "--write-received", "--framing", o.Framing}
 	drainer, err := startChild(o.Exe, dargs, env, filepath.Join(dir, "drain.log"))
 	if err != nil {
