@@ -113,31 +113,11 @@ func EndToEnd(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 		return res, err
 	}
 	defer svc.stop()
-	var url string
-	select {
-	case url = <-svc.url:
-	case <-svc.done:
-		return res, svc.startFailure("sluice run", o.Framing)
-	case <-ctx.Done():
-		return res, fmt.Errorf("perf: sluice run not ready: %w", ctx.Err())
-	}
-	select {
-	case <-svc.running:
-	case <-svc.done:
-		return res, svc.startFailure("sluice run", o.Framing)
-	case <-ctx.Done():
-		return res, fmt.Errorf("perf: sluice run not ready: %w", ctx.Err())
-	}
-
-	nc, err := nats.Connect(url, nats.Name("sluice-bench-publisher"))
-	if err != nil {
-		return res, fmt.Errorf("perf: connect publisher to %s: %w", url, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(pubPending))
+	nc, js, err := publisherFor(ctx, svc, o.Framing, "sluice-bench-publisher")
 	if err != nil {
 		return res, err
 	}
+	defer nc.Close()
 	p := &payloads{records: o.Records, perMsg: o.PerMessage, size: o.RecordSize}
 	want := p.OutputBytes()
 	if _, err := publish(ctx, js, p); err != nil {
@@ -309,6 +289,36 @@ func countLines(dir string) (int64, error) {
 		f.Close()
 	}
 	return n, nil
+}
+
+// publisherFor waits until the sluice run child svc is running and
+// connects a publisher (named name) to its embedded server.
+func publisherFor(ctx context.Context, svc *child, framing, name string) (*nats.Conn, jetstream.JetStream, error) {
+	var url string
+	select {
+	case url = <-svc.url:
+	case <-svc.done:
+		return nil, nil, svc.startFailure("sluice run", framing)
+	case <-ctx.Done():
+		return nil, nil, fmt.Errorf("perf: sluice run not ready: %w", ctx.Err())
+	}
+	select {
+	case <-svc.running:
+	case <-svc.done:
+		return nil, nil, svc.startFailure("sluice run", framing)
+	case <-ctx.Done():
+		return nil, nil, fmt.Errorf("perf: sluice run not ready: %w", ctx.Err())
+	}
+	nc, err := nats.Connect(url, nats.Name(name))
+	if err != nil {
+		return nil, nil, fmt.Errorf("perf: connect publisher to %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(pubPending))
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
 }
 
 // child is a sluice child process whose stderr (JSON logs) goes to a file

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluice-dev/sluice/load"
@@ -85,30 +84,11 @@ func Latency(ctx context.Context, o LatencyOptions) (res LatencyResult, err erro
 		return res, err
 	}
 	defer svc.stop()
-	var url string
-	select {
-	case url = <-svc.url:
-	case <-svc.done:
-		return res, svc.startFailure("sluice run", o.Framing)
-	case <-ctx.Done():
-		return res, fmt.Errorf("perf: sluice run not ready: %w", ctx.Err())
-	}
-	select {
-	case <-svc.running:
-	case <-svc.done:
-		return res, svc.startFailure("sluice run", o.Framing)
-	case <-ctx.Done():
-		return res, fmt.Errorf("perf: sluice run not ready: %w", ctx.Err())
-	}
-	nc, err := nats.Connect(url, nats.Name("sluice-bench-latency"))
-	if err != nil {
-		return res, fmt.Errorf("perf: connect publisher to %s: %w", url, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(pubPending))
+	nc, js, err := publisherFor(ctx, svc, o.Framing, "sluice-bench-latency")
 	if err != nil {
 		return res, err
 	}
+	defer nc.Close()
 	total, err := publishPaced(ctx, js, o, nil, nil)
 	if err != nil {
 		return res, err
