@@ -58,6 +58,15 @@ func TestWriter_AckedGoodbyeRealDrainer(t *testing.T) {
 			}
 			return nil
 		})
+		// The replaced connection says goodbye once its last writer lets
+		// go; a Close before that would end it as a shutdown (GOING_AWAY),
+		// rightly, so wait for its CLOSE NORMAL.
+		testkit.WaitFor(t, 10*time.Second, func() error {
+			if got := strings.Count(dlog.String(), "code=NORMAL"); got != int(seq) {
+				return fmt.Errorf("%d CLOSE NORMAL seen", got)
+			}
+			return nil
+		})
 	}
 	w.Close()
 	testkit.WaitFor(t, 10*time.Second, func() error {
