@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -127,4 +128,27 @@ func Scale(ctx context.Context, o ScaleOptions) (res ScaleResult, err error) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// ScaleSeries measures 1, 2 and 3 instances on one consumer (acked, 10
+// records per message) and prints each rate as a ratio to one instance and
+// each instance's share of the records.
+func ScaleSeries(ctx context.Context, w io.Writer, exe, dir string, records int) error {
+	fmt.Fprintf(w, "scale-out: %d records, 10 per message, acked framing, one JetStream server in the bench process\n", records)
+	var one float64
+	for n := 1; n <= 3; n++ {
+		r, err := Scale(ctx, ScaleOptions{Exe: exe, Dir: dir, Instances: n, Records: records, PerMessage: 10, RecordSize: 200})
+		if err != nil {
+			return err
+		}
+		if n == 1 {
+			one = r.RecordsPerSec()
+		}
+		shares := make([]string, len(r.Share))
+		for i, s := range r.Share {
+			shares[i] = fmt.Sprintf("%.0f%%", 100*float64(s)/float64(r.Records))
+		}
+		fmt.Fprintf(w, "  %d instance(s): %9.0f records/s  %.2f x one instance  share %s\n", n, r.RecordsPerSec(), r.RecordsPerSec()/one, strings.Join(shares, " / "))
+	}
+	return nil
 }

@@ -300,3 +300,24 @@ func SoakReport(o SoakOptions, samples []SoakSample) report.Run {
 		},
 	}
 }
+
+// SaveSoakReport writes the soak's HTML report into dir ("" = the current
+// directory), named by the time, and returns its path.
+func SaveSoakReport(dir string, o SoakOptions, samples []SoakSample) (string, error) {
+	if dir == "" {
+		dir = "."
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, fmt.Sprintf("soak-%s.html", time.Now().UTC().Format("20060102T150405Z")))
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	if err := report.Write(f, SoakReport(o, samples)); err != nil {
+		f.Close()
+		return "", err
+	}
+	return path, f.Close()
+}

@@ -5,15 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-dev/sluice/perf"
-	"github.com/sluice-dev/sluice/report"
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -116,30 +113,13 @@ the current directory). It is not part of the normal test run.`,
 	return cmd
 }
 
-// runScale measures 1, 2 and 3 instances on one consumer and prints their
-// rates as ratios to one instance, and each instance's share of the work.
+// runScale measures 1, 2 and 3 instances on one consumer (perf.ScaleSeries).
 func runScale(ctx context.Context, g *globals, exe string, o perf.Options) error {
 	records := max(o.Records/5, 1000)
 	if o.Records == 0 {
 		records = perf.DefaultRecords / 5
 	}
-	fmt.Fprintf(g.stdout, "scale-out: %d records, 10 per message, acked framing, one JetStream server in the bench process\n", records)
-	var one float64
-	for n := 1; n <= 3; n++ {
-		r, err := perf.Scale(ctx, perf.ScaleOptions{Exe: exe, Dir: o.Dir, Instances: n, Records: records, PerMessage: 10, RecordSize: 200})
-		if err != nil {
-			return err
-		}
-		if n == 1 {
-			one = r.RecordsPerSec()
-		}
-		shares := make([]string, len(r.Share))
-		for i, s := range r.Share {
-			shares[i] = fmt.Sprintf("%.0f%%", 100*float64(s)/float64(r.Records))
-		}
-		fmt.Fprintf(g.stdout, "  %d instance(s): %9.0f records/s  %.2f x one instance  share %s\n", n, r.RecordsPerSec(), r.RecordsPerSec()/one, strings.Join(shares, " / "))
-	}
-	return nil
+	return perf.ScaleSeries(ctx, g.stdout, exe, o.Dir, records)
 }
 
 // runSoak runs perf.Soak and writes its HTML report.
@@ -149,22 +129,8 @@ func runSoak(ctx context.Context, g *globals, o perf.SoakOptions, saveDir string
 	if err != nil {
 		return err
 	}
-	if saveDir == "" {
-		saveDir = "."
-	}
-	if err := os.MkdirAll(saveDir, 0o755); err != nil {
-		return err
-	}
-	path := filepath.Join(saveDir, fmt.Sprintf("soak-%s.html", time.Now().UTC().Format("20060102T150405Z")))
-	f, err := os.Create(path)
+	path, err := perf.SaveSoakReport(saveDir, o, samples)
 	if err != nil {
-		return err
-	}
-	if err := report.Write(f, perf.SoakReport(o, samples)); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
 		return err
 	}
 	fmt.Fprintf(g.stderr, "wrote %s\n", path)
