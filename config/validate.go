@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -242,6 +243,25 @@ func isLoopbackListen(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// CheckFaultPoints reports, located like Validate's problems, every faults
+// entry naming a point the running program does not have (the points are
+// registered by the packages linked in, so Validate, which config's own
+// tests run without them, checks only the action).
+func (c *Config) CheckFaultPoints() error {
+	var errs []error
+	for i, f := range c.Faults {
+		name, _, _ := strings.Cut(f, "=")
+		if _, ok := fault.Lookup(strings.TrimSpace(name)); !ok {
+			var names []string
+			for _, p := range fault.All() {
+				names = append(names, p.Name())
+			}
+			errs = append(errs, c.Problem(fmt.Sprintf("faults[%d]", i), "unknown fault point %q; the points are %s", strings.TrimSpace(name), strings.Join(names, ", ")))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Problem returns a *FieldError about key located where its value came

@@ -37,6 +37,21 @@ func (a *Admin) Protect(token, hint string) {
 	a.token, a.tokenHint = token, hint
 }
 
+// ProtectWith is Protect with token, or, when it is empty, the token in
+// tokenFile (created by LoadOrCreateToken at first start).
+func (a *Admin) ProtectWith(token, tokenFile string) error {
+	if token != "" {
+		a.Protect(token, "admin.token (SLUICE_ADMIN_TOKEN)")
+		return nil
+	}
+	tok, err := LoadOrCreateToken(tokenFile)
+	if err != nil {
+		return err
+	}
+	a.Protect(tok, tokenFile+" (admin.token_file)")
+	return nil
+}
+
 // guard wraps h with the admin server's checks: with checkHost, the Host
 // header names the listen address or a loopback name (no DNS rebinding);
 // and private endpoints carry the token.

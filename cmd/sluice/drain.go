@@ -78,7 +78,7 @@ close frame with the reason.`,
 					return usageError{fmt.Errorf("--metrics %s is not a loopback address: /metrics needs no token and would be open to the network; listen on 127.0.0.1, or set admin.allow_remote: true", metricsAddr)}
 				}
 				admin := obs.NewAdmin(reg, logger)
-				if err := protectAdmin(admin, cfg); err != nil {
+				if err := admin.ProtectWith(cfg.Admin.Token, cfg.Admin.TokenFile); err != nil {
 					_ = srv.Close()
 					return err
 				}

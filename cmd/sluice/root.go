@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sluice-dev/sluice/config"
-	"github.com/sluice-dev/sluice/fault"
 	"github.com/sluice-dev/sluice/obs"
 )
 
@@ -102,24 +101,7 @@ func (g *globals) loadConfig(fs *pflag.FlagSet, keys flagKeys) (*config.Config, 
 	if err != nil {
 		return nil, err
 	}
-	return cfg, checkFaultPoints(cfg)
-}
-
-// checkFaultPoints reports, located in the config, every faults entry that
-// names a point this program does not have (Validate checks the action).
-func checkFaultPoints(cfg *config.Config) error {
-	var errs []error
-	for i, f := range cfg.Faults {
-		name, _, _ := strings.Cut(f, "=")
-		if _, ok := fault.Lookup(strings.TrimSpace(name)); !ok {
-			var names []string
-			for _, p := range fault.All() {
-				names = append(names, p.Name())
-			}
-			errs = append(errs, cfg.Problem(fmt.Sprintf("faults[%d]", i), "unknown fault point %q; the points are %s", strings.TrimSpace(name), strings.Join(names, ", ")))
-		}
-	}
-	return errors.Join(errs...)
+	return cfg, cfg.CheckFaultPoints()
 }
 
 func (g *globals) loadConfigOnly(fs *pflag.FlagSet, keys flagKeys) (*config.Config, error) {

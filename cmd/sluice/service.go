@@ -115,7 +115,7 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 	s.pipe = pipeline.New(src, src, proc, s.snk, po)
 	if cfg.Admin.Listen != "off" {
 		s.admin = obs.NewAdmin(s.reg, logger)
-		if err := protectAdmin(s.admin, cfg); err != nil {
+		if err := s.admin.ProtectWith(cfg.Admin.Token, cfg.Admin.TokenFile); err != nil {
 			return nil, err
 		}
 		s.admin.AddReadyCheck("queue", s.queueReady)
@@ -155,21 +155,6 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 // notify receives the sink's anomalies (reconnects, write errors, ack
 // timeouts) and asks the flight recorder, if on, for a dump. It never
 // blocks.
-// protectAdmin makes the admin server's private endpoints require the
-// token of admin.token, or of admin.token_file (created at first start).
-func protectAdmin(a *obs.Admin, cfg *config.Config) error {
-	tok, hint := cfg.Admin.Token, "admin.token (SLUICE_ADMIN_TOKEN)"
-	if tok == "" {
-		var err error
-		if tok, err = obs.LoadOrCreateToken(cfg.Admin.TokenFile); err != nil {
-			return err
-		}
-		hint = cfg.Admin.TokenFile + " (admin.token_file)"
-	}
-	a.Protect(tok, hint)
-	return nil
-}
-
 // Auto memory limits of runtime.memory_limit: with the embedded server the
 // process holds its caches too.
 const (
