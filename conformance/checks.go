@@ -99,17 +99,23 @@ func (r *run) sendRaw(b []byte) (*client, error) {
 	return c, nil
 }
 
-func checkNoCommonVersion(_ context.Context, r *run) (string, error) {
-	b, err := wire.AppendHello(nil, wire.Hello{MinVersion: 1, MaxVersion: 1, Instance: "sluice-conformance"})
-	if err != nil {
-		return "", err
+// refusedFirst sends b (with encErr from building it) as a connection's
+// first bytes and expects a CLOSE with code; detail says what was refused.
+func (r *run) refusedFirst(b []byte, encErr error, code wire.CloseCode, detail string) (string, error) {
+	if encErr != nil {
+		return "", encErr
 	}
 	c, err := r.sendRaw(b)
 	if err != nil {
 		return "", err
 	}
 	defer c.close()
-	return "HELLO 1..1 refused", c.expectClose(wire.CodeUnsupportedVersion)
+	return detail, c.expectClose(code)
+}
+
+func checkNoCommonVersion(_ context.Context, r *run) (string, error) {
+	b, err := wire.AppendHello(nil, wire.Hello{MinVersion: 1, MaxVersion: 1, Instance: "sluice-conformance"})
+	return r.refusedFirst(b, err, wire.CodeUnsupportedVersion, "HELLO 1..1 refused")
 }
 
 func checkBadRange(_ context.Context, r *run) (string, error) {
@@ -122,12 +128,7 @@ func checkBadRange(_ context.Context, r *run) (string, error) {
 	body := b[wire.HeaderLen-2:] // type, flags, then the body: magic(6) min(2) max(2)
 	binary.BigEndian.PutUint16(body[2+6:], wire.Version+1)
 	reCRC(b)
-	c, err := r.sendRaw(b)
-	if err != nil {
-		return "", err
-	}
-	defer c.close()
-	return fmt.Sprintf("HELLO %d..%d refused", wire.Version+1, wire.Version), c.expectClose(wire.CodeBadHandshake)
+	return r.refusedFirst(b, nil, wire.CodeBadHandshake, fmt.Sprintf("HELLO %d..%d refused", wire.Version+1, wire.Version))
 }
 
 // checkRewind commits sequences 1..5 of a stream, then says in a HELLO that
@@ -146,15 +147,7 @@ func checkRewind(_ context.Context, r *run) (string, error) {
 	h := wire.Hello{MinVersion: wire.Version, MaxVersion: wire.Version, Instance: "sluice-conformance",
 		Positions: []wire.StreamPosition{{Stream: m[0].recs[0].ID.Stream, Epoch: r.epoch, LastSeq: 2}}}
 	b, err := wire.AppendHello(nil, h)
-	if err != nil {
-		return "", err
-	}
-	d, err := r.sendRaw(b)
-	if err != nil {
-		return "", err
-	}
-	defer d.close()
-	return "committed 1..5, HELLO at 2 refused", d.expectClose(wire.CodeStreamRewound)
+	return r.refusedFirst(b, err, wire.CodeStreamRewound, "committed 1..5, HELLO at 2 refused")
 }
 
 // newRewindMessages returns count one-record messages, sequences 1..count,
@@ -334,15 +327,7 @@ func checkFrameTooLarge(_ context.Context, r *run) (string, error) {
 
 func checkDataBeforeHello(_ context.Context, r *run) (string, error) {
 	b, err := wire.AppendData(nil, r.nextFrame(), records(r.newMessage(1)), wire.Limits{})
-	if err != nil {
-		return "", err
-	}
-	c, err := r.sendRaw(b)
-	if err != nil {
-		return "", err
-	}
-	defer c.close()
-	return "DATA before HELLO refused", c.expectClose(wire.CodeHandshakeRequired)
+	return r.refusedFirst(b, err, wire.CodeHandshakeRequired, "DATA before HELLO refused")
 }
 
 func checkDelivery(_ context.Context, r *run) (string, error) {
