@@ -81,13 +81,7 @@ func EndToEnd(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		if err == nil || errors.Is(err, ErrNotAvailable) {
-			_ = os.RemoveAll(dir)
-		} else {
-			err = fmt.Errorf("%w (files kept in %s)", err, dir)
-		}
-	}()
+	defer keepOnError(dir, &err)
 	sock := filepath.Join(dir, "s.sock")
 	out := filepath.Join(dir, "out")
 	// The stream is loaded whole before the drain is timed: no byte limit,
@@ -289,6 +283,16 @@ func countLines(dir string) (int64, error) {
 		f.Close()
 	}
 	return n, nil
+}
+
+// keepOnError removes a run's directory, or, when *err is set, keeps it
+// and says where in the error.
+func keepOnError(dir string, err *error) {
+	if *err == nil || errors.Is(*err, ErrNotAvailable) {
+		_ = os.RemoveAll(dir)
+	} else {
+		*err = fmt.Errorf("%w (files kept in %s)", *err, dir)
+	}
 }
 
 // publisherFor waits until the sluice run child svc is running and

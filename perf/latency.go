@@ -59,13 +59,7 @@ func Latency(ctx context.Context, o LatencyOptions) (res LatencyResult, err erro
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		if err == nil {
-			_ = os.RemoveAll(dir)
-		} else {
-			err = fmt.Errorf("%w (files kept in %s)", err, dir)
-		}
-	}()
+	defer keepOnError(dir, &err)
 	sock := filepath.Join(dir, "s.sock")
 	out := filepath.Join(dir, "out")
 	// Unpaced, the producer can run ahead of the drain by more than the

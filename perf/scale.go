@@ -57,13 +57,7 @@ func Scale(ctx context.Context, o ScaleOptions) (res ScaleResult, err error) {
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		if err == nil {
-			_ = os.RemoveAll(dir)
-		} else {
-			err = fmt.Errorf("%w (files kept in %s)", err, dir)
-		}
-	}()
+	defer keepOnError(dir, &err)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	emb, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0", Logger: logger})
 	if err != nil {

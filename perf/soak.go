@@ -90,13 +90,7 @@ func Soak(ctx context.Context, o SoakOptions) (samples []SoakSample, err error) 
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err == nil {
-			_ = os.RemoveAll(dir)
-		} else {
-			err = fmt.Errorf("%w (files kept in %s)", err, dir)
-		}
-	}()
+	defer keepOnError(dir, &err)
 	admin, err := freeAddr()
 	if err != nil {
 		return nil, err
