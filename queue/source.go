@@ -356,12 +356,20 @@ func (s *Source) Fetch(ctx context.Context, max int, maxWait time.Duration) ([]p
 		select {
 		case jm, ok := <-s.cur.msgs:
 			if !ok {
-				err := s.cur.batch.Error()
+				// The pull is over. An error that ends a pull which
+				// delivered messages belongs to those messages (the
+				// jetstream package ends a pull on a message it cannot
+				// parse, which admit has terminated): pull again, and a
+				// lasting fault shows on the next pull.
+				err, received := s.cur.batch.Error(), s.cur.received
 				s.cur = nil
-				if err != nil {
+				if err != nil && received == 0 {
 					return nil, s.fetchErr(err)
 				}
-				continue // expired empty: pull again while time is left
+				if err != nil {
+					s.log.Debug("pull request ended with an error", obs.KeyErr, err)
+				}
+				continue // used up or expired: pull again while time is left
 			}
 			out := s.take(make([]pipeline.Message, 0, max), jm, max, timer.C)
 			if len(out) == 0 {
