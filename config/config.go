@@ -326,6 +326,16 @@ type Drain struct {
 	// received it (Unix nanoseconds) and a tab, before the identity prefix:
 	// sluice load then measures latency without polling lag. Default false.
 	WriteReceived bool `yaml:"write_received"`
+	// MaxLineBytes (lines framing) is the longest record line, newline
+	// excluded, the drainer accepts; a longer one closes the connection.
+	// sluice run refuses to send a longer record (it is dead-lettered), and
+	// start fails when process.max_record_bytes is larger. Default 1 MiB.
+	MaxLineBytes ByteSize `yaml:"max_line_bytes"`
+	// MaxFrameBytes (acked framing) is the largest DATA frame body the
+	// drainer grants in WELCOME, 4 KiB to 2 GiB-1. A queue message whose
+	// records do not fit in one frame is dead-lettered; start fails when one
+	// record of process.max_record_bytes could not fit. Default 4 MiB.
+	MaxFrameBytes ByteSize `yaml:"max_frame_bytes"`
 	// AcceptRewind (acked framing) accepts a rewind of the queue instead
 	// of refusing it: when a producer's queue stream went back below what
 	// the drainer committed (its store lost its tail, or was restored from
@@ -478,8 +488,10 @@ func Default() Config {
 		Drain: Drain{
 			Socket:      "./sluice.sock", // follows Sink.Socket; see Load and Set
 			Out:         "./sluice-out",
-			RotateBytes: 64 * MiB,
-			SocketMode:  0o600,
+			RotateBytes:   64 * MiB,
+			SocketMode:    0o600,
+			MaxLineBytes:  1 * MiB,
+			MaxFrameBytes: 4 * MiB,
 		},
 		Admin: Admin{Listen: "127.0.0.1:9464", TokenFile: "./sluice-admin.token"},
 		Flight: Flight{

@@ -264,6 +264,14 @@ func TestLoad_Rejects(t *testing.T) {
 			`sluice.yaml:2:3: drain.out: must not be empty`},
 		{"rotate_bytes zero", "drain:\n  rotate_bytes: 0\n",
 			`sluice.yaml:2:3: drain.rotate_bytes: must be at least 1 byte (got 0)`},
+		{"max_line_bytes zero", "drain:\n  max_line_bytes: 0\n",
+			`sluice.yaml:2:3: drain.max_line_bytes: must be at least 1 byte (got 0)`},
+		{"max_frame_bytes too small", "drain:\n  max_frame_bytes: 1KiB\n",
+			`sluice.yaml:2:3: drain.max_frame_bytes: must be 4KiB to 2147483647 (got 1KiB)`},
+		{"record larger than the line", "process:\n  max_record_bytes: 2MiB\n",
+			`sluice.yaml:2:3: process.max_record_bytes: 2MiB is larger than drain.max_line_bytes (1MiB): a record could pass the gate and then not fit the drainer's line limit; raise drain.max_line_bytes (the drainer must use the same value) or lower process.max_record_bytes`},
+		{"record larger than the frame", "sink:\n  framing: acked\nprocess:\n  max_record_bytes: 4MiB\n",
+			`sluice.yaml:4:3: process.max_record_bytes: 4MiB is larger than drain.max_frame_bytes (4MiB) allows for one record with its identity (4194601): a record could pass the gate and then not fit any DATA frame; raise drain.max_frame_bytes (the drainer must grant it) or lower process.max_record_bytes`},
 		{"socket_mode sticky", "drain:\n  socket_mode: 01777\n",
 			`sluice.yaml:2:3: drain.socket_mode: must be permission bits within 0777 (got 01777)`},
 		{"dead letter under >", "queue:\n  dead_letter_subject: ingest.dead\n",
@@ -687,8 +695,8 @@ func TestKeys_EnvAndSet(t *testing.T) {
 		"string": "zz", "int": "9999", "duration": "3s", "bytes": "3MiB", "mode": "0640", "list": "a,b", "bool": "true",
 	}
 	keys := config.Keys()
-	if len(keys) != 82 {
-		t.Errorf("len(Keys()) = %d, want 82", len(keys))
+	if len(keys) != 84 {
+		t.Errorf("len(Keys()) = %d, want 84", len(keys))
 	}
 	for _, want := range []string{"pipeline.workers int", "queue.subjects list", "faults list", "queue.max_bytes bytes", "queue.migrate bool",
 		"drain.socket_mode mode", "drain.accept_rewind bool", "pipeline.max_inflight_bytes bytes", "queue.tls.ca_file string", "sink.backoff_min duration"} {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/fault"
+	"github.com/sluice-dev/sluice/record"
 	"github.com/sluice-dev/sluice/wire"
 )
 
@@ -188,6 +189,13 @@ func (c *Config) problems() []*FieldError {
 	}
 	v.ids("drain.allow_uids", d.AllowUIDs)
 	v.ids("drain.allow_gids", d.AllowGIDs)
+	if d.MaxLineBytes < 1 {
+		v.fail("drain.max_line_bytes", "must be at least 1 byte (got %s)", d.MaxLineBytes)
+	}
+	if d.MaxFrameBytes < wire.MaxHandshakeBytes || d.MaxFrameBytes > wire.HardMaxFrameBytes {
+		v.fail("drain.max_frame_bytes", "must be %s to %s (got %s)", ByteSize(wire.MaxHandshakeBytes), ByteSize(wire.HardMaxFrameBytes), d.MaxFrameBytes)
+	}
+	v.limitsAgree(c)
 
 	if m := c.Runtime.MemoryLimit; m != 0 && m < 16*MiB {
 		v.fail("runtime.memory_limit", "must be 0 (auto) or at least 16MiB (got %s)", m)
@@ -448,4 +456,29 @@ func subjectMatches(pattern, subject string) bool {
 		}
 	}
 	return len(pt) == len(st)
+}
+
+// limitsAgree checks that a record the processing gate lets through
+// (process.max_record_bytes) always fits what the drainer accepts in the
+// configured framing: a line of drain.max_line_bytes (lines), or one
+// record, with its identity, in a DATA frame of drain.max_frame_bytes
+// (acked). Otherwise such a record would pass the gate and then never be
+// delivered.
+func (v *validator) limitsAgree(c *Config) {
+	rec, d := c.Process.MaxRecordBytes, &c.Drain
+	if rec < 1 {
+		return // reported on its own
+	}
+	switch c.Sink.Framing {
+	case wire.FramingLines:
+		if d.MaxLineBytes >= 1 && rec > d.MaxLineBytes {
+			v.fail("process.max_record_bytes", "%s is larger than drain.max_line_bytes (%s): a record could pass the gate and then not fit the drainer's line limit; raise drain.max_line_bytes (the drainer must use the same value) or lower process.max_record_bytes", rec, d.MaxLineBytes)
+		}
+	case wire.FramingAcked:
+		// The largest stream name is the frame's worst case.
+		need := ByteSize(wire.DataBodySize([]record.Record{{ID: record.ID{Stream: strings.Repeat("s", wire.MaxStreamLen)}}})) + rec
+		if d.MaxFrameBytes >= wire.MaxHandshakeBytes && need > d.MaxFrameBytes {
+			v.fail("process.max_record_bytes", "%s is larger than drain.max_frame_bytes (%s) allows for one record with its identity (%s): a record could pass the gate and then not fit any DATA frame; raise drain.max_frame_bytes (the drainer must grant it) or lower process.max_record_bytes", rec, d.MaxFrameBytes, need)
+		}
+	}
 }

@@ -604,3 +604,23 @@ func TestAcked_SecondDrainerOnSameOutput(t *testing.T) {
 	}
 	srv.Close()
 }
+
+// Options.MaxFrameBytes (drain.max_frame_bytes) is what WELCOME grants, and
+// the default is wire.DefaultMaxFrameBytes; a value the protocol cannot
+// carry is refused by New.
+func TestAcked_MaxFrameBytesGranted(t *testing.T) {
+	for _, tc := range []struct{ set, want int }{{0, wire.DefaultMaxFrameBytes}, {64 << 10, 64 << 10}} {
+		r := startAcked(t, drain.Options{MaxFrameBytes: tc.set})
+		a := dialAcked(t, r.Addr(), "t-1")
+		if got := int(a.w.MaxFrameBytes); got != tc.want {
+			t.Errorf("MaxFrameBytes %d: WELCOME grants %d, want %d", tc.set, got, tc.want)
+		}
+		if err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := drain.New(drain.Options{Socket: "x.sock", Out: t.TempDir(), Framing: wire.FramingAcked, MaxFrameBytes: 100})
+	if err == nil || !strings.Contains(err.Error(), "max frame bytes is 100") {
+		t.Errorf("New with MaxFrameBytes 100 = %v, want a refusal that names it", err)
+	}
+}

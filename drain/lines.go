@@ -41,7 +41,7 @@ func (s *Server) handleLines(c *conn) {
 	for {
 		if start == len(buf) {
 			if len(buf) >= limit {
-				s.connError(c, ReasonLineTooLong, fmt.Errorf("%w: more than %d bytes without a newline; raise the maximum line length or fix the sender", ErrLineTooLong, s.opts.MaxLine))
+				s.connError(c, ReasonLineTooLong, fmt.Errorf("%w: more than %d bytes without a newline; raise drain.max_line_bytes (sluice drain --max-line-bytes, and the same in sluice run's configuration) or fix the sender", ErrLineTooLong, s.opts.MaxLine))
 				return
 			}
 			grown := make([]byte, min(2*len(buf), limit))

@@ -64,9 +64,15 @@ type Options struct {
 	WriteReceived bool
 	// SocketMode is the socket file's permission bits. Zero: 0600.
 	SocketMode os.FileMode
-	// MaxLine is the longest line (newline excluded) a connection may send;
-	// a longer one closes that connection. Zero: 1 MiB.
+	// MaxLine (lines framing) is the longest line (newline excluded) a
+	// connection may send; a longer one closes that connection. The
+	// configuration's drain.max_line_bytes. Zero: 1 MiB.
 	MaxLine int
+	// MaxFrameBytes (acked framing) is the largest DATA frame body granted
+	// in WELCOME, wire.MaxHandshakeBytes to wire.HardMaxFrameBytes; a larger
+	// frame closes the connection (FRAME_TOO_LARGE). The configuration's
+	// drain.max_frame_bytes. Zero: wire.DefaultMaxFrameBytes (4 MiB).
+	MaxFrameBytes int
 	// PeerUIDs, when not empty, admits only peers whose process runs as one
 	// of these user ids (checked with SO_PEERCRED); any other connection is
 	// closed before it is read. Empty: every peer the socket's mode lets in.
@@ -180,6 +186,12 @@ func (opts Options) WithDefaults() (Options, error) {
 		opts.MaxLine = DefaultMaxLine
 	case opts.MaxLine < 0:
 		return bad("max line length is %d; it must be positive (or 0 for the default, 1 MiB)", opts.MaxLine)
+	}
+	switch {
+	case opts.MaxFrameBytes == 0:
+		opts.MaxFrameBytes = wire.DefaultMaxFrameBytes
+	case opts.MaxFrameBytes < wire.MaxHandshakeBytes || opts.MaxFrameBytes > wire.HardMaxFrameBytes:
+		return bad("max frame bytes is %d; it must be %d to %d (or 0 for the default, 4 MiB)", opts.MaxFrameBytes, wire.MaxHandshakeBytes, wire.HardMaxFrameBytes)
 	}
 	switch opts.Framing {
 	case "":

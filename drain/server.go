@@ -78,7 +78,7 @@ type Server struct {
 	accepted chan struct{}      // guarded by mu; closed when Serve's accept loop returns; nil before
 	nextID   uint64             // guarded by mu
 
-	errLogs sync.Map // reason -> *limiter
+	errLogs obs.LimitedLog // by reason
 }
 
 // conn is one accepted connection, owned by its handler goroutine.
@@ -142,7 +142,7 @@ func New(opts Options) (*Server, error) {
 		s.handle = s.handleLines
 	case wire.FramingAcked:
 		s.handle = s.handleAcked
-		s.own = wire.Welcome{Server: opts.ServerID}
+		s.own = wire.Welcome{Server: opts.ServerID, MaxFrameBytes: uint32(opts.MaxFrameBytes)}
 		s.commitReqs = make(chan *pending, maxBatch)
 		s.admits = make(chan *admission)
 	}
@@ -511,15 +511,7 @@ func (s *Server) logLimited(kind string, level slog.Level, msg string, args ...a
 }
 
 func (s *Server) logLimitedWith(l *slog.Logger, kind string, level slog.Level, msg string, args ...any) {
-	v, _ := s.errLogs.LoadOrStore(kind, &limiter{})
-	ok, n := v.(*limiter).allow(time.Now())
-	if !ok {
-		return
-	}
-	if n > 0 {
-		args = append(args, obs.KeySuppressed, n)
-	}
-	l.Log(context.Background(), level, msg, args...)
+	s.errLogs.Log(l, kind, level, msg, args...)
 }
 
 // Close shuts the Server down: it stops accepting, removes the socket file,

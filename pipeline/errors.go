@@ -6,10 +6,10 @@ import "errors"
 var ErrAlreadyRunning = errors.New("pipeline: Run called twice")
 
 // ErrTooLarge is wrapped by the error Sink.Send returns when the records of
-// one queue message cannot fit in one frame under the drainer's limits; the
+// one queue message cannot fit the drainer's limits (one frame, one line); the
 // pipeline then dead-letters that message whole instead of retrying it,
 // since retrying cannot help.
-var ErrTooLarge = errors.New("pipeline: a queue message's records do not fit in one frame")
+var ErrTooLarge = errors.New("pipeline: a queue message's records do not fit the drainer's limits")
 
 // Reasons the pipeline itself gives dead letters (Rejection.Reason).
 const (

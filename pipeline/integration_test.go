@@ -144,10 +144,24 @@ func TestPipeline_SlowAckWithAckedSink(t *testing.T) {
 // once, while the messages around it are delivered. Before, it was nak'ed
 // and redelivered forever.
 func TestPipeline_TooLargeWithAckedSink(t *testing.T) {
+	testTooLarge(t, wire.FramingAcked, 0, strings.Repeat("1\n", wire.DefaultMaxRecords+10))
+}
+
+// TestPipeline_TooLongWithLinesSink: in lines framing, a record longer than
+// the drainer's line limit made the drainer close every connection it was
+// sent on, and the pipeline stopped behind it. The sink now refuses it
+// (sink.ErrRecordTooLong, wrapping pipeline.ErrTooLarge) and the pipeline
+// dead-letters its message while the others flow.
+func TestPipeline_TooLongWithLinesSink(t *testing.T) {
+	const maxLine = 64 << 10
+	testTooLarge(t, wire.FramingLines, maxLine, `{"pad":"`+strings.Repeat("x", maxLine)+`"}`)
+}
+
+func testTooLarge(t *testing.T, framing wire.Framing, maxLine int, huge string) {
 	quiet := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()
 	sock := filepath.Join(testkit.ShortDir(t), "d.sock")
-	srv, err := drain.New(drain.Options{Socket: sock, Out: filepath.Join(t.TempDir(), "out"), Framing: wire.FramingAcked,
+	srv, err := drain.New(drain.Options{Socket: sock, Out: filepath.Join(t.TempDir(), "out"), Framing: framing, MaxLine: maxLine,
 		Logger: quiet, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
@@ -164,11 +178,10 @@ func TestPipeline_TooLargeWithAckedSink(t *testing.T) {
 			t.Errorf("drainer Serve: %v", err)
 		}
 	}()
-	w := sink.New(sink.Options{Path: sock, Framing: "acked", Logger: quiet, Registerer: reg})
+	w := sink.New(sink.Options{Path: sock, Framing: framing, MaxLineBytes: maxLine, Logger: quiet, Registerer: reg})
 	w.Start(context.Background())
 	defer w.Close()
 
-	huge := strings.Repeat("1\n", wire.DefaultMaxRecords+10)
 	src := newFakeSource(`{"a":1}`, huge, `{"a":3}`)
 	dlq := &fakeDLQ{}
 	o := opts(reg)

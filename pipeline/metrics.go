@@ -75,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		msgsTooLarge: f.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_pipeline_messages_too_large_total",
-			Help: "Queue messages whose records do not fit in one sink frame under the drainer's limits; each is dead-lettered whole (counted again if its dead letter failed and it came back).",
+			Help: "Queue messages whose records do not fit the drainer's limits (acked: one frame; lines: the line length); each is dead-lettered whole (counted again if its dead letter failed and it came back).",
 		}),
 	}
 }

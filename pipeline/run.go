@@ -37,10 +37,12 @@ type Pipeline struct {
 	sink Sink
 	opts Options
 	log  *slog.Logger
-	m    *metrics
-	bud  *budget
-	out  *outcomes  // the settler's inbox
-	seq  *sequencer // Options.Ordered: the order of hand-overs to the sink; nil otherwise
+	// tooLargeLog rate-limits the log of messages too large for the sink.
+	tooLargeLog obs.LimitedLog
+	m           *metrics
+	bud         *budget
+	out         *outcomes  // the settler's inbox
+	seq         *sequencer // Options.Ordered: the order of hand-overs to the sink; nil otherwise
 
 	running atomic.Bool
 
@@ -425,7 +427,8 @@ func (p *Pipeline) send(ctx context.Context, c *chunk) verdict {
 }
 
 // tooLarge handles a chunk whose Send failed with ErrTooLarge: one of its
-// messages cannot fit in one frame, which no retry can change, so that
+// messages cannot fit the sink's limits (one frame, one line), which no
+// retry can change, so that
 // message is dead-lettered whole and never comes back. Which message it is
 // the sink does not say: a chunk of several messages sends each of them on
 // its own, and any that fails again comes back here alone.
@@ -441,12 +444,11 @@ func (p *Pipeline) tooLarge(ctx context.Context, c *chunk, sendErr error) verdic
 	m := c.msgs[0]
 	id := m.ID()
 	p.m.msgsTooLarge.Inc()
-	reason := fmt.Sprintf("message of %d records to deliver (%d bytes of payload) does not fit in one frame under the drainer's frame limits, and a message's records cannot be split across frames: %v",
+	reason := fmt.Sprintf("message of %d records to deliver (%d bytes of payload) cannot be delivered under the drainer's limits, and a message's records are not split: %v",
 		len(c.recs), len(m.Data()), sendErr)
-	// Logged each time a message is found too large: once per message,
-	// since it is dead-lettered and does not come back (unless the dead
-	// letter fails).
-	p.log.Warn("queue message too large for one frame; dead-lettering it whole",
+	// Logged at most once a second (the next line says how many were
+	// suppressed): a flood of large messages must not flood the log.
+	p.tooLargeLog.Log(p.log, ReasonTooLarge, slog.LevelWarn, "queue message too large for the sink; dead-lettering it whole",
 		obs.KeyStream, id.Stream, obs.KeySeq, id.Seq, obs.KeyRecords, len(c.recs), obs.KeyBytes, len(m.Data()), obs.KeyErr, sendErr)
 	if err := p.deadLetter(ctx, m, -1, m.Data(), &Rejection{Reason: ReasonTooLarge, Step: -1, Rule: ReasonTooLarge, Offset: -1, Msg: reason}); err != nil {
 		p.log.Warn("dead-letter publish failed; message left for redelivery",

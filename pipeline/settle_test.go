@@ -187,7 +187,7 @@ func TestPipeline_TooLargeMessageIsDeadLetteredOnce(t *testing.T) {
 			t.Errorf("dead letter %q, want it to begin with %q (the whole payload, index -1)", dlq.got[i], want)
 		}
 		reason := strings.TrimPrefix(dlq.got[i], want)
-		for _, s := range []string{"10 records", fmt.Sprintf("%d bytes", len(lines(seq, 10))), "frame limits"} {
+		for _, s := range []string{"10 records", fmt.Sprintf("%d bytes", len(lines(seq, 10))), "the drainer's limits", "at most 5 per frame"} {
 			if !strings.Contains(reason, s) {
 				t.Errorf("reason %q does not say %q", reason, s)
 			}

@@ -25,6 +25,12 @@ var errLeaseBroken = errors.New("sink: connection already broken")
 // dead-letters the message instead of retrying it forever).
 var ErrMessageTooLarge = fmt.Errorf("sink: a queue message's records exceed the drainer's frame limits: %w", pipeline.ErrTooLarge)
 
+// ErrRecordTooLong is returned by Send (lines framing) when a record is
+// longer than Options.MaxLineBytes: the drainer would close the connection
+// on it, every time it is sent. It wraps pipeline.ErrTooLarge, so the
+// pipeline dead-letters the record's message instead of retrying it.
+var ErrRecordTooLong = fmt.Errorf("sink: a record is longer than the drainer's line limit (drain.max_line_bytes): %w", pipeline.ErrTooLarge)
+
 // ErrFrameLimits is passed to a Send's done (acked framing) when a frame
 // already in the window does not fit the limits of a new connection (the
 // drainer lowered max_frame_bytes or max_records); the records are not

@@ -47,11 +47,18 @@ func (*lines) close() {}
 // connection, retries the whole frame on the next connection after a failed
 // or partial write (a partial line left on the old connection is the
 // drainer's to discard at EOF), and returns nil only once the whole frame was
-// written to one connection, after calling done(nil). It returns ctx.Err()
-// or ErrClosed otherwise, and then never calls done. Frames never
+// written to one connection, after calling done(nil). It returns ctx.Err(),
+// ErrClosed, or (at once) ErrRecordTooLong otherwise, and then never calls
+// done. Frames never
 // interleave.
 func (f *lines) send(ctx context.Context, recs []record.Record, done func(error)) error {
 	w := f.w
+	for i := range recs {
+		if n := len(recs[i].Data); n > w.opts.MaxLineBytes {
+			id := recs[i].ID
+			return fmt.Errorf("record %s:%d:%d of %d bytes, limit %d: %w", id.Stream, id.Seq, id.Index, n, w.opts.MaxLineBytes, ErrRecordTooLong)
+		}
+	}
 	bp := framePool.Get().(*[]byte)
 	frame := appendLines((*bp)[:0], recs)
 	err := f.sendFrame(ctx, frame)

@@ -47,6 +47,13 @@ type Options struct {
 	// durable). Any other value makes Start log and Send return an error
 	// wrapping ErrUnknownFraming. "": lines.
 	Framing wire.Framing
+	// MaxLineBytes (lines framing) is the longest record the drainer takes
+	// as one line (newline excluded; the drainer's drain.max_line_bytes). A
+	// longer record would make the drainer close every connection it is
+	// sent on, so Send refuses its message with an error wrapping
+	// ErrRecordTooLong (and pipeline.ErrTooLarge: the pipeline
+	// dead-letters it). 0: 1 MiB, the reference drainer's default.
+	MaxLineBytes int
 	// Instance is the producer identity sent in HELLO (acked framing), 1..255
 	// bytes of UTF-8; longer names are cut. "": "<hostname>-<pid>".
 	Instance string
@@ -81,6 +88,10 @@ type Options struct {
 	Notify func(event, reason string)
 }
 
+// DefaultMaxLineBytes is Options.MaxLineBytes's default, the reference
+// drainer's line limit.
+const DefaultMaxLineBytes = 1 << 20
+
 // Events passed to Options.Notify.
 const (
 	EventReconnect  = "reconnect"
@@ -112,6 +123,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Framing == "" {
 		o.Framing = wire.FramingLines
+	}
+	if o.MaxLineBytes <= 0 {
+		o.MaxLineBytes = DefaultMaxLineBytes
 	}
 	if o.Instance == "" {
 		host, err := os.Hostname()

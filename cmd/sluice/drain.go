@@ -100,6 +100,8 @@ close frame with the reason.`,
 	f.String("socket", "", "Unix socket to listen on (drain.socket; default: sink.socket, ./sluice.sock)")
 	f.String("out", "", "output directory, or - for stdout (drain.out; default ./sluice-out)")
 	f.String("rotate-bytes", "", "start a new output file past this size (drain.rotate_bytes; default 64MiB)")
+	f.String("max-line-bytes", "", "lines: the longest record line accepted (drain.max_line_bytes; default 1MiB; sluice run must use the same)")
+	f.String("max-frame-bytes", "", "acked: the largest DATA frame body granted in WELCOME (drain.max_frame_bytes; default 4MiB)")
 	f.String("socket-mode", "", "socket file permissions, octal (drain.socket_mode; default 0600)")
 	f.String("framing", "", "socket framing: lines or acked; must match sluice run (sink.framing; default lines)")
 	f.StringSlice("allow-uid", nil, "only peers with these user ids may connect (drain.allow_uids; repeatable)")
@@ -113,15 +115,17 @@ close frame with the reason.`,
 }
 
 var drainFlagKeys = flagKeys{
-	"socket":         "drain.socket",
-	"out":            "drain.out",
-	"rotate-bytes":   "drain.rotate_bytes",
-	"socket-mode":    "drain.socket_mode",
-	"framing":        "sink.framing",
-	"allow-uid":      "drain.allow_uids",
-	"allow-gid":      "drain.allow_gids",
-	"write-identity": "drain.write_identity",
-	"accept-rewind":  "drain.accept_rewind",
-	"write-received": "drain.write_received",
-	"faults":         "faults",
+	"socket":          "drain.socket",
+	"out":             "drain.out",
+	"rotate-bytes":    "drain.rotate_bytes",
+	"socket-mode":     "drain.socket_mode",
+	"max-line-bytes":  "drain.max_line_bytes",
+	"max-frame-bytes": "drain.max_frame_bytes",
+	"framing":         "sink.framing",
+	"allow-uid":       "drain.allow_uids",
+	"allow-gid":       "drain.allow_gids",
+	"write-identity":  "drain.write_identity",
+	"accept-rewind":   "drain.accept_rewind",
+	"write-received":  "drain.write_received",
+	"faults":          "faults",
 }

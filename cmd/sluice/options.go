@@ -216,6 +216,7 @@ func sinkOptions(cfg *config.Config) sink.Options {
 		AckTimeout:   s.AckTimeout,
 		WindowFrames: s.WindowFrames,
 		WindowBytes:  int64(s.WindowBytes),
+		MaxLineBytes: int(cfg.Drain.MaxLineBytes), // what the drainer takes
 	}
 }
 
@@ -243,6 +244,8 @@ func drainOptions(cfg *config.Config) (drain.Options, error) {
 		WriteIdentity: d.WriteIdentity,
 		AcceptRewind:  d.AcceptRewind,
 		WriteReceived: d.WriteReceived,
+		MaxLine:       int(d.MaxLineBytes),
+		MaxFrameBytes: int(d.MaxFrameBytes),
 	}, nil
 }
 

@@ -54,7 +54,6 @@ func TestOptions_DefaultsMatchConfig(t *testing.T) {
 		{"drain.Options", drainOpts, map[string]string{
 			"Socket":          required,
 			"Out":             required,
-			"MaxLine":         notConfigured,
 			"DrainTimeout":    notConfigured,
 			"FrameTimeout":    notConfigured,
 			"AckWriteTimeout": notConfigured,
