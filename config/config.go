@@ -486,8 +486,8 @@ func Default() Config {
 			WindowBytes:  8 * MiB,
 		},
 		Drain: Drain{
-			Socket:      "./sluice.sock", // follows Sink.Socket; see Load and Set
-			Out:         "./sluice-out",
+			Socket:        "./sluice.sock", // follows Sink.Socket; see Load and Set
+			Out:           "./sluice-out",
 			RotateBytes:   64 * MiB,
 			SocketMode:    0o600,
 			MaxLineBytes:  1 * MiB,

@@ -156,4 +156,3 @@ func watchHeap(t *testing.T) func() uint64 {
 		return peak
 	}
 }
-
