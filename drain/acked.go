@@ -2,6 +2,7 @@ package drain
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -117,7 +118,7 @@ func (s *Server) handleAcked(c *conn) {
 			ac.end(err, false)
 			return
 		}
-		p := s.render(ac, f.Data)
+		p := s.render(ac, f.Data, rd)
 		ac.inflight.Add(1)
 		s.commitReqs <- p // the committer outlives every connection
 		if testHookReceived != nil {
@@ -126,8 +127,29 @@ func (s *Server) handleAcked(c *conn) {
 	}
 }
 
-// render copies a DATA frame's records into their output lines.
-func (s *Server) render(ac *ackedConn, d wire.Data) *pending {
+// render prepares a DATA frame read by rd for the committer. Without a
+// prefix to write (no WriteIdentity, no WriteReceived) the frame's memory is
+// detached from rd and its records are written from there, each followed
+// by a newline, with no copy in Go (output.writeLines); likewise a Store
+// gets the payloads where they are. With a prefix, each record is rendered
+// into its output line.
+func (s *Server) render(ac *ackedConn, d wire.Data, rd *wire.Reader) *pending {
+	n := len(d.Records)
+	rb := renderPool.Get().(*renderBuf)
+	p := &pending{c: ac, id: d.FrameID, rb: rb, keys: slices.Grow(rb.keys[:0], n)[:n]}
+	for i := range d.Records {
+		p.keys[i] = d.Records[i].ID.Msg()
+	}
+	if s.opts.Store != nil || !s.opts.WriteIdentity && !s.opts.WriteReceived {
+		rb.body, rb.recs = rd.Detach(rb.body, rb.recs)
+		p.recs = d.Records // now in rb.recs, their Data in rb.body
+		if s.opts.Store == nil {
+			for i := range p.recs {
+				cleanInPlace(p.recs[i].Data)
+			}
+		}
+		return p
+	}
 	size := 0
 	for _, r := range d.Records {
 		size += len(r.Data) + 1
@@ -142,23 +164,9 @@ func (s *Server) render(ac *ackedConn, d wire.Data) *pending {
 	if s.opts.WriteReceived {
 		received = time.Now().UnixNano()
 	}
-	n := len(d.Records)
-	rb := renderPool.Get().(*renderBuf)
-	p := &pending{c: ac, id: d.FrameID, rb: rb,
-		keys:  slices.Grow(rb.keys[:0], n)[:n],
-		ends:  slices.Grow(rb.ends[:0], n)[:n],
-		lines: slices.Grow(rb.lines[:0], size)}
-	if s.opts.Store != nil { // the payloads as they are, for Store.Append
-		p.ids = slices.Grow(rb.ids[:0], n)[:n]
-		for i, r := range d.Records {
-			p.keys[i], p.ids[i] = r.ID.Msg(), r.ID
-			p.lines = append(p.lines, r.Data...)
-			p.ends[i] = len(p.lines)
-		}
-		return p
-	}
+	p.ends = slices.Grow(rb.ends[:0], n)[:n]
+	p.lines = slices.Grow(rb.lines[:0], size)
 	for i, r := range d.Records {
-		p.keys[i] = r.ID.Msg()
 		if s.opts.WriteReceived {
 			p.lines = strconv.AppendInt(p.lines, received, 10)
 			p.lines = append(p.lines, '\t')
@@ -185,8 +193,9 @@ func (s *Server) render(ac *ackedConn, d wire.Data) *pending {
 type renderBuf struct {
 	lines []byte
 	keys  []record.MsgID
-	ids   []record.ID
 	ends  []int
+	body  []byte          // a detached frame body (wire.Reader.Detach)
+	recs  []record.Record // and its records
 }
 
 var renderPool = sync.Pool{New: func() any { return new(renderBuf) }}
@@ -209,6 +218,19 @@ func appendClean(dst []byte, s string) []byte {
 		}
 	}
 	return dst
+}
+
+// cleanInPlace replaces every newline and carriage return in b with a
+// space, as appendClean does while copying.
+func cleanInPlace(b []byte) {
+	if bytes.IndexByte(b, '\n') < 0 && bytes.IndexByte(b, '\r') < 0 {
+		return
+	}
+	for i, c := range b {
+		if c == '\n' || c == '\r' {
+			b[i] = ' '
+		}
+	}
 }
 
 // runAcker writes the ACKs of the frames the committer hands back, in

@@ -624,3 +624,68 @@ func TestAcked_MaxFrameBytesGranted(t *testing.T) {
 		t.Errorf("New with MaxFrameBytes 100 = %v, want a refusal that names it", err)
 	}
 }
+
+// Records are written straight from the frames the drainer read (detached
+// from the reader, written with writev): frames in flight together keep
+// their own records, a commit of more lines than one writev takes is
+// written whole and in order, files are cut at line boundaries, a newline
+// or carriage return inside a record becomes a space, and a duplicate
+// message in the batch is skipped.
+func TestAcked_WritesFromTheFrames(t *testing.T) {
+	const rotate = 4096
+	dir := t.TempDir()
+	r := startAcked(t, drain.Options{Out: dir, RotateBytes: rotate})
+	a := dialAcked(t, r.Addr(), "t-1")
+	big := msg("S", 1, 1500) // 3000 buffers: more than one writev
+	odd := []record.Record{
+		{ID: record.ID{Stream: "S", Seq: 2}, Data: []byte("{\"a\":\n1}")},
+		{ID: record.ID{Stream: "S", Seq: 2, Index: 1}, Data: []byte("{\"b\":2}\r")},
+	}
+	frames := [][]record.Record{big, odd, msgs("S", 3, 40, 3), append(msg("S", 2, 2), msg("S", 41, 1)...)}
+	for i, f := range frames {
+		if err := a.send(uint64(i+1), f); err != nil { // no wait: the frames are in flight together
+			t.Fatal(err)
+		}
+	}
+	a.waitAck(uint64(len(frames)))
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	want := lines(big)
+	want = append(want, `{"a": 1}`, `{"b":2} `)
+	want = append(want, lines(msgs("S", 3, 40, 3), msg("S", 41, 1))...)
+	got := readAll(t, dir)
+	if !slices.Equal(got, want) {
+		t.Fatalf("output has %d lines, want %d; first difference at %d", len(got), len(want), firstDiff(got, want))
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".jsonl") {
+			continue
+		}
+		files++
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > rotate || len(b) == 0 || b[len(b)-1] != '\n' {
+			t.Errorf("%s: %d bytes (rotation at %d), ends with %q: want whole lines within the limit", e.Name(), len(b), rotate, b[max(0, len(b)-1):])
+		}
+	}
+	if files < 2 {
+		t.Errorf("%d output files, want the output cut into several at %d bytes", files, rotate)
+	}
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}

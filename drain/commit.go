@@ -26,13 +26,13 @@ const maxBatch = 1024
 // err and passes it to the connection's acker.
 type pending struct {
 	c     *ackedConn
-	id    uint64         // frame id
-	keys  []record.MsgID // message of each record
-	ids   []record.ID    // identity of each record, with a Store only
-	lines []byte         // every record rendered as an output line (with a Store: the payloads, back to back)
-	ends  []int          // ends[i] is where record i's line ends in lines
-	err   error          // set by the committer: nil when the frame is durable
-	rb    *renderBuf     // where keys, ends and lines came from; nil once released
+	id    uint64          // frame id
+	keys  []record.MsgID  // message of each record
+	recs  []record.Record // the frame's records, detached from the reader; nil when rendered into lines
+	lines []byte          // every record rendered as an output line (with a prefix only)
+	ends  []int           // ends[i] is where record i's line ends in lines
+	err   error           // set by the committer: nil when the frame is durable
+	rb    *renderBuf      // where keys, recs, ends and lines came from; nil once released
 }
 
 // release gives p's buffers back to renderPool. The committer calls it once
@@ -43,10 +43,21 @@ func (p *pending) release() {
 	if rb == nil {
 		return
 	}
-	rb.keys, rb.ids, rb.ends, rb.lines = p.keys[:0], p.ids[:0], p.ends[:0], p.lines[:0]
-	p.keys, p.ids, p.ends, p.lines, p.rb = nil, nil, nil, nil, nil
+	rb.keys = p.keys[:0]
+	if p.lines != nil {
+		rb.ends, rb.lines = p.ends[:0], p.lines[:0]
+	}
+	clear(rb.recs) // let go of the streams' names
+	p.keys, p.recs, p.ends, p.lines, p.rb = nil, nil, nil, nil, nil
+	if cap(rb.body) > maxPooledBody {
+		rb.body = nil
+	}
 	renderPool.Put(rb)
 }
+
+// maxPooledBody caps the frame bodies kept for reuse, so that one large
+// frame does not pin its memory.
+const maxPooledBody = 8 << 20
 
 // committer is the one goroutine that writes acked records: it takes the
 // frames waiting from every connection as one batch, drops the records of
@@ -63,6 +74,7 @@ type committer struct {
 	done    chan struct{}  // closed when run returns
 	failed  error          // sticky: nothing is committed after a failure
 	keys    []record.MsgID // scratch: the batch's new messages
+	lines   [][]byte       // scratch: the batch's records to write, from detached frames
 	inBatch map[record.MsgID]struct{}
 	inFrame map[record.MsgID]struct{}
 }
@@ -141,19 +153,26 @@ func (cm *committer) commit(batch []*pending) error {
 				}
 				last, lastKeep, haveLast = k, keep, true
 			}
-			if keep && cm.store != nil {
+			switch {
+			case keep && cm.store != nil:
 				records++
+				r := p.recs[i]
 				// Capped: a Store may append to Data without touching the next payload.
-				if err := cm.store.Append(record.Record{ID: p.ids[i], Data: p.lines[prevEnd:p.ends[i]:p.ends[i]]}); err != nil {
+				r.Data = r.Data[:len(r.Data):len(r.Data)]
+				if err := cm.store.Append(r); err != nil {
 					return cm.fail(fmt.Errorf("drain: store: %w", err))
 				}
-				nbytes += p.ends[i] - prevEnd
-			} else if keep {
+				nbytes += len(r.Data)
+			case keep && p.recs != nil:
+				records++
+				cm.lines = append(cm.lines, p.recs[i].Data)
+				nbytes += len(p.recs[i].Data) + 1
+			case keep:
 				records++
 				if start < 0 {
 					start = prevEnd
 				}
-			} else {
+			default:
 				dups++
 				if start >= 0 {
 					if err := cm.write(p.lines[start:prevEnd]); err != nil {
@@ -163,7 +182,9 @@ func (cm *committer) commit(batch []*pending) error {
 					start = -1
 				}
 			}
-			prevEnd = p.ends[i]
+			if p.ends != nil {
+				prevEnd = p.ends[i]
+			}
 		}
 		if start >= 0 {
 			if err := cm.write(p.lines[start:prevEnd]); err != nil {
@@ -173,6 +194,14 @@ func (cm *committer) commit(batch []*pending) error {
 		}
 		for k := range cm.inFrame {
 			cm.inBatch[k] = struct{}{}
+		}
+	}
+	if len(cm.lines) > 0 {
+		err := cm.out.writeLines(cm.lines)
+		clear(cm.lines) // let go of the frames' bodies
+		cm.lines = cm.lines[:0]
+		if err != nil {
+			return cm.fail(err)
 		}
 	}
 	if records > 0 {

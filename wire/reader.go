@@ -115,6 +115,19 @@ func readErr(err error, what string) error {
 	return fmt.Errorf("wire: read frame %s: %w", what, err)
 }
 
+// Detach hands the caller the memory of the last frame read: the Records of
+// a DATA frame, and their Data, stay valid after later calls to ReadFrame,
+// and are the caller's to modify. The Reader reads the next frames into buf
+// and recs instead (their contents are overwritten; nil: it allocates), and
+// Detach returns the memory it held (the frame's whole body buffer and
+// records array), so that a caller that recycles what it detached, giving
+// it back in a later call, allocates nothing.
+func (r *Reader) Detach(buf []byte, recs []record.Record) (body []byte, frameRecs []record.Record) {
+	body, frameRecs = r.buf, r.recs
+	r.buf, r.recs = buf[:0], recs[:0]
+	return body, frameRecs
+}
+
 // readBody reads an n-byte body into r.buf, growing it only as data arrives.
 func (r *Reader) readBody(n int) error {
 	if n <= cap(r.buf) {

@@ -535,3 +535,38 @@ func TestReader_CountsBoundAllocation(t *testing.T) {
 		})
 	}
 }
+
+// Detach keeps a DATA frame's records valid after later reads, and the
+// memory given back is what the next frames are read into.
+func TestReader_Detach(t *testing.T) {
+	mk := func(id uint64, s string) wire.Frame {
+		return wire.Frame{Type: wire.TypeData, Data: wire.Data{FrameID: id, Records: []record.Record{{ID: record.ID{Stream: "S", Seq: id}, Data: []byte(s)}}}}
+	}
+	var stream []byte
+	for i, s := range []string{"first", "second", "third"} {
+		stream = encode(t, stream, mk(uint64(i+1), s))
+	}
+	rd := wire.NewReader(bytes.NewReader(stream))
+	f1, err := rd.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, recs := rd.Detach(nil, nil)
+	if _, err := rd.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(f1.Data.Records[0].Data); got != "first" {
+		t.Fatalf("detached record reads %q after the next frame, want \"first\"", got)
+	}
+	if len(recs) == 0 || &recs[0] != &f1.Data.Records[0] || cap(body) == 0 {
+		t.Fatal("Detach did not return the frame's records and body")
+	}
+	rd.Detach(body, recs) // recycled: the third frame is read into them
+	f3, err := rd.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &f3.Data.Records[0] != &recs[0] || string(f3.Data.Records[0].Data) != "third" {
+		t.Fatalf("third frame: %q, not read into the memory given back", f3.Data.Records[0].Data)
+	}
+}
