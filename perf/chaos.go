@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -148,6 +149,9 @@ func (o ChaosOptions) withDefaults() (ChaosOptions, error) {
 	}
 	if o.Targets == nil {
 		o.Targets = ChaosTargets
+	}
+	if len(o.Targets) == 0 {
+		return o, fmt.Errorf("%w: no targets: want some of %v", ErrBadOptions, ChaosTargets)
 	}
 	for _, t := range o.Targets {
 		if !slices.Contains(ChaosTargets, t) {
@@ -307,6 +311,7 @@ func Chaos(ctx context.Context, o ChaosOptions) (res ChaosResult, err error) {
 		return res, err
 	}
 	res.Seed = o.Seed
+	fmt.Fprintf(o.Log, "chaos: seed %d, %d rounds of each target: %s\n", o.Seed, o.Rounds, strings.Join(o.Targets, ", "))
 	start := time.Now()
 	dir, err := os.MkdirTemp(o.Dir, "chaos-")
 	if err != nil {
@@ -518,12 +523,20 @@ func (r *chaosRig) phase(ctx context.Context, rng *rand.Rand, target string) (Ch
 	settled := time.Now()
 	deadline := settled.Add(r.o.Settle)
 	for {
+		// The drainer writes on while this reads: an error (a file
+		// rotated under the read) is retried until the deadline.
 		rep, err := VerifyOutput(r.out, res)
-		if err != nil {
-			return ph, err
+		if err == nil {
+			ph.Report = rep
 		}
-		ph.Report = rep
-		if rep.Lost == 0 || !time.Now().Before(deadline) {
+		if err == nil && rep.Lost == 0 {
+			break
+		}
+		if !time.Now().Before(deadline) {
+			if err != nil {
+				ph.Elapsed = time.Since(start)
+				return ph, err
+			}
 			break
 		}
 		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {

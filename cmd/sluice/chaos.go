@@ -51,10 +51,6 @@ with --keep; --verify DIR counts a kept directory again.`,
 					return fmt.Errorf("chaos: find own executable to start the children: %w", err)
 				}
 				o.Log = g.stdout
-				if o.Seed == 0 {
-					o.Seed = uint64(time.Now().UnixNano())
-				}
-				fmt.Fprintf(g.stdout, "chaos: seed %d, %d rounds of each target\n", o.Seed, o.Rounds)
 				ctx, stop := signalContext(slog.New(slog.NewTextHandler(g.stderr, nil)))
 				defer stop()
 				res, err = perf.Chaos(ctx, o)

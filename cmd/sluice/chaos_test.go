@@ -26,7 +26,7 @@ func TestChaos_ThreeRoundsOfEach(t *testing.T) {
 	}
 	t.Setenv("SLUICE_TEST_MAIN", "1") // the children are this test binary
 	dir := testkit.ShortDir(t)
-	stdout, stderr, err := runCLI("chaos", "--rounds", "3", "--seed", "14", "--dir", dir)
+	stdout, stderr, err := runCLI("chaos", "--rounds", "3", "--seed", "14", "--dir", dir, "--keep")
 	if err != nil {
 		t.Fatalf("sluice chaos: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 	}
@@ -50,6 +50,20 @@ func TestChaos_ThreeRoundsOfEach(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "\nlost 0 duplicated 0  (seed 14,") || !strings.Contains(stdout, "PASS\n") {
 		t.Errorf("no passing total line:\n%s", stdout)
+	}
+
+	// The kept directory counts the same again.
+	kept, err := filepath.Glob(filepath.Join(dir, "chaos-*"))
+	if err != nil || len(kept) != 1 {
+		t.Fatalf("kept directories %v (%v), want one", kept, err)
+	}
+	again, _, err := runCLI("chaos", "--verify", kept[0])
+	if err != nil {
+		t.Fatalf("sluice chaos --verify %s: %v\n%s", kept[0], err, again)
+	}
+	if got := regexp.MustCompile(`(?m)^(\w+)\s+3 rounds.*$`).FindAllString(again, -1); len(got) != 4 ||
+		strings.Join(got, "\n") != strings.Join(regexp.MustCompile(`(?m)^(\w+)\s+3 rounds.*$`).FindAllString(stdout, -1), "\n") {
+		t.Errorf("--verify of the kept directory:\n%s\nwant the run's phase lines:\n%s", again, stdout)
 	}
 }
 
