@@ -13,4 +13,14 @@
 // The end-to-end and socket measurements re-execute a sluice binary
 // (Options.Exe): the socket reader is the hidden subcommand
 // "sluice bench-reader --socket PATH", which calls ServeSocketReader.
+//
+// # Chaos
+//
+// Chaos is sluice chaos: the same children (a NATS JetStream server of its
+// own, "sluice chaos-nats", which calls ServeNATS; sluice run and sluice
+// drain in acked framing) and a load.Generate producer, with SIGKILLs of
+// the drainer, sluice run, both, and the NATS server at random moments.
+// Unlike the measurements it does assert: VerifyOutput counts every record
+// the queue acknowledged in the drainer's committed output
+// (ledger.ReadCommitted), and the run fails on any loss or duplicate.
 package perf

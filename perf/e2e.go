@@ -331,7 +331,7 @@ type child struct {
 	cmd     *exec.Cmd
 	log     string
 	url     chan string   // the embedded server's client URL, once
-	running chan struct{} // closed on "sluice running"
+	running chan struct{} // closed on "sluice running", "drainer listening" or natsReadyMsg
 	done    chan struct{} // closed when the process has exited
 	err     error         // Wait's result; read after done
 
@@ -340,7 +340,8 @@ type child struct {
 }
 
 func startChild(exe string, args, env []string, logPath string) (*child, error) {
-	logf, err := os.Create(logPath)
+	// Appended to, so a restarted child (sluice chaos) keeps one log.
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -377,7 +378,7 @@ func startChild(exe string, args, env []string, logPath string) (*child, error) 
 				case c.url <- rec.URL:
 				default:
 				}
-			case "sluice running":
+			case "sluice running", "drainer listening", natsReadyMsg:
 				once.Do(func() { close(c.running) })
 			}
 		}
