@@ -366,3 +366,30 @@ func TestFilter_AgreesWithExpr(t *testing.T) {
 		}
 	}
 }
+
+// upper(field) and lower(field) have a path without the VM for ASCII
+// strings without escapes; every record gives what the VM gives (the same
+// expression written so that only the VM can run it), including the
+// records that fall back: non-ASCII, escapes, other types, a missing field.
+func TestSteps_CaseFastPathMatchesVM(t *testing.T) {
+	fast := newProc(t, process.Step{Set: []process.Assignment{{Path: "u", Expr: "upper(user)"}, {Path: "l", Expr: "lower(geo.country)"}}})
+	slow := newProc(t, process.Step{Set: []process.Assignment{{Path: "u", Expr: `upper(user + "")`}, {Path: "l", Expr: `lower(geo.country + "")`}}})
+	for _, rec := range []string{
+		`{"user":"alice","geo":{"country":"DE"}}`,
+		`{"user":"lazy zebra AZ az","geo":{"country":"ZA za"}}`,
+		`{"user":"Mixed Case 123!","geo":{"country":"Fr"}}`,
+		`{"user":"straße","geo":{"country":"ÉIRE"}}`,
+		`{"user":"a\u00e9b","geo":{"country":"X\"Y"}}`,
+		`{"user":"","geo":{"country":""}}`,
+		`{"user":7,"geo":{"country":"DE"}}`,
+		`{"geo":{"country":"DE"}}`,
+		`{"user":"bob","geo":"flat"}`,
+		`{"user":"bob","user":"carol","geo":{"country":"DE"}}`,
+	} {
+		fo, frej, _ := run(t, fast, "s", rec)
+		so, srej, _ := run(t, slow, "s", rec)
+		if fo != so || (frej == nil) != (srej == nil) || frej != nil && frej.Rule != srej.Rule {
+			t.Errorf("%s:\n fast path %q (%v)\n VM        %q (%v)", rec, fo, frej, so, srej)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -113,6 +114,10 @@ type step struct {
 	// flush: an earlier step changed a field this one reads, so the
 	// pending edits are written into the record before this step runs.
 	flush bool
+	// loadAll (set): some expression always runs on the VM, so the
+	// environment is loaded before the step; otherwise only when an
+	// expression falls back to the VM.
+	loadAll bool
 }
 
 type setOp struct {
@@ -120,6 +125,11 @@ type setOp struct {
 	src  string
 	prog *vm.Program
 	now  bool // the expression is exactly now(): written without the VM
+	// cased is set when the expression is upper(field) or lower(field):
+	// an ASCII string without escapes is written without the VM (or the
+	// environment); any other value goes to the VM, so the result is
+	// always expr's.
+	cased *caseCall
 	// konst is the JSON of an expression that is a literal (true, 7,
 	// "x", nil), written as it is, without the VM; nil otherwise.
 	konst []byte
@@ -223,6 +233,10 @@ func compileStep(i int, s Step, now func() time.Time) (step, error) {
 				if op.prog, err = c.compile(i, "set."+a.Path, a.Expr); err != nil {
 					return st, err
 				}
+				op.cased = c.cased
+				if op.cased == nil {
+					st.loadAll = true
+				}
 			}
 			st.sets = append(st.sets, op)
 		}
@@ -324,7 +338,8 @@ func constant(src string) ([]byte, bool) {
 type compiler struct {
 	now   func() time.Time
 	reads []fieldRead
-	cmp   *fastCmp // of the last expression compiled, when it is one
+	cmp   *fastCmp  // of the last expression compiled, when it is one
+	cased *caseCall // likewise
 }
 
 // names the environment holds besides the record's fields.
@@ -342,6 +357,7 @@ func (c *compiler) compile(i int, field, src string) (*vm.Program, error) {
 	fl := &flattener{lets: lets}
 	ast.Walk(&tree.Node, fl)
 	c.cmp = comparison(tree.Node)
+	c.cased = casing(tree.Node)
 	env := types.Map{subjectName: types.String}
 	for _, k := range fl.fields {
 		env[k] = types.Any
@@ -379,6 +395,60 @@ func compileError(i int, field, src string, err error) error {
 		ce.Line, ce.Column = fe.Line, fe.Column+1
 	}
 	return ce
+}
+
+// caseCall is an expression upper(field) or lower(field).
+type caseCall struct {
+	path  []string
+	upper bool
+}
+
+// casing returns the caseCall that n (flattened) is, or nil.
+func casing(n ast.Node) *caseCall {
+	var name string
+	var args []ast.Node
+	switch v := n.(type) {
+	case *ast.BuiltinNode:
+		name, args = v.Name, v.Arguments
+	case *ast.CallNode:
+		if id, ok := v.Callee.(*ast.IdentifierNode); ok {
+			name, args = id.Value, v.Arguments
+		}
+	}
+	if name != "upper" && name != "lower" || len(args) != 1 {
+		return nil
+	}
+	id, ok := args[0].(*ast.IdentifierNode)
+	if !ok || id.Value == subjectName || strings.HasPrefix(id.Value, "$") {
+		return nil
+	}
+	return &caseCall{path: strings.Split(id.Value, "."), upper: name == "upper"}
+}
+
+// appendCased appends the JSON string raw with its letters upper- or
+// lower-cased, and reports true, when raw is a string of ASCII characters
+// without escapes; otherwise it appends nothing and reports false.
+func (c *caseCall) appendCased(dst, raw []byte) ([]byte, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return dst, false
+	}
+	body := raw[1 : len(raw)-1]
+	for _, b := range body {
+		if b >= utf8.RuneSelf || b == '\\' {
+			return dst, false
+		}
+	}
+	dst = append(dst, '"')
+	for _, b := range body {
+		switch {
+		case c.upper && 'a' <= b && b <= 'z':
+			b -= 'a' - 'A'
+		case !c.upper && 'A' <= b && b <= 'Z':
+			b += 'a' - 'A'
+		}
+		dst = append(dst, b)
+	}
+	return append(dst, '"'), true
 }
 
 // fastCmp is an expression of the form `field OP constant` (or

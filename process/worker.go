@@ -254,8 +254,14 @@ func (w *Worker) load(st *step, base []byte) error {
 // run runs one step; false drops the record.
 func (w *Worker) run(st *step, base []byte) (bool, error) {
 	kind := kindNames[st.kind]
-	if err := w.load(st, base); err != nil {
-		return false, err
+	// A set step whose expressions all have a fast path loads the
+	// environment only when one of them falls back to the VM.
+	loaded := false
+	if st.kind != kindSet || st.loadAll {
+		if err := w.load(st, base); err != nil {
+			return false, err
+		}
+		loaded = true
 	}
 	switch st.kind {
 	case kindFilter, kindReject:
@@ -290,6 +296,20 @@ func (w *Worker) run(st *step, base []byte) (bool, error) {
 			case op.konst != nil:
 				w.vals = append(w.vals, op.konst...)
 			default:
+				if op.cased != nil {
+					if raw, found := w.lookup(base, op.cased.path); found {
+						var ok bool
+						if w.vals, ok = op.cased.appendCased(w.vals, raw); ok {
+							break
+						}
+					}
+				}
+				if !loaded {
+					if err := w.load(st, base); err != nil {
+						return false, err
+					}
+					loaded = true
+				}
 				v, err := w.vm.Run(op.prog, w.env)
 				if err != nil {
 					return false, stepErr(st.index, kind, fmt.Errorf("%s: %v", pathString(op.path), err))
