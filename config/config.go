@@ -34,6 +34,7 @@ package config
 
 import (
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -158,8 +159,21 @@ type Queue struct {
 	// Storage is the streams' storage: "file", or "memory" (lost when the
 	// server restarts). Default "file".
 	Storage string `yaml:"storage"`
-	// Credentials for an external server. Never logged; Redacted hides
-	// Password and Token. Empty: none.
+	// Auth is what the embedded server asks of its clients: "token" (a
+	// client presents queue.token, or the token in token_file, which
+	// sluice creates at first start with mode 0600), "user" (queue.user
+	// and queue.password), or "none" (any client that reaches
+	// queue.listen may publish, consume and delete the streams; refused
+	// with a non-loopback listen address). sluice's own commands (load,
+	// dlq, status, demo) read the same settings and file. Default "token".
+	Auth string `yaml:"auth"`
+	// TokenFile holds the embedded server's token when queue.auth is
+	// "token" and queue.token is empty. Default "": nats.token in
+	// queue.data_dir.
+	TokenFile string `yaml:"token_file"`
+	// Credentials for an external server, and for the embedded one with
+	// queue.auth token or user. Never logged; Redacted hides Password and
+	// Token. Empty: none.
 	User     string `yaml:"user"`
 	Password string `yaml:"password"`
 	Token    string `yaml:"token"`
@@ -436,6 +450,7 @@ func Default() Config {
 			Kind:               QueueNATS,
 			DataDir:            "./sluice-data",
 			Listen:             "127.0.0.1:4222",
+			Auth:               AuthToken,
 			Sync:               "1s",
 			Create:             true,
 			Replicas:           1,
@@ -505,4 +520,20 @@ func Default() Config {
 		Log:    Log{Format: "text", Level: "info"},
 		Faults: nil,
 	}
+}
+
+// The embedded server's queue.auth settings.
+const (
+	AuthToken = "token"
+	AuthUser  = "user"
+	AuthNone  = "none"
+)
+
+// QueueTokenFile is the file that holds the embedded server's token:
+// queue.token_file, or nats.token in queue.data_dir.
+func (c *Config) QueueTokenFile() string {
+	if c.Queue.TokenFile != "" {
+		return c.Queue.TokenFile
+	}
+	return filepath.Join(c.Queue.DataDir, "nats.token")
 }

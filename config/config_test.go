@@ -264,6 +264,12 @@ func TestLoad_Rejects(t *testing.T) {
 			`sluice.yaml:2:3: drain.out: must not be empty`},
 		{"rotate_bytes zero", "drain:\n  rotate_bytes: 0\n",
 			`sluice.yaml:2:3: drain.rotate_bytes: must be at least 1 byte (got 0)`},
+		{"queue auth unknown", "queue:\n  auth: open\n",
+			`sluice.yaml:2:3: queue.auth: must be "token", "user" or "none" (got "open")`},
+		{"queue auth user without password", "queue:\n  auth: user\n  user: sluice\n",
+			`sluice.yaml:2:3: queue.auth: "user" needs queue.user and queue.password (or SLUICE_QUEUE_PASSWORD) for the embedded server's clients`},
+		{"queue auth none on the network", "queue:\n  auth: none\n  listen: 0.0.0.0:4222\n",
+			`sluice.yaml:2:3: queue.auth: "none" with queue.listen 0.0.0.0:4222, not a loopback address: anyone on the network could publish, consume and delete the streams; use queue.auth: token (the default) or user, or listen on 127.0.0.1`},
 		{"max_line_bytes zero", "drain:\n  max_line_bytes: 0\n",
 			`sluice.yaml:2:3: drain.max_line_bytes: must be at least 1 byte (got 0)`},
 		{"max_frame_bytes too small", "drain:\n  max_frame_bytes: 1KiB\n",
@@ -695,8 +701,8 @@ func TestKeys_EnvAndSet(t *testing.T) {
 		"string": "zz", "int": "9999", "duration": "3s", "bytes": "3MiB", "mode": "0640", "list": "a,b", "bool": "true",
 	}
 	keys := config.Keys()
-	if len(keys) != 84 {
-		t.Errorf("len(Keys()) = %d, want 84", len(keys))
+	if len(keys) != 86 {
+		t.Errorf("len(Keys()) = %d, want 86", len(keys))
 	}
 	for _, want := range []string{"pipeline.workers int", "queue.subjects list", "faults list", "queue.max_bytes bytes", "queue.migrate bool",
 		"drain.socket_mode mode", "drain.accept_rewind bool", "pipeline.max_inflight_bytes bytes", "queue.tls.ca_file string", "sink.backoff_min duration"} {

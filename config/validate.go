@@ -63,6 +63,19 @@ func (c *Config) problems() []*FieldError {
 		if _, _, err := ParseSync(q.Sync); err != nil {
 			v.fail("queue.sync", "%v", err)
 		}
+		switch q.Auth {
+		case AuthToken:
+		case AuthUser:
+			if q.User == "" || q.Password == "" {
+				v.fail("queue.auth", "\"user\" needs queue.user and queue.password (or SLUICE_QUEUE_PASSWORD) for the embedded server's clients")
+			}
+		case AuthNone:
+			if _, _, err := net.SplitHostPort(q.Listen); err == nil && !isLoopbackListen(q.Listen) {
+				v.fail("queue.auth", "\"none\" with queue.listen %s, not a loopback address: anyone on the network could publish, consume and delete the streams; use queue.auth: token (the default) or user, or listen on 127.0.0.1", q.Listen)
+			}
+		default:
+			v.fail("queue.auth", "must be \"token\", \"user\" or \"none\" (got %q)", q.Auth)
+		}
 	}
 	v.name("queue.stream", q.Stream)
 	v.name("queue.consumer", q.Consumer)

@@ -40,6 +40,9 @@ type Service interface {
 	Run(ctx context.Context) error
 	// QueueURL is the embedded queue's client URL.
 	QueueURL() string
+	// QueueOptions are the connect options its clients need (its
+	// credentials).
+	QueueOptions() []nats.Option
 	// MetricsAddr is the admin server's address, host:port.
 	MetricsAddr() string
 	// Metrics gathers the service's Prometheus metrics, during Run and
@@ -148,7 +151,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer stopService()
 	fmt.Fprintf(out, "queue %s  socket %s  metrics http://%s/metrics\n", svc.QueueURL(), p.Socket, svc.MetricsAddr())
 
-	nc, err := nats.Connect(svc.QueueURL(), nats.Name("sluice-demo-producer"))
+	nc, err := nats.Connect(svc.QueueURL(), append(svc.QueueOptions(), nats.Name("sluice-demo-producer"))...)
 	if err != nil {
 		return fmt.Errorf("demo: connect producer: %w", err)
 	}

@@ -32,6 +32,9 @@ const (
 // report.
 type RunOptions struct {
 	URL string     // NATS server URL(s), comma-separated
+	// Token is presented to the server when not empty (the embedded
+	// server's queue.auth token); credentials in URL take precedence.
+	Token string
 	Gen GenOptions // what to publish; Gen.Count is raised to the verifier's capacity with Verify and no Count
 
 	Verify    string        // the drainer's output directory; "" = no verification
@@ -157,7 +160,11 @@ func Run(ctx context.Context, o RunOptions) (Output, error) {
 		gen.Count = o.Gen.Count
 	}
 
-	nc, err := nats.Connect(o.URL, nats.Name("sluice-load"), nats.Timeout(5*time.Second))
+	nopts := []nats.Option{nats.Name("sluice-load"), nats.Timeout(5 * time.Second)}
+	if o.Token != "" {
+		nopts = append(nopts, nats.Token(o.Token))
+	}
+	nc, err := nats.Connect(o.URL, nopts...)
 	if err != nil {
 		return Output{}, fmt.Errorf("load: connect to %s: %w", obs.RedactURL(o.URL), err)
 	}

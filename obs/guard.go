@@ -46,7 +46,7 @@ func (a *Admin) ProtectWith(token, tokenFile string) error {
 	}
 	tok, err := LoadOrCreateToken(tokenFile)
 	if err != nil {
-		return err
+		return fmt.Errorf("admin token: %w (set admin.token_file to a usable path, or admin.token)", err)
 	}
 	a.Protect(tok, tokenFile+" (admin.token_file)")
 	return nil
@@ -114,7 +114,8 @@ func IsLoopbackAddr(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// LoadOrCreateToken returns the admin token in path, creating the file
+// LoadOrCreateToken returns the token in path (the admin API's, the
+// embedded NATS server's), creating the file
 // (mode 0600, 32 random bytes in hex) when it does not exist. A file that
 // others can read is refused: the token would not be a secret.
 func LoadOrCreateToken(path string) (string, error) {
@@ -122,7 +123,7 @@ func LoadOrCreateToken(path string) (string, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		var raw [32]byte
 		if _, err := rand.Read(raw[:]); err != nil {
-			return "", fmt.Errorf("admin token: %w", err)
+			return "", fmt.Errorf("make a token: %w", err)
 		}
 		tok := hex.EncodeToString(raw[:])
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -130,26 +131,26 @@ func LoadOrCreateToken(path string) (string, error) {
 			return LoadOrCreateToken(path)
 		}
 		if err != nil {
-			return "", fmt.Errorf("admin token: create %s: %w (set admin.token_file to a writable path, or admin.token)", path, err)
+			return "", fmt.Errorf("create %s: %w", path, err)
 		}
 		_, err = f.WriteString(tok + "\n")
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
-			return "", fmt.Errorf("admin token: write %s: %w", path, err)
+			return "", fmt.Errorf("write %s: %w", path, err)
 		}
 		return tok, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("admin token: read %s: %w", path, err)
+		return "", fmt.Errorf("read %s: %w", path, err)
 	}
 	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("admin token: %s is readable by others (mode %#o): chmod 600 %s", path, st.Mode().Perm(), path)
+		return "", fmt.Errorf("%s is readable by others (mode %#o): chmod 600 %s", path, st.Mode().Perm(), path)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("admin token: %s is empty: delete it to have a new one made, or write a token into it", path)
+		return "", fmt.Errorf("%s is empty: delete it to have a new one made, or write a token into it", path)
 	}
 	return tok, nil
 }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -313,7 +315,7 @@ func publisherFor(ctx context.Context, svc *child, framing, name string) (*nats.
 	case <-ctx.Done():
 		return nil, nil, fmt.Errorf("perf: sluice run not ready: %w", ctx.Err())
 	}
-	nc, err := nats.Connect(url, nats.Name(name))
+	nc, err := nats.Connect(url, nats.Name(name), nats.Token(childToken))
 	if err != nil {
 		return nil, nil, fmt.Errorf("perf: connect publisher to %s: %w", url, err)
 	}
@@ -324,6 +326,14 @@ func publisherFor(ctx context.Context, svc *child, framing, name string) (*nats.
 	}
 	return nc, js, nil
 }
+
+// childToken is the token the embedded servers of the sluice run children
+// ask for, made afresh for each bench process.
+var childToken = func() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}()
 
 // child is a sluice child process whose stderr (JSON logs) goes to a file
 // and is watched for the service's start lines.
@@ -346,7 +356,9 @@ func startChild(exe string, args, env []string, logPath string) (*child, error) 
 		return nil, err
 	}
 	cmd := exec.Command(exe, args...)
-	cmd.Env = env
+	// A sluice run child's embedded server asks for this token
+	// (queue.auth token, the default); its publishers present it.
+	cmd.Env = append(env, "SLUICE_QUEUE_TOKEN="+childToken)
 	cmd.Stdout = logf
 	pr, err := cmd.StderrPipe()
 	if err != nil {

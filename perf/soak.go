@@ -116,7 +116,7 @@ func Soak(ctx context.Context, o SoakOptions) (samples []SoakSample, err error) 
 	case <-ctx.Done():
 		return nil, fmt.Errorf("perf: sluice run not ready: %w", ctx.Err())
 	}
-	nc, err := nats.Connect(url, nats.Name("sluice-bench-soak"))
+	nc, err := nats.Connect(url, nats.Name("sluice-bench-soak"), nats.Token(childToken))
 	if err != nil {
 		return nil, fmt.Errorf("perf: connect publisher to %s: %w", url, err)
 	}

@@ -57,6 +57,7 @@ func Connect(ctx context.Context, emb *Embedded, opts ConnectOptions) (*nats.Con
 	if emb != nil {
 		target = emb.ClientURL()
 		nopts = append(nopts, nats.InProcessServer(emb.Server()))
+		nopts = append(nopts, emb.ClientOptions()...)
 	} else {
 		target = opts.URL
 		if strings.TrimSpace(target) == "" {

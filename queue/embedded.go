@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/sluice-dev/sluice/obs"
 )
@@ -27,6 +28,20 @@ type Embedded struct {
 	srv  *server.Server
 	log  *slog.Logger
 	once sync.Once // guards Shutdown
+	// the credentials clients must present (EmbeddedOptions)
+	token, user, password string
+}
+
+// ClientOptions returns the connect options a client of e needs: its
+// credentials, if it requires any.
+func (e *Embedded) ClientOptions() []nats.Option {
+	switch {
+	case e.token != "":
+		return []nats.Option{nats.Token(e.token)}
+	case e.user != "":
+		return []nats.Option{nats.UserInfo(e.user, e.password)}
+	}
+	return nil
 }
 
 // StartEmbedded starts an in-process NATS server with JetStream on
@@ -69,6 +84,11 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		SyncAlways:   cfg.SyncAlways,
 		SyncInterval: cfg.SyncInterval,
 	}
+	if cfg.User != "" && cfg.Token != "" {
+		return nil, fmt.Errorf("%w: the embedded server takes a token or a user and password, not both", ErrBadConfig)
+	}
+	sopts.Authorization = cfg.Token
+	sopts.Username, sopts.Password = cfg.User, cfg.Password
 	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("%w: on %s with data in %s: %v", ErrEmbeddedStart, cfg.Listen, cfg.DataDir, err)
@@ -92,7 +112,7 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		srv.WaitForShutdown()
 		return nil, fmt.Errorf("%w: on %s with data in %s: not ready for clients after %s (see the nats-server log lines above)", ErrEmbeddedStart, cfg.Listen, cfg.DataDir, readyTimeout)
 	}
-	e := &Embedded{srv: srv, log: logger.With(obs.KeyComponent, component)}
+	e := &Embedded{srv: srv, log: logger.With(obs.KeyComponent, component), token: cfg.Token, user: cfg.User, password: cfg.Password}
 	e.log.Info("embedded NATS JetStream server started", obs.KeyURL, srv.ClientURL(), obs.KeyDataDir, cfg.DataDir)
 	return e, nil
 }

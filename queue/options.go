@@ -75,6 +75,13 @@ type EmbeddedOptions struct {
 	// SyncInterval is how often the store is synced when SyncAlways is
 	// false. Zero: DefaultSyncInterval.
 	SyncInterval time.Duration
+	// Token, when not empty, is the token every client must present
+	// (nats://TOKEN@host, nats.Token); User and Password, when User is not
+	// empty, the user and password instead. Connect passes them for the
+	// in-process client. All empty: any client that reaches Listen may
+	// publish, consume and delete streams.
+	Token          string
+	User, Password string
 	// Logger receives the server's logs (component=nats-server) and the
 	// queue's. nil: slog.Default().
 	Logger *slog.Logger

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
@@ -120,6 +121,7 @@ type demoService struct{ *service }
 
 func (s demoService) Run(ctx context.Context) error { return s.run(ctx) }
 func (s demoService) QueueURL() string              { return s.emb.ClientURL() }
+func (s demoService) QueueOptions() []nats.Option   { return s.emb.ClientOptions() }
 func (s demoService) MetricsAddr() string           { return s.admin.Addr() }
 func (s demoService) Metrics() prometheus.Gatherer  { return s.reg }
 

@@ -116,6 +116,12 @@ func (g *globals) withDLQ(cmd *cobra.Command, f filterFlags, fn func(context.Con
 	co.Logger = logger
 	if co.URL == "" {
 		co.URL = "nats://" + cfg.Queue.Listen // the running sluice run's embedded server
+		if co.Token, err = clientToken(cfg, co.URL); err != nil {
+			return err
+		}
+		if cfg.Queue.Auth != config.AuthUser {
+			co.User, co.Password = "", ""
+		}
 	}
 	nc, err := queue.Connect(ctx, nil, co)
 	if err != nil {

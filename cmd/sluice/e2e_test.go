@@ -103,7 +103,7 @@ func startDrainOpts(t testing.TB, opts drain.Options) (*drain.Server, func()) {
 
 func publisher(t testing.TB, svc *service) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(svc.emb.ClientURL())
+	nc, err := nats.Connect(svc.emb.ClientURL(), svc.emb.ClientOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}

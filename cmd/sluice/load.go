@@ -73,6 +73,15 @@ it cannot be read there are no markers).`,
 			if err != nil {
 				return usageError{err}
 			}
+			// The embedded server of a sluice run here asks for its token
+			// (queue.auth): read it as sluice run would find it.
+			cfg, err := g.loadConfigOnly(cmd.Flags(), nil)
+			if err != nil {
+				return err
+			}
+			if o.Token, err = clientToken(cfg, o.URL); err != nil {
+				return err
+			}
 			ctx, stop := signalContext(logger)
 			defer stop()
 			return runLoad(ctx, g.stdout, g.stderr, o)

@@ -71,7 +71,7 @@ func TestLoad_EndToEnd(t *testing.T) {
 	page := filepath.Join(t.TempDir(), "report.html")
 	var stdout, stderr bytes.Buffer
 	err := runLoad(context.Background(), &stdout, &stderr, loadOptions{json: true, RunOptions: load.RunOptions{
-		URL: svc.emb.ClientURL(),
+		URL: svc.emb.ClientURL(), Token: queueToken(t, svc),
 		Gen: load.GenOptions{
 			Rate:       4000,
 			Duration:   2 * time.Second,
@@ -153,6 +153,7 @@ func TestLoad_LossFails(t *testing.T) {
 	start := time.Now()
 	err := runLoad(context.Background(), &stdout, &stderr, loadOptions{RunOptions: load.RunOptions{
 		URL:        svc.emb.ClientURL(),
+		Token:      queueToken(t, svc),
 		Gen:        load.GenOptions{Count: 200, RunID: "lossy"},
 		Verify:     empty,
 		Wait:       300 * time.Millisecond,
@@ -185,9 +186,9 @@ func TestLoad_LossFails(t *testing.T) {
 // every record to dir copies times, as a drainer that duplicates would, in
 // a file named as the drainer names its output (the final count reads
 // those only).
-func fakeDrainer(t *testing.T, url, dir string, copies int) {
+func fakeDrainer(t *testing.T, url, token, dir string, copies int) {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, nats.Token(token))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,10 +221,10 @@ func TestLoad_Duplicates(t *testing.T) {
 	for _, failOnDup := range []bool{false, true} {
 		t.Run(fmt.Sprintf("fail-on-dup=%v", failOnDup), func(t *testing.T) {
 			dir := t.TempDir()
-			fakeDrainer(t, svc.emb.ClientURL(), dir, 2)
+			fakeDrainer(t, svc.emb.ClientURL(), queueToken(t, svc), dir, 2)
 			var stdout, stderr bytes.Buffer
 			err := runLoad(context.Background(), &stdout, &stderr, loadOptions{json: true, RunOptions: load.RunOptions{
-				URL: svc.emb.ClientURL(), Gen: load.GenOptions{Count: 300, PerMessage: 3}, Verify: dir, Wait: 10 * time.Second,
+				URL: svc.emb.ClientURL(), Token: queueToken(t, svc), Gen: load.GenOptions{Count: 300, PerMessage: 3}, Verify: dir, Wait: 10 * time.Second,
 				FailOnDup: failOnDup,
 			}})
 			var ec exitCodeError
@@ -261,7 +262,7 @@ func TestLoad_ReconnectMarked(t *testing.T) {
 	go func() {
 		var stdout, stderr bytes.Buffer
 		err := runLoad(context.Background(), &stdout, &stderr, loadOptions{json: true, RunOptions: load.RunOptions{
-			URL: svc.emb.ClientURL(), Gen: load.GenOptions{Rate: 2000, Duration: 3 * time.Second}, Verify: out, Wait: 2 * time.Second,
+			URL: svc.emb.ClientURL(), Token: queueToken(t, svc), Gen: load.GenOptions{Rate: 2000, Duration: 3 * time.Second}, Verify: out, Wait: 2 * time.Second,
 			Report: page, MetricsURL: "http://" + svc.admin.Addr() + "/metrics", SampleEvery: 200 * time.Millisecond,
 		}})
 		done <- result{stdout.Bytes(), err}
@@ -312,4 +313,14 @@ func countLines(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// queueToken is the token svc's embedded server asks of its clients.
+func queueToken(t *testing.T, svc *service) string {
+	t.Helper()
+	tok, err := clientToken(svc.cfg, "")
+	if err != nil || tok == "" {
+		t.Fatalf("no queue token for the service (%v)", err)
+	}
+	return tok
 }

@@ -74,6 +74,9 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 	if cfg.Queue.URL == "" && !isKafka(cfg) {
 		eo := embeddedOptions(cfg)
 		eo.Logger = logger
+		if err := embeddedAuth(cfg, &eo); err != nil {
+			return nil, err
+		}
 		if s.emb, err = queue.StartEmbedded(eo); err != nil {
 			return nil, err
 		}
