@@ -31,11 +31,11 @@ const (
 // the drainer's output followed and verified, progress shown, and an HTML
 // report.
 type RunOptions struct {
-	URL string     // NATS server URL(s), comma-separated
+	URL string // NATS server URL(s), comma-separated
 	// Token is presented to the server when not empty (the embedded
 	// server's queue.auth token); credentials in URL take precedence.
 	Token string
-	Gen GenOptions // what to publish; Gen.Count is raised to the verifier's capacity with Verify and no Count
+	Gen   GenOptions // what to publish; Gen.Count is raised to the verifier's capacity with Verify and no Count
 
 	Verify    string        // the drainer's output directory; "" = no verification
 	Wait      time.Duration // with Verify: how long after publishing to wait for missing records
