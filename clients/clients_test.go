@@ -325,6 +325,8 @@ func runEndToEnd(t *testing.T, drainer []string) {
 			cmd := exec.Command(bin, "load", "--url", url, "--run-id", runID, "--count", strconv.Itoa(e2eRecords),
 				"--rate", strconv.Itoa(e2eRate), "--per-message", strconv.Itoa(e2ePerMessage), "--publishers", "2",
 				"--json", "--metrics-url", "")
+			// The token of sluice run's embedded server is in its data directory.
+			cmd.Env = append(os.Environ(), "SLUICE_QUEUE_DATA_DIR="+filepath.Join(dir, "nats"))
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			b, err := cmd.Output()
