@@ -87,8 +87,9 @@ type Queue struct {
 	// Kafka consumer group, configured by queue.kafka; the NATS keys are
 	// then unused).
 	Kind string `yaml:"kind"`
-	// URL of an external NATS server or cluster (comma-separated). Empty:
-	// start an embedded JetStream server in-process.
+	// URL of an external NATS server or cluster (comma-separated); Redacted
+	// hides a password or token in it. Empty: start an embedded JetStream
+	// server in-process.
 	URL string `yaml:"url"`
 	// DataDir is where the embedded server keeps its streams. Default "./sluice-data".
 	DataDir string `yaml:"data_dir"`

@@ -790,6 +790,35 @@ func TestConfig_Redacted(t *testing.T) {
 	}
 }
 
+// Redacted hides the password or token in each URL of queue.url, keeping
+// the user name, host and path; YAML prints it so.
+func TestConfig_RedactedURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://u:pw-SECRET@h1:4222,nats://tok-SECRET@h2:4222": "nats://u:REDACTED@h1:4222,nats://REDACTED@h2:4222",
+		"tls://u:p@ss-SECRET@h:4222":                           "tls://u:REDACTED@h:4222",
+		"nats://tok-SECRET@[::1":                               "nats://REDACTED@[::1",
+		"ws://u:pw-SECRET@h/path@x":                            "ws://u:REDACTED@h/path@x",
+		"nats://h1:4222, nats://h2:4222":                       "nats://h1:4222, nats://h2:4222",
+		"":                                                     "",
+	} {
+		c := config.Default()
+		c.Queue.URL = in
+		if got := c.Redacted().Queue.URL; got != want {
+			t.Errorf("Redacted queue.url %q = %q, want %q", in, got, want)
+		}
+		b, err := c.YAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "SECRET") || !strings.Contains(string(b), "url: \""+want+"\"\n") {
+			t.Errorf("YAML with queue.url %q:\n%s", in, b)
+		}
+		if c.Queue.URL != in {
+			t.Error("Redacted changed its receiver")
+		}
+	}
+}
+
 // TestConfig_YAMLRoundTrip: what YAML prints, Load reads back to the same
 // config (secrets aside, which it prints as REDACTED).
 func TestConfig_YAMLRoundTrip(t *testing.T) {

@@ -15,10 +15,13 @@ const RedactedValue = "REDACTED"
 var secretKeys = []string{"queue.password", "queue.token", "admin.token"}
 
 // Redacted returns a copy of c with every non-empty secret (queue.password,
-// queue.token) replaced by "REDACTED", for printing and logging.
+// queue.token, admin.token, and the userinfo of each URL in queue.url:
+// nats://user:REDACTED@host, nats://REDACTED@host for a token) replaced by
+// "REDACTED", for printing and logging.
 func (c Config) Redacted() Config {
 	c.Queue.Subjects = slices.Clone(c.Queue.Subjects)
 	c.Faults = slices.Clone(c.Faults)
+	c.Queue.URL = redactURLs(c.Queue.URL)
 	for _, k := range secretKeys {
 		v := c.value(fieldByKey[k])
 		if v.String() != "" {
@@ -26,6 +29,36 @@ func (c Config) Redacted() Config {
 		}
 	}
 	return c
+}
+
+// redactURLs replaces the password (user:password@) or the token (token@)
+// in each comma-separated URL of s by RedactedValue. A user name stays: it
+// says which credentials were used. It works on text, not url.Parse, so a
+// URL that does not parse is redacted too.
+func redactURLs(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		scheme, rest, ok := strings.Cut(p, "://")
+		if !ok {
+			continue
+		}
+		// The userinfo ends at the last @ before the path.
+		authority, path, _ := strings.Cut(rest, "/")
+		at := strings.LastIndex(authority, "@")
+		if at < 0 {
+			continue
+		}
+		user, _, hasPassword := strings.Cut(authority[:at], ":")
+		info := RedactedValue
+		if hasPassword {
+			info = user + ":" + RedactedValue
+		}
+		parts[i] = scheme + "://" + info + authority[at:]
+		if len(rest) > len(authority) {
+			parts[i] += "/" + path
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // YAML renders the effective configuration, secrets redacted, as a YAML

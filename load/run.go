@@ -120,6 +120,8 @@ type Event struct {
 // Output is what Run measured; its JSON form is what sluice load --json
 // prints.
 type Output struct {
+	// URL and MetricsURL are RunOptions' with any password or token
+	// replaced by xxxxx (obs.RedactURL): Output is printed and reported.
 	URL              string  `json:"url"`
 	Subject          string  `json:"subject"`
 	Generator        Result  `json:"generator"`
@@ -166,7 +168,7 @@ func Run(ctx context.Context, o RunOptions) (Output, error) {
 	}
 	nc, err := nats.Connect(o.URL, nopts...)
 	if err != nil {
-		return Output{}, fmt.Errorf("load: connect to %s: %w", obs.RedactURL(o.URL), err)
+		return Output{}, fmt.Errorf("load: connect to %s: %w", obs.RedactURL(o.URL), obs.RedactError(err))
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(max(4000, 2*gen.Publishers*gen.MaxPending)))
@@ -181,8 +183,8 @@ func Run(ctx context.Context, o RunOptions) (Output, error) {
 	r.start(ctx)
 	o.Gen.Acked = &r.published
 	res, genErr := Generate(ctx, js, o.Gen, nil)
-	out := Output{URL: o.URL, Subject: gen.Subject, Generator: res, RecordsPerSecond: res.RecordsPerSecond(),
-		Started: r.started, MetricsURL: o.MetricsURL}
+	out := Output{URL: obs.RedactURL(o.URL), Subject: gen.Subject, Generator: res, RecordsPerSecond: res.RecordsPerSecond(),
+		Started: r.started, MetricsURL: obs.RedactURL(o.MetricsURL)}
 	switch {
 	case genErr == nil:
 	case errors.Is(genErr, context.Canceled) || errors.Is(genErr, context.DeadlineExceeded):

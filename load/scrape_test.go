@@ -1,6 +1,7 @@
 package load_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -116,5 +120,45 @@ func TestRun_ConnectErrorHidesCredentials(t *testing.T) {
 	_, err = load.Run(context.Background(), load.RunOptions{URL: "nats://u:pw-SECRET@" + addr + ",nats://tok-SECRET@" + addr})
 	if err == nil || strings.Contains(err.Error(), "SECRET") || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("Run = %v; want an error naming %s without the secrets", err, addr)
+	}
+}
+
+// The URL that Run's Output carries, and so the summary, --json and the
+// report, has the password in it replaced.
+func TestRun_OutputHidesCredentials(t *testing.T) {
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Username: "u", Password: "pw-SECRET",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer func() { s.Shutdown(); s.WaitForShutdown() }()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	addr := s.Addr().String()
+	nc, err := nats.Connect("nats://"+addr, nats.UserInfo("u", "pw-SECRET"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createStream(t, js, jetstream.StreamConfig{Name: "INGEST", Subjects: []string{"ingest.>"}})
+	out, err := load.Run(context.Background(), load.RunOptions{URL: "nats://u:pw-SECRET@" + addr, Gen: load.GenOptions{Count: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	out.WriteSummary(&b)
+	if err := out.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	if out.URL != "nats://xxxxx@"+addr || strings.Contains(b.String(), "SECRET") || out.Generator.Published != 5 {
+		t.Fatalf("Output.URL = %q; summary and JSON:\n%s", out.URL, b.String())
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -171,6 +172,28 @@ func RedactURL(s string) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// RedactError returns err with the userinfo of the URL in any *url.Error
+// in its chain replaced by xxxxx in its message (a client such as nats.go
+// returns url.Parse's error for a URL it cannot parse, and that error
+// quotes the whole URL, password included). errors.Is and errors.As still
+// see err. Without such a URL it returns err itself.
+func RedactError(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) || RedactURL(ue.URL) == ue.URL {
+		return err
+	}
+	return redactedError{msg: strings.ReplaceAll(err.Error(), ue.URL, RedactURL(ue.URL)), err: err}
+}
+
+// redactedError is an error whose message has a secret removed.
+type redactedError struct {
+	msg string
+	err error // the original, for errors.Is and errors.As
+}
+
+func (e redactedError) Error() string { return e.msg }
+func (e redactedError) Unwrap() error { return e.err }
 
 // MountPprof serves the Go runtime profiles (net/http/pprof) under
 // /debug/pprof/ on the admin server, e.g.

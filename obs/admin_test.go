@@ -1,7 +1,11 @@
 package obs_test
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +26,26 @@ func TestRedactArgs(t *testing.T) {
 	}
 	if strings.Contains(strings.Join(got, " "), "SECRET") {
 		t.Fatal("a secret survived")
+	}
+}
+
+// RedactError hides the userinfo of the URL a *url.Error quotes, keeps the
+// rest of the message and the chain, and leaves other errors alone.
+func TestRedactError(t *testing.T) {
+	_, perr := url.Parse("nats://u:pw-SECRET@[::1")
+	err := fmt.Errorf("connect: %w", perr)
+	got := obs.RedactError(err)
+	if msg := got.Error(); strings.Contains(msg, "SECRET") || !strings.Contains(msg, `connect: parse "nats://xxxxx@[::1": missing ']' in host`) {
+		t.Errorf("RedactError(%q) = %q", err, msg)
+	}
+	var ue *url.Error
+	if !errors.Is(got, perr) || !errors.As(got, &ue) {
+		t.Error("RedactError lost the error chain")
+	}
+	for _, e := range []error{nil, io.EOF, &url.Error{Op: "Get", URL: "http://h/metrics", Err: io.EOF}} {
+		if got := obs.RedactError(e); got != e {
+			t.Errorf("RedactError(%v) = %v, want it unchanged", e, got)
+		}
 	}
 }
 

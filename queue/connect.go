@@ -71,7 +71,7 @@ func Connect(ctx context.Context, emb *Embedded, opts ConnectOptions) (*nats.Con
 	}
 	nc, err := nats.Connect(target, nopts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w (check queue.url, that the server runs and the credentials)", redactURL(target), err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w (check queue.url, that the server runs and the credentials)", redactURL(target), obs.RedactError(err))
 	}
 	if err := ctx.Err(); err != nil {
 		nc.Close()

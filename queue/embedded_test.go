@@ -247,6 +247,17 @@ func TestStartEmbedded_Sync(t *testing.T) {
 	}
 }
 
+// An unparsable URL is not quoted with its password in Connect's error
+// (nats.go returns url.Parse's error, which quotes the URL).
+func TestConnect_UnparsableURLHidesCredentials(t *testing.T) {
+	for _, u := range []string{"nats://u:pw-SECRET@[::1", "nats://tok-SECRET@h:4222,nats://u:pw-SECRET@[::1"} {
+		_, err := queue.Connect(context.Background(), nil, queue.ConnectOptions{URL: u})
+		if err == nil || strings.Contains(err.Error(), "SECRET") || !strings.Contains(err.Error(), "missing ']' in host") {
+			t.Errorf("Connect(%q) = %v; want the parse error without the secret", u, err)
+		}
+	}
+}
+
 // TestConnect_TokenNotLogged: a token given in the URL (nats://TOKEN@host)
 // appears in no log line of a connect, a reconnect or a disconnect, and
 // ConnectedURL hides it.
