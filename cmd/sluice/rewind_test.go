@@ -72,6 +72,11 @@ func TestService_QueueRewindRefusedThenAccepted(t *testing.T) {
 	if err := os.CopyFS(cfg.Queue.DataDir, os.DirFS(backup)); err != nil {
 		t.Fatal(err)
 	}
+	// os.CopyFS does not keep modes; a restore that does (cp -a, rsync -a)
+	// keeps the queue token owner-only, which sluice requires.
+	if err := os.Chmod(cfg.QueueTokenFile(), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	svc, stop := startService(t, cfg)
 	js := publisher(t, svc)
