@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-dev/sluice/internal/backoff"
 	"github.com/sluice-dev/sluice/ledger"
 	"github.com/sluice-dev/sluice/load"
 	"github.com/sluice-dev/sluice/queue"
@@ -474,7 +475,7 @@ func (r *chaosRig) phase(ctx context.Context, rng *rand.Rand, target string) (Ch
 	victims := r.victims(target)
 	for round := 1; round <= r.o.Rounds; round++ {
 		gap := r.o.MinGap + time.Duration(rng.Int64N(int64(r.o.MaxGap-r.o.MinGap)+1))
-		if err := sleepCtx(ctx, gap); err != nil {
+		if err := backoff.Sleep(ctx, gap); err != nil {
 			return fail(err)
 		}
 		for _, p := range []*chaosProc{r.natsd, r.drain, r.run} {
@@ -505,7 +506,7 @@ func (r *chaosRig) phase(ctx context.Context, rng *rand.Rand, target string) (Ch
 	}
 	// One more gap of producing after the last restart, so the last
 	// round's recovery is under load too.
-	if err := sleepCtx(ctx, r.o.MinGap+time.Duration(rng.Int64N(int64(r.o.MaxGap-r.o.MinGap)+1))); err != nil {
+	if err := backoff.Sleep(ctx, r.o.MinGap+time.Duration(rng.Int64N(int64(r.o.MaxGap-r.o.MinGap)+1))); err != nil {
 		return fail(err)
 	}
 	res, err := finish()
@@ -539,7 +540,7 @@ func (r *chaosRig) phase(ctx context.Context, rng *rand.Rand, target string) (Ch
 			}
 			break
 		}
-		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+		if err := backoff.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return ph, err
 		}
 	}
@@ -548,17 +549,6 @@ func (r *chaosRig) phase(ctx context.Context, rng *rand.Rand, target string) (Ch
 	fmt.Fprintf(r.o.Log, "%-7s  producer stopped: %d records acked, %d unacked; output settled in %v with %d missing\n",
 		target, res.Published, res.Failed, ph.Settle.Round(time.Millisecond), ph.Report.Lost)
 	return ph, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // VerifyOutput counts the records of the producer run gen in a drainer's
