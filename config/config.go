@@ -222,6 +222,11 @@ type Pipeline struct {
 	BatchSize int `yaml:"batch_size"`
 	// FetchWait is the longest a fetch waits for its first message. Default 200ms.
 	FetchWait time.Duration `yaml:"fetch_wait"`
+	// FetchLinger is the longest a fetch stays open for more messages once
+	// it has its first, when they trickle in rather than come as a burst:
+	// the latency a batch may add to its first message. A pause of 1ms in
+	// the flow ends a batch sooner. Default 2ms.
+	FetchLinger time.Duration `yaml:"fetch_linger"`
 	// MaxInflightRecords bounds records fetched but not yet settled; at least
 	// BatchSize. Default 50000.
 	MaxInflightRecords int `yaml:"max_inflight_records"`
@@ -482,6 +487,7 @@ func Default() Config {
 			Workers:            min(runtime.NumCPU(), MaxWorkers),
 			BatchSize:          500,
 			FetchWait:          200 * time.Millisecond,
+			FetchLinger:        2 * time.Millisecond,
 			MaxInflightRecords: 50000,
 			MaxInflightBytes:   16 * MiB,
 			ShutdownTimeout:    10 * time.Second,

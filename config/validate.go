@@ -143,6 +143,7 @@ func (c *Config) problems() []*FieldError {
 	v.between("pipeline.workers", p.Workers, 1, MaxWorkers)
 	v.between("pipeline.batch_size", p.BatchSize, 1, MaxBatchSize)
 	v.positive("pipeline.fetch_wait", p.FetchWait)
+	v.positive("pipeline.fetch_linger", p.FetchLinger)
 	if p.MaxInflightRecords < p.BatchSize {
 		v.fail("pipeline.max_inflight_records", "must be at least pipeline.batch_size (got %d < %d)", p.MaxInflightRecords, p.BatchSize)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-dev/sluice/fault"
@@ -17,27 +18,69 @@ import (
 // MaxLine+1 bytes, only while a single line does not fit.
 const readBuf = 256 << 10
 
+// linesAhead is how many chunks a lines connection reads ahead of the
+// output: a write that stalls (an ext4 journal commit stalls one for about
+// 20ms on the test VM) is absorbed here instead of stopping the reads and,
+// through the socket, the sender. At most linesAhead+2 read buffers exist
+// per connection.
+const linesAhead = 8
+
+// linesChunk is a run of whole lines read from one connection, on its way
+// from the connection's reader to its writer.
+type linesChunk struct {
+	buf   []byte // buf[:n] is the lines; the writer's until it hands buf back
+	n     int
+	recv  int64 // when it was read, Unix ns (Options.WriteReceived)
+	short bool  // the read that completed it did not fill the buffer: nothing more was waiting
+}
+
 // handleLines reads newline-delimited records from c until the peer closes
 // it, an error occurs, or shutdown's read deadline passes.
 //
 // It works on chunks, not lines: each Read lands after the partial line kept
-// from the previous one, everything up to the last newline is written to the
-// output as one unit, and the tail is moved to the front of the buffer. The
-// buffer never holds more than MaxLine+1 bytes, so any newline-terminated
+// from the previous one, everything up to the last newline goes to the
+// output as one unit, and the tail moves to the front of the next buffer.
+// A buffer never holds more than MaxLine+1 bytes, so any newline-terminated
 // line in it is within the limit, and a full buffer without a newline is a
 // line that is too long.
+//
+// Reading and writing run on two goroutines, so the connection keeps being
+// read while the output writes: the reader hands each chunk to the writer
+// (linesWriter) and goes on with another buffer, at most linesAhead chunks
+// ahead, after which it waits for the writer (backpressure).
 func (s *Server) handleLines(c *conn) {
 	limit := s.opts.MaxLine + 1 // the longest line plus its newline
-	buf := make([]byte, min(readBuf, limit))
-	start := 0     // buf[:start] is a partial line carried over
-	dirty := false // chunks written since this connection last flushed
-	defer func() {
-		if dirty { // nothing more will come from this connection
-			if err := s.out.flush(); err != nil {
-				s.fail(err)
-			}
+	chunks := make(chan linesChunk, linesAhead)
+	free := make(chan []byte, linesAhead+2)
+	made := 0 // read buffers made; they circulate through chunks and free
+	newBuf := func(size int) []byte {
+		select {
+		case b := <-free:
+			return b
+		default:
 		}
+		if made < linesAhead+2 {
+			made++
+			return make([]byte, size)
+		}
+		return <-free // the writer hands one back after each chunk
+	}
+	var failed atomic.Bool // the writer stopped the connection
+	wdone := make(chan struct{})
+	go func() {
+		defer close(wdone)
+		s.linesWriter(c, chunks, free, func() {
+			failed.Store(true)
+			c.nc.Close() // ends the reader's Read
+		})
 	}()
+	defer func() {
+		close(chunks)
+		<-wdone
+	}()
+
+	buf := newBuf(min(readBuf, limit))
+	start := 0 // buf[:start] is a partial line carried over
 	for {
 		if start == len(buf) {
 			if len(buf) >= limit {
@@ -53,26 +96,61 @@ func (s *Server) handleLines(c *conn) {
 			end := start + n
 			if i := bytes.LastIndexByte(buf[start:end], '\n'); i >= 0 {
 				cut := start + i + 1
-				if !s.writeChunk(c, buf[:cut]) {
-					return
+				var recv int64
+				if s.opts.WriteReceived {
+					recv = time.Now().UnixNano()
 				}
-				dirty = true
-				start = copy(buf, buf[cut:end])
+				next := newBuf(len(buf))
+				if len(next) <= end-cut {
+					next = make([]byte, len(buf))
+				}
+				tail := copy(next, buf[cut:end])
+				chunks <- linesChunk{buf: buf, n: cut, recv: recv, short: end < len(buf)}
+				buf, start = next, tail
 			} else {
 				start = end
 			}
-			if dirty && end < len(buf) { // a short read: nothing more is waiting right now
-				if ferr := s.out.flush(); ferr != nil {
-					s.fail(ferr)
-					s.connError(c, ReasonOutput, ferr)
-					return
-				}
-				dirty = false
-			}
 		}
 		if err != nil {
-			s.endLines(c, err, start)
+			if !failed.Load() {
+				s.endLines(c, err, start)
+			}
 			return
+		}
+	}
+}
+
+// linesWriter writes the chunks c's reader hands over, in order, and gives
+// each buffer back on free, until chunks is closed. It flushes the output
+// when a chunk came from a read that found nothing more waiting and no chunk
+// is queued behind it, and once more at the end. On an output error or an
+// injected drop it calls stop, which must end the connection, and discards
+// the chunks still coming.
+func (s *Server) linesWriter(c *conn, chunks <-chan linesChunk, free chan<- []byte, stop func()) {
+	ok := true
+	dirty := false // chunks written since this connection last flushed
+	for ch := range chunks {
+		if ok {
+			if ok = s.writeChunk(c, ch.buf[:ch.n], ch.recv); ok {
+				dirty = true
+				if ch.short && len(chunks) == 0 {
+					if err := s.out.flush(); err != nil {
+						s.fail(err)
+						s.connError(c, ReasonOutput, err)
+						ok = false
+					}
+					dirty = false
+				}
+			}
+			if !ok {
+				stop()
+			}
+		}
+		free <- ch.buf // never blocks: free has room for every buffer
+	}
+	if ok && dirty { // nothing more will come from this connection
+		if err := s.out.flush(); err != nil {
+			s.fail(err)
 		}
 	}
 }
@@ -97,9 +175,9 @@ func (s *Server) endLines(c *conn, err error, partial int) {
 	}
 }
 
-// writeChunk writes p, whole lines only, to the output and counts it. It
-// reports false when c must be closed.
-func (s *Server) writeChunk(c *conn, p []byte) bool {
+// writeChunk writes p, whole lines only, received at recv (Unix ns), to the
+// output and counts it. It reports false when c must be closed.
+func (s *Server) writeChunk(c *conn, p []byte, recv int64) bool {
 	if err := writeBefore.Hit(s.ctx); fault.IsInjected(err) {
 		// The chunk is dropped, as a drainer that died here would.
 		s.connError(c, ReasonInjected, err)
@@ -108,7 +186,7 @@ func (s *Server) writeChunk(c *conn, p []byte) bool {
 	recs := bytes.Count(p, []byte{'\n'})
 	n := len(p)
 	if s.opts.WriteReceived {
-		c.stamped = appendReceived(c.stamped[:0], p, time.Now().UnixNano())
+		c.stamped = appendReceived(c.stamped[:0], p, recv)
 		p = c.stamped
 	}
 	if err := s.out.write(p); err != nil {

@@ -90,7 +90,7 @@ type conn struct {
 	dmu    sync.Mutex // serialises read-deadline changes with shutdown's
 	stopAt time.Time  // guarded by dmu; shutdown's read deadline, zero before
 
-	stamped []byte // lines framing with WriteReceived: the chunk with its prefixes; owned by the handler
+	stamped []byte // lines framing with WriteReceived: the chunk with its prefixes; owned by the lines writer
 }
 
 // setReadDeadline sets the read deadline to t (zero: none), but never later

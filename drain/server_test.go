@@ -525,3 +525,41 @@ func TestServer_PeerUIDs(t *testing.T) {
 		}
 	})
 }
+
+// A lines connection keeps being read while the output write stalls: the
+// sender is not held back by the drainer's disk until linesAhead chunks
+// wait. Here the first write stalls for a minute (the test's cleanup cuts
+// it short) while the sender writes 1 MiB, far more than the socket's
+// buffers hold; a drainer that reads only between writes lets that write
+// finish only after the stall. Nothing is lost: every line is in the
+// output once the stall ends.
+func TestServer_LinesReadsWhileOutputStalls(t *testing.T) {
+	r := start(t, drain.Options{})
+	restore := setFault(t, "drain.write.before", &fault.Action{Kind: fault.Delay, Min: time.Minute, Count: 1})
+	defer restore()
+	c := dial(t, r.Addr())
+	line := `{"pad":"` + strings.Repeat("x", 1000) + `"}` + "\n"
+	// The first line reaches the stalled write alone.
+	if _, err := io.WriteString(c, line); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := fault.Lookup("drain.write.before")
+	hits := p.Hits()
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if p.Hits() == hits {
+			return fmt.Errorf("the stalled write has not begun")
+		}
+		return nil
+	})
+	const n = 1024 // about 1 MiB
+	c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c, strings.Repeat(line, n)); err != nil {
+		t.Fatalf("writing 1 MiB while the drainer's output stalls: %v (the drainer stopped reading)", err)
+	}
+	restore()
+	c.Close()
+	r.stop() // cuts the stall short
+	if got := readAll(t, r.out); len(got) != n+1 {
+		t.Fatalf("%d lines in the output, want %d", len(got), n+1)
+	}
+}

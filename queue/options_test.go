@@ -31,6 +31,7 @@ func TestOptions_WithDefaults(t *testing.T) {
 			DeadLetterDiscard:  queue.DefaultDeadLetterDiscard,
 			Replicas:           1,
 			Storage:            queue.StorageFile,
+			Linger:             queue.DefaultLinger,
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("Options{}.WithDefaults() = %+v, want %+v", got, want)
@@ -49,7 +50,7 @@ func TestOptions_WithDefaults(t *testing.T) {
 			AckWait: time.Second, MaxAckPending: 7, DisablePrefetch: true,
 			MaxBytes: 1 << 20, MaxAge: time.Hour, Discard: queue.DiscardOld,
 			DeadLetterMaxBytes: 1 << 10, DeadLetterMaxAge: time.Minute, DeadLetterDiscard: queue.DiscardOld, Migrate: true,
-			Bind: true, Replicas: 3, Storage: queue.StorageMemory}
+			Bind: true, Replicas: 3, Storage: queue.StorageMemory, Linger: 5 * time.Millisecond}
 		got := in.WithDefaults()
 		got.Logger = nil
 		if !reflect.DeepEqual(got, in) {

@@ -414,8 +414,9 @@ func (s *Source) startPull(max int, wait time.Duration) error {
 }
 
 // take appends first and then the messages of s.cur that keep arriving, up
-// to max, until the flow pauses for lingerGap or deadline fires; it drops
-// s.cur once the pull is used up.
+// to max, until the flow pauses for lingerGap, Options.Linger has passed
+// since first, or deadline fires; it drops s.cur once the pull is used up.
+// Messages already waiting in the client are taken whatever the time.
 func (s *Source) take(out []pipeline.Message, first jetstream.Msg, max int, deadline <-chan time.Time) []pipeline.Message {
 	p := s.cur
 	stale := time.Since(p.issued) > s.cfg.AckWait/2
@@ -426,6 +427,7 @@ func (s *Source) take(out []pipeline.Message, first jetstream.Msg, max int, dead
 		}
 	}
 	add(first)
+	lingerEnd := time.Now().Add(s.cfg.Linger)
 	var gap *time.Timer // started on the first pause in the flow
 	defer func() {
 		if gap != nil {
@@ -439,11 +441,17 @@ func (s *Source) take(out []pipeline.Message, first jetstream.Msg, max int, dead
 		case jm, ok = <-p.msgs:
 		default:
 			// Nothing buffered: wait a moment, because a batch arrives as a
-			// burst that the client hands over one message at a time.
+			// burst that the client hands over one message at a time; but
+			// a trickle does not hold the batch's first message longer
+			// than the linger.
+			wait := min(lingerGap, time.Until(lingerEnd))
+			if wait <= 0 {
+				return out
+			}
 			if gap == nil {
-				gap = time.NewTimer(lingerGap)
+				gap = time.NewTimer(wait)
 			} else {
-				gap.Reset(lingerGap)
+				gap.Reset(wait)
 			}
 			select {
 			case jm, ok = <-p.msgs:

@@ -81,6 +81,7 @@ func queueOptions(cfg *config.Config) queue.Options {
 		Bind:               !q.Create,
 		Replicas:           q.Replicas,
 		Storage:            queue.Storage(q.Storage),
+		Linger:             cfg.Pipeline.FetchLinger,
 	}
 }
 
