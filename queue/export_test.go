@@ -6,6 +6,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// SetLingerGap replaces lingerGap for s. Call it before the first Fetch.
+func SetLingerGap(s *Source, d time.Duration) { s.gap = d }
+
 // DelayPullClose makes every pull of s close its message channel d after
 // the jetstream package closed it, as a loaded machine's scheduler may:
 // the pause between a pull's last message and its end then outlasts

@@ -108,6 +108,7 @@ type Source struct {
 	epoch uint64
 
 	prefetch bool
+	gap      time.Duration // lingerGap; tests change it (export_test.go)
 
 	fetchMu sync.Mutex // serialises Fetch and Close; guards cur and closed
 	cur     *pull      // the pull request in flight or not yet drained; nil: none
@@ -206,6 +207,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Source, error) {
 		m:        newMetrics(cfg.Registerer),
 		epoch:    epochOf(stream.CachedInfo()),
 		prefetch: !cfg.DisablePrefetch,
+		gap:      lingerGap,
 	}
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(newReconnectCollector(s)); err != nil {
@@ -444,7 +446,7 @@ func (s *Source) take(out []pipeline.Message, first jetstream.Msg, max int, dead
 			// burst that the client hands over one message at a time; but
 			// a trickle does not hold the batch's first message longer
 			// than the linger.
-			wait := min(lingerGap, time.Until(lingerEnd))
+			wait := min(s.gap, time.Until(lingerEnd))
 			if wait <= 0 {
 				return out
 			}

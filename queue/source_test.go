@@ -617,28 +617,29 @@ func TestSource_StateMetrics(t *testing.T) {
 	want("sluice_queue_ack_pending", 0)
 }
 
-// A trickle of messages, each arriving well within the linger gap of the
-// one before, does not hold a batch open until it is full: the batch ends
-// once Options.Linger has passed since its first message (without the cap,
-// this Fetch would wait for all 4,000 messages, about 2 s of trickle).
+// A trickle of messages does not hold a batch open until it is full: the
+// batch ends once Options.Linger has passed since its first message. The
+// pause that ends a batch is made an hour here, so that only the linger
+// can end it before it is full (the publisher, waiting for each PubAck,
+// needs far longer than the linger for max messages).
 func TestSource_TrickleEndsBatchAtLinger(t *testing.T) {
-	e := newEnv(t, func(o *queue.Options) { o.Linger = time.Hour })
+	e := newEnv(t, func(o *queue.Options) { o.Linger = 20 * time.Millisecond })
+	queue.SetLingerGap(e.src, time.Hour)
 	const max = 4000
 	stop := make(chan struct{})
 	fed := make(chan int, 1)
 	go func() {
-		// One message every 500µs, bounded by max and by stop.
+		// One message after another, each waiting for its PubAck,
+		// bounded by max and by stop.
 		n := 0
 		defer func() { fed <- n }()
-		tick := time.NewTicker(100 * time.Microsecond)
-		defer tick.Stop()
 		for ; n < max; n++ {
 			select {
 			case <-stop:
 				return
-			case <-tick.C:
+			default:
 			}
-			if _, err := e.js.PublishAsync("ingest.test", payload(n)); err != nil {
+			if _, err := e.js.Publish(context.Background(), "ingest.test", payload(n)); err != nil {
 				return
 			}
 		}
@@ -649,7 +650,6 @@ func TestSource_TrickleEndsBatchAtLinger(t *testing.T) {
 	if err != nil || len(msgs) == 0 {
 		t.Fatalf("Fetch = %d messages, %v; want some, nil", len(msgs), err)
 	}
-	t.Logf("fetched %d of %d fed", len(msgs), n)
 	if len(msgs) >= max {
 		t.Fatalf("Fetch took all %d messages of the trickle (%d fed): the batch stayed open past the linger", len(msgs), n)
 	}
