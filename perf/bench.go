@@ -27,9 +27,9 @@ type Options struct {
 	// Dir holds the runs' temporary files. Empty: os.TempDir(). Keep it
 	// short: Unix socket paths are limited to 107 bytes.
 	Dir string
-	// CPUProfileDir, when set, runs each sluice run under the hidden
-	// bench-run command with a CPU profile written to this directory, named
-	// by case and repetition.
+	// CPUProfileDir, when set, runs each sluice run and sluice drain under
+	// the hidden bench-run and bench-drain commands with CPU profiles
+	// written to this directory, named by case, process and repetition.
 	CPUProfileDir string
 	// LatencyFor is how long each latency measurement publishes: once as
 	// fast as the queue takes records (the sustained maximum, producer and
@@ -219,6 +219,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			eo := E2EOptions{Exe: o.Exe, Dir: dir, Framing: c.framing, Records: n, PerMessage: c.perMsg, RecordSize: o.RecordSize, Env: c.env, Config: c.config}
 			if o.CPUProfileDir != "" {
 				eo.CPUProfile = filepath.Join(o.CPUProfileDir, fmt.Sprintf("%s-rep%d.pprof", c.key, rep))
+				eo.DrainCPUProfile = filepath.Join(o.CPUProfileDir, fmt.Sprintf("%s-drain-rep%d.pprof", c.key, rep))
 			}
 			er, err := EndToEnd(ctx, eo)
 			if errors.Is(err, ErrNotAvailable) {

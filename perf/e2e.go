@@ -31,6 +31,9 @@ type E2EOptions struct {
 	PerMessage int           // records per queue message
 	RecordSize int           // bytes per record, newline excluded
 	Timeout    time.Duration // limit for the whole measurement
+	// DrainCPUProfile, when set, runs the drainer as the hidden
+	// "sluice bench-drain --cpuprofile FILE" and writes its CPU profile there.
+	DrainCPUProfile string
 	// CPUProfile, when set, runs the service as the hidden
 	// "sluice bench-run --cpuprofile FILE" and writes its CPU profile there.
 	CPUProfile string
@@ -121,7 +124,11 @@ func EndToEnd(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 	}
 	nc.Close()
 
-	dargs := []string{"drain", "--socket", sock, "--out", out, "--log-format", "json"}
+	dargs := []string{"drain"}
+	if o.DrainCPUProfile != "" {
+		dargs = []string{"bench-drain", "--cpuprofile", o.DrainCPUProfile}
+	}
+	dargs = append(dargs, "--socket", sock, "--out", out, "--log-format", "json")
 	if o.Framing != "lines" {
 		dargs = append(dargs, "--framing", o.Framing)
 	}

@@ -104,7 +104,7 @@ the current directory). It is not part of the normal test run.`,
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON instead of a table")
 	f.StringVar(&saveDir, "save", "", "also write the table and the JSON to files named by date and machine in this directory (e.g. perf/results)")
 	f.StringVar(&o.Dir, "dir", "", "directory for the runs' temporary files (default: the system's; keep it short for socket paths)")
-	f.StringVar(&o.CPUProfileDir, "cpuprofile", "", "write a CPU profile of every sluice run child to this directory")
+	f.StringVar(&o.CPUProfileDir, "cpuprofile", "", "write a CPU profile of every sluice run and sluice drain child to this directory")
 	f.BoolVar(&scale, "scale", false, "measure 1, 2 and 3 sluice instances sharing one consumer instead of the benchmark (acked, 10 rec/msg, --records/5 records)")
 	f.DurationVar(&soak.Duration, "soak", 0, "run a soak test of this length instead of the benchmark (e.g. 60s)")
 	f.Float64Var(&soak.Rate, "soak-rate", 20000, "soak: records per second")
@@ -155,8 +155,18 @@ func newBenchReaderCmd(g *globals) *cobra.Command {
 
 // newBenchRunCmd is sluice run with a CPU profile, for bench --cpuprofile.
 func newBenchRunCmd(g *globals) *cobra.Command {
-	cmd := newRunCmd(g)
-	cmd.Use, cmd.Hidden = "bench-run --cpuprofile FILE [run flags]", true
+	return withCPUProfile(newRunCmd(g), "bench-run --cpuprofile FILE [run flags]")
+}
+
+// newBenchDrainCmd is sluice drain with a CPU profile, for bench --cpuprofile.
+func newBenchDrainCmd(g *globals) *cobra.Command {
+	return withCPUProfile(newDrainCmd(g), "bench-drain --cpuprofile FILE [drain flags]")
+}
+
+// withCPUProfile makes cmd a hidden command named by use that writes a CPU
+// profile of its run to --cpuprofile.
+func withCPUProfile(cmd *cobra.Command, use string) *cobra.Command {
+	cmd.Use, cmd.Hidden = use, true
 	var profile string
 	cmd.Flags().StringVar(&profile, "cpuprofile", "", "write a CPU profile here")
 	run := cmd.RunE

@@ -87,7 +87,7 @@ Start with:  sluice demo`,
 	pf.StringVarP(&g.configPath, "config", "c", "", "YAML config file (default: none; built-in defaults plus SLUICE_* environment)")
 	pf.StringVar(&g.logFormat, "log-format", "", "log format: text or json (config log.format; default text)")
 	pf.StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn or error (config log.level; default info)")
-	root.AddCommand(newRunCmd(g), newDrainCmd(g), newLoadCmd(g), newDemoCmd(g), newCheckCmd(g), newTestCmd(g), newDLQCmd(g), newVersionCmd(g), newBenchCmd(g), newBenchReaderCmd(g), newBenchRunCmd(g), newChaosCmd(g), newChaosNATSCmd(g), newConformanceCmd(), newStatusCmd(g), newTapCmd(g))
+	root.AddCommand(newRunCmd(g), newDrainCmd(g), newLoadCmd(g), newDemoCmd(g), newCheckCmd(g), newTestCmd(g), newDLQCmd(g), newVersionCmd(g), newBenchCmd(g), newBenchReaderCmd(g), newBenchRunCmd(g), newBenchDrainCmd(g), newChaosCmd(g), newChaosNATSCmd(g), newConformanceCmd(), newStatusCmd(g), newTapCmd(g))
 	return root
 }
 
