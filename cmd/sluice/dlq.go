@@ -125,6 +125,9 @@ func (g *globals) withDLQ(cmd *cobra.Command, f filterFlags, fn func(context.Con
 	}
 	nc, err := queue.Connect(ctx, nil, co)
 	if err != nil {
+		if hinted := authHint(err, cfg, co.Token); hinted != err {
+			return hinted
+		}
 		return fmt.Errorf("%w (with the embedded queue, sluice run must be running: sluice dlq connects to its queue.listen)", err)
 	}
 	defer nc.Close()

@@ -84,7 +84,7 @@ it cannot be read there are no markers).`,
 			}
 			ctx, stop := signalContext(logger)
 			defer stop()
-			return runLoad(ctx, g.stdout, g.stderr, o)
+			return authHint(runLoad(ctx, g.stdout, g.stderr, o), cfg, o.Token)
 		},
 	}
 	f := cmd.Flags()

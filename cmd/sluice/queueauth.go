@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/obs"
 	"github.com/sluice-dev/sluice/queue"
@@ -74,4 +76,28 @@ func hasCredentials(rawURL string) bool {
 		}
 	}
 	return false
+}
+
+// authHint adds to err, when the NATS server refused the credentials of a
+// client command (load, dlq), where the token of a sluice run's embedded
+// server is and how to present it; other errors are returned as they are.
+// token is what the command presented ("" for none).
+func authHint(err error, cfg *config.Config, token string) error {
+	if err == nil || !errors.Is(err, nats.ErrAuthorization) && !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+		return err
+	}
+	if cfg.Queue.Auth != config.AuthToken {
+		return fmt.Errorf("%w (the server refused the credentials: give the user and password of the server's queue.auth, in the URL as nats://USER:PASSWORD@host:port or as queue.user and queue.password)", err)
+	}
+	if cfg.Queue.Token != "" {
+		return fmt.Errorf("%w (the server refused the token of queue.token: it is not the token of that server)", err)
+	}
+	path := cfg.QueueTokenFile()
+	if abs, aerr := filepath.Abs(path); aerr == nil {
+		path = abs
+	}
+	if token == "" {
+		return fmt.Errorf("%w (the embedded server asks for a token and there is none at %s: run this command with the configuration or the queue.data_dir (SLUICE_QUEUE_DATA_DIR) of that sluice run, or give the token as SLUICE_QUEUE_TOKEN or in the URL, nats://TOKEN@host:port)", err, path)
+	}
+	return fmt.Errorf("%w (the server refused the token read from %s: that file belongs to another sluice run; use the configuration or the queue.data_dir (SLUICE_QUEUE_DATA_DIR) of the one serving this address)", err, path)
 }

@@ -108,3 +108,39 @@ func TestService_QueueAuth(t *testing.T) {
 		t.Errorf("queue.auth none made a token file (%v)", err)
 	}
 }
+
+// A client command that the embedded server refuses says where the token
+// is and how to present it: no token file where it looked, or a token file
+// of another sluice run.
+func TestClients_RefusedTokenSaysWhere(t *testing.T) {
+	cfg, _ := testConfig(t)
+	svc, _ := startService(t, cfg)
+	url := svc.emb.ClientURL()
+	other := t.TempDir()
+	stale := other + "/stale.token"
+	if err := os.WriteFile(stale, []byte("not-the-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, env, val, want string
+	}{
+		{"no token file", "SLUICE_QUEUE_DATA_DIR", other, "there is none at " + other + "/nats.token"},
+		{"another run's token", "SLUICE_QUEUE_TOKEN_FILE", stale, "refused the token read from " + stale},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(tc.env, tc.val)
+			for _, args := range [][]string{
+				{"load", "--url", url, "--count", "1", "--metrics-url", ""},
+				{"dlq", "list"},
+			} {
+				if args[0] == "dlq" { // it connects to queue.listen
+					t.Setenv("SLUICE_QUEUE_LISTEN", strings.TrimPrefix(url, "nats://"))
+				}
+				_, _, err := runCLI(args...)
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("sluice %s: %v; want an error saying %q", strings.Join(args, " "), err, tc.want)
+				}
+			}
+		})
+	}
+}
