@@ -701,8 +701,8 @@ func TestKeys_EnvAndSet(t *testing.T) {
 		"string": "zz", "int": "9999", "duration": "3s", "bytes": "3MiB", "mode": "0640", "list": "a,b", "bool": "true",
 	}
 	keys := config.Keys()
-	if len(keys) != 86 {
-		t.Errorf("len(Keys()) = %d, want 86", len(keys))
+	if len(keys) != 87 {
+		t.Errorf("len(Keys()) = %d, want 87", len(keys))
 	}
 	for _, want := range []string{"pipeline.workers int", "queue.subjects list", "faults list", "queue.max_bytes bytes", "queue.migrate bool",
 		"drain.socket_mode mode", "drain.accept_rewind bool", "pipeline.max_inflight_bytes bytes", "queue.tls.ca_file string", "sink.backoff_min duration"} {

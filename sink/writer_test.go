@@ -463,7 +463,8 @@ func TestWriter_Close(t *testing.T) {
 		})
 		// WriteTimeout is far beyond the stall guard: only Close can end
 		// the write in time.
-		w, _ := newWriter(t, sink.Options{Path: path, WriteTimeout: time.Hour})
+		// The record is under MaxLineBytes, so it is written, not refused.
+		w, _ := newWriter(t, sink.Options{Path: path, WriteTimeout: time.Hour, MaxLineBytes: 16 << 20})
 		ch := sendAsync(context.Background(), w, recs(strings.Repeat("z", 8<<20)))
 		testkit.WaitFor(t, 10*time.Second, func() error {
 			if d.accepted.Load() < 1 || !w.Connected() {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -169,15 +170,7 @@ func TestCluster_ThreeInstancesKillAndLeaderChange(t *testing.T) {
 	dir := testkit.ShortDir(t)
 	cl := startJSCluster(t, dir)
 	// JetStream answers once the cluster has elected its meta leader.
-	nc, err := nats.Connect(cl.urls(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := connectCluster(t, cl)
 	waitFor(t, 60*time.Second, "the JetStream cluster", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -312,4 +305,86 @@ func (p *proc) restartIfExited() bool {
 	default:
 		return false
 	}
+}
+
+// sluice run started while its JetStream cluster has no quorum (two of
+// three nodes down) waits, retrying, instead of exiting; once the nodes
+// are back it opens the stream and delivers.
+func TestCluster_StartWaitsForQuorum(t *testing.T) {
+	dir := testkit.ShortDir(t)
+	c := startJSCluster(t, dir)
+	c.stop(1)
+	c.stop(2)
+	cfg, _ := testConfig(t)
+	cfg.Queue.URL = fmt.Sprintf("nats://127.0.0.1:%d", c.opts[0].Port)
+	cfg.Queue.Replicas = 3
+	out := filepath.Join(dir, "out")
+	startDrain(t, cfg.Sink.Socket, out)
+	var logs testkit.SyncBuffer
+	type started struct {
+		svc *service
+		err error
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan started, 1)
+	go func() {
+		svc, err := newService(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+		done <- started{svc, err}
+	}()
+	// The start must be waiting, and saying why.
+	testkit.WaitFor(t, 60*time.Second, func() error {
+		select {
+		case r := <-done:
+			t.Fatalf("sluice started without a quorum: %v", r.err)
+		default:
+		}
+		if !strings.Contains(logs.String(), "JetStream unavailable at start; retrying") {
+			return fmt.Errorf("no retry logged yet")
+		}
+		return nil
+	})
+	var wg sync.WaitGroup
+	wg.Go(func() { c.start(1) })
+	wg.Go(func() { c.start(2) })
+	wg.Wait()
+	var r started
+	select {
+	case r = <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("sluice did not start after the quorum came back; log:\n%s", logs.String())
+	}
+	if r.err != nil {
+		t.Fatalf("start after the quorum came back: %v\nlog:\n%s", r.err, logs.String())
+	}
+	defer r.svc.close()
+	runDone := make(chan error, 1)
+	go func() { runDone <- r.svc.run(ctx) }()
+	js := connectCluster(t, c)
+	const total = 200
+	publishRetrying(ctx, t, js, total, 10, 200)
+	testkit.WaitFor(t, time.Minute, func() error {
+		if n := countLines(t, out); n != total {
+			return fmt.Errorf("%d of %d records drained", n, total)
+		}
+		return nil
+	})
+	cancel()
+	<-runDone
+}
+
+// connectCluster connects a client to every node of c, reconnecting for
+// ever (nodes stop and start during the tests), closed at the test's end.
+func connectCluster(t *testing.T, c *jsCluster) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(c.urls(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

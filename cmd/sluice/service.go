@@ -104,7 +104,7 @@ func newService(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_
 	qo := queueOptions(cfg)
 	qo.Logger, qo.Registerer = logger, s.reg
 	if s.nc != nil {
-		if s.src, err = queue.Open(ctx, s.nc, qo); err != nil {
+		if s.src, err = queue.OpenWaiting(ctx, s.nc, qo); err != nil {
 			return nil, err
 		}
 		src = s.src
