@@ -188,6 +188,15 @@ func TestSource_DeadLetterForeign(t *testing.T) {
 // machine; the slow-close row forces it), Fetch meets that error on its own
 // select rather than inside take: that row failed before Fetch treated both
 // alike, and CI once hit the same path by chance.
+//
+// The server still holds the ended pull until it sees the client's
+// unsubscribe, which the jetstream package sends just after it closes the
+// pull's channel; a message the server delivers into that window goes to
+// an inbox nobody reads and comes back after AckWait. That is no loss, but
+// with the 30 s default it outlasts stallGuard (CI met it about once in
+// forty runs). So the test publishes the good message only after the
+// replacement pull is on the server, and a short AckWait covers the
+// remaining window.
 func TestSource_BadMetadata(t *testing.T) {
 	t.Run("close-at-once", func(t *testing.T) { testBadMetadata(t, 0) })
 	t.Run("slow-close", func(t *testing.T) { testBadMetadata(t, 20*time.Millisecond) })
@@ -198,7 +207,7 @@ func testBadMetadata(t *testing.T, closeDelay time.Duration) {
 	nc := connect(t, emb)
 	var logs testkit.SyncBuffer
 	reg := prometheus.NewRegistry()
-	src, err := queue.Open(context.Background(), nc, queue.Options{Logger: newTextLogger(&logs), Registerer: reg})
+	src, err := queue.Open(context.Background(), nc, queue.Options{Logger: newTextLogger(&logs), Registerer: reg, AckWait: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,6 +260,9 @@ func testBadMetadata(t *testing.T, closeDelay time.Duration) {
 		t.Fatalf("reply to the message without metadata = %q, want +TERM", term.Data)
 	}
 
+	if _, err := pulls.NextMsg(stallGuard); err != nil {
+		t.Fatalf("Fetch did not pull again after the message without metadata: %v", err)
+	}
 	publish(t, js, 0, 1)
 	var r result
 	select {
